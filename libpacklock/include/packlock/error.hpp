@@ -1,0 +1,54 @@
+#pragma once
+// packlock's error codes, their category, and the exception thrown by the
+// throwing overloads.
+//
+// Errors from the operating system keep their errno in std::system_category();
+// packlock's own conditions use packlock::errc in packlock::category(). Codes
+// compare with the portable conditions where one exists, so callers may write
+//   if (ec == std::errc::operation_canceled) ...
+// for packlock::errc::cancelled (likewise timeout -> std::errc::timed_out and
+// busy -> std::errc::resource_unavailable_try_again).
+
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <type_traits>
+
+namespace packlock {
+
+enum class errc {
+  busy = 1,             // held elsewhere, or re-entry by the holding thread
+  timeout,              // the wait ended at its deadline
+  cancelled,            // the wait was cancelled
+  not_a_regular_file,   // the sidecar is a symlink, directory, FIFO, ...
+  invalid_name,         // a lock name that LockManager refuses
+  not_held,             // release of something that is not held
+  lock_unsuccessful,    // try_lock / try_rlock: "store is locked"
+  unlock_unsuccessful,  // UnlockFunc: "could not unlock store"
+  hijacked,             // the sidecar no longer names the held inode
+  not_open,             // a default-constructed or moved-from PackLock
+};
+
+const std::error_category& category() noexcept;
+
+inline std::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), category()};
+}
+
+// Thrown by the throwing overloads. what() reads "<verb> <path>: <cause>",
+// e.g. "lock /srv/pack/.grex-lock: lock is busy"; code() is the error code
+// the std::error_code& overload would have reported.
+class Error : public std::system_error {
+ public:
+  Error(std::error_code ec, std::string verb, std::filesystem::path path);
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace packlock
+
+template <>
+struct std::is_error_code_enum<packlock::errc> : std::true_type {};

@@ -1,0 +1,7 @@
+#pragma once
+// The whole public API of libpacklock.
+
+#include <packlock/error.hpp>
+#include <packlock/mode.hpp>
+#include <packlock/pack_lock.hpp>
+#include <packlock/version.hpp>

@@ -1,0 +1,125 @@
+#include "engine.hpp"
+
+#include <condition_variable>
+#include <mutex>
+
+#include <packlock/error.hpp>
+
+#include "kernel_lock.hpp"
+
+namespace packlock::detail {
+namespace {
+
+bool expired(const Deadline& deadline) noexcept {
+  return deadline && Clock::now() >= *deadline;
+}
+
+// A waiter whose owner blocks its own thread until its turn comes.
+class BlockingWaiter final : public Waiter {
+ public:
+  explicit BlockingWaiter(Mode mode) noexcept : Waiter(mode, std::this_thread::get_id()) {}
+
+  // False when the deadline passed first.
+  bool wait_for_turn(const Deadline& deadline) {
+    std::unique_lock lock(mutex_);
+    const auto turn = [this] { return turn_; };
+    if (!deadline) {
+      cv_.wait(lock, turn);
+      return true;
+    }
+    return cv_.wait_until(lock, *deadline, turn);
+  }
+
+ private:
+  void turn_came() noexcept override {
+    std::lock_guard lock(mutex_);
+    turn_ = true;
+    cv_.notify_one();
+  }
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool turn_ = false;
+};
+
+// The head of the in-process queue contends for the kernel lock: attempt,
+// and while busy wait for a release event (or the back-off step) and
+// attempt again. Returns the locked sidecar, or sets `ec`.
+Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& deadline,
+                Backoff backoff, std::error_code& ec) noexcept {
+  Sidecar sidecar = pack.open_sidecar(ec);
+  if (ec) return {};
+  ReleaseWatch watch(backoff);
+  // Watch before the first attempt, so a release between a busy attempt and
+  // the wait is not lost.
+  if (may_wait) watch.watch(sidecar);
+  for (;;) {
+    switch (attempt_kernel_lock(pack, sidecar, mode, ec)) {
+      case Attempt::locked: return sidecar;
+      case Attempt::failed: return {};
+      case Attempt::busy: break;
+    }
+    if (!may_wait) {
+      ec = errc::busy;
+      return {};
+    }
+    // A holder left on an unlinked inode must not keep us waiting on it.
+    if (!pack.path_names(sidecar)) {
+      sidecar = pack.open_sidecar(ec);
+      if (ec) return {};
+      watch.watch(sidecar);
+      continue;
+    }
+    watch.watch(sidecar);
+    if (expired(deadline)) {
+      ec = errc::timeout;
+      return {};
+    }
+    watch.wait_until(deadline);
+  }
+}
+
+std::unique_ptr<Hold> acquire_as(const std::shared_ptr<const Pack>& pack, Mode mode,
+                                 bool may_wait, const Deadline& deadline, Backoff backoff,
+                                 std::error_code& ec) noexcept {
+  ec.clear();
+  BlockingWaiter waiter(mode);
+  PackQueue& queue = pack->queue();
+  switch (queue.admit(waiter, may_wait)) {
+    case PackQueue::Admission::reentry:
+    case PackQueue::Admission::busy:
+      ec = errc::busy;
+      return nullptr;
+    case PackQueue::Admission::queued:
+      if (!waiter.wait_for_turn(deadline)) {
+        queue.withdraw(waiter);
+        ec = errc::timeout;
+        return nullptr;
+      }
+      break;
+    case PackQueue::Admission::proceed:
+      break;
+  }
+  Sidecar sidecar = contend(*pack, mode, may_wait, deadline, backoff, ec);
+  if (ec) {
+    queue.withdraw(waiter);
+    return nullptr;
+  }
+  queue.granted(waiter);
+  return std::make_unique<Hold>(pack, std::move(sidecar), mode, waiter.thread());
+}
+
+}  // namespace
+
+std::unique_ptr<Hold> try_acquire(const std::shared_ptr<const Pack>& pack, Mode mode,
+                                  std::error_code& ec) noexcept {
+  return acquire_as(pack, mode, /*may_wait=*/false, std::nullopt, Backoff{}, ec);
+}
+
+std::unique_ptr<Hold> acquire(const std::shared_ptr<const Pack>& pack, Mode mode,
+                              const Deadline& deadline, std::error_code& ec,
+                              Backoff backoff) noexcept {
+  return acquire_as(pack, mode, /*may_wait=*/true, deadline, backoff, ec);
+}
+
+}  // namespace packlock::detail

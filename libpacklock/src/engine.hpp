@@ -1,0 +1,28 @@
+#pragma once
+// The engine's synchronous entry points: every face that takes a lock
+// without an event loop comes through here. noexcept; errors go to `ec`.
+
+#include <memory>
+#include <system_error>
+
+#include <packlock/mode.hpp>
+
+#include "hold.hpp"
+#include "pack.hpp"
+#include "release_watch.hpp"
+
+namespace packlock::detail {
+
+// Never waits: errc::busy when another process, another holder in this
+// process, a queued waiter, or the calling thread itself is in the way.
+std::unique_ptr<Hold> try_acquire(const std::shared_ptr<const Pack>& pack, Mode mode,
+                                  std::error_code& ec) noexcept;
+
+// Waits in FIFO order behind this process's other waiters, then for the
+// kernel lock, until `deadline` (none: forever). errc::busy at once on
+// re-entry by a thread that holds the pack; errc::timeout at the deadline.
+std::unique_ptr<Hold> acquire(const std::shared_ptr<const Pack>& pack, Mode mode,
+                              const Deadline& deadline, std::error_code& ec,
+                              Backoff backoff = {}) noexcept;
+
+}  // namespace packlock::detail

@@ -1,0 +1,54 @@
+#include <packlock/error.hpp>
+
+namespace packlock {
+namespace {
+
+// Stateless, so one immutable instance serves every thread.
+class Category final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "packlock"; }
+
+  std::string message(int value) const override {
+    switch (static_cast<errc>(value)) {
+      case errc::busy: return "lock is busy";
+      case errc::timeout: return "timed out waiting for the lock";
+      case errc::cancelled: return "operation cancelled";
+      case errc::not_a_regular_file: return "not a regular file";
+      case errc::invalid_name: return "invalid lock name";
+      case errc::not_held: return "lock is not held";
+      case errc::lock_unsuccessful: return "store is locked";
+      case errc::unlock_unsuccessful: return "could not unlock store";
+      case errc::hijacked: return "lock was lost: the sidecar was unlinked or replaced";
+      case errc::not_open: return "pack lock is not open";
+    }
+    return "unknown packlock error";
+  }
+
+  // Maps onto the portable conditions so that generic code (Asio's included)
+  // recognises cancellation and timeouts without knowing packlock.
+  std::error_condition default_error_condition(int value) const noexcept override {
+    switch (static_cast<errc>(value)) {
+      case errc::cancelled: return std::errc::operation_canceled;
+      case errc::timeout: return std::errc::timed_out;
+      case errc::busy: return std::errc::resource_unavailable_try_again;
+      case errc::not_a_regular_file: return std::errc::invalid_argument;
+      default: return {value, *this};
+    }
+  }
+};
+
+std::string describe(const std::string& verb, const std::filesystem::path& path) {
+  return verb + " " + path.string();
+}
+
+}  // namespace
+
+const std::error_category& category() noexcept {
+  static const Category instance;
+  return instance;
+}
+
+Error::Error(std::error_code ec, std::string verb, std::filesystem::path path)
+    : std::system_error(ec, describe(verb, path)), path_(std::move(path)) {}
+
+}  // namespace packlock

@@ -1,0 +1,40 @@
+#include "hold.hpp"
+
+#include <pthread.h>
+
+#include <atomic>
+
+namespace packlock::detail {
+namespace {
+
+// Counts forks, so a hold released in a child knows the lock table it would
+// update is a copy whose mutexes may have been held by threads that do not
+// exist in the child. Cheaper than getpid(2) on every release.
+std::atomic<unsigned> fork_generation{0};
+
+void note_fork_in_child() noexcept { fork_generation.fetch_add(1, std::memory_order_relaxed); }
+
+[[maybe_unused]] const int fork_handler_installed =
+    ::pthread_atfork(nullptr, nullptr, note_fork_in_child);
+
+}  // namespace
+
+Hold::Hold(std::shared_ptr<const Pack> pack, Sidecar sidecar, Mode mode,
+           std::thread::id thread) noexcept
+    : pack_(std::move(pack)),
+      sidecar_(std::move(sidecar)),
+      mode_(mode),
+      thread_(thread),
+      acquired_at_(std::chrono::system_clock::now()),
+      fork_generation_(fork_generation.load(std::memory_order_relaxed)) {}
+
+std::error_code Hold::release() noexcept {
+  if (!sidecar_.fd) return release_result_;
+  if (const int err = sidecar_.fd.reset()) release_result_.assign(err, std::system_category());
+  if (fork_generation_ == fork_generation.load(std::memory_order_relaxed)) {
+    pack_->queue().released(mode_, thread_);
+  }
+  return release_result_;
+}
+
+}  // namespace packlock::detail

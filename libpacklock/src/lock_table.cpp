@@ -1,0 +1,92 @@
+#include "lock_table.hpp"
+
+#include <algorithm>
+
+namespace packlock::detail {
+
+PackQueue::Admission PackQueue::admit(Waiter& waiter, bool may_wait) {
+  std::lock_guard lock(mutex_);
+  if (held_by(waiter.thread())) return Admission::reentry;
+  // An empty queue means nobody contends at the kernel level right now.
+  if (waiters_.empty() && compatible(waiter.mode())) {
+    waiter.turn_given_ = true;
+    waiters_.push_back(&waiter);
+    return Admission::proceed;
+  }
+  if (!may_wait) return Admission::busy;
+  waiters_.push_back(&waiter);
+  return Admission::queued;
+}
+
+void PackQueue::granted(Waiter& waiter) {
+  std::lock_guard lock(mutex_);
+  // The head is the only waiter that can be granted.
+  waiters_.pop_front();
+  holders_.push_back({waiter.mode(), waiter.thread()});
+  give_turn_to_head();
+}
+
+void PackQueue::withdraw(Waiter& waiter) {
+  std::lock_guard lock(mutex_);
+  const auto it = std::find(waiters_.begin(), waiters_.end(), &waiter);
+  if (it == waiters_.end()) return;
+  const bool was_head = it == waiters_.begin();
+  waiters_.erase(it);
+  if (was_head) give_turn_to_head();
+}
+
+void PackQueue::released(Mode mode, std::thread::id thread) {
+  std::lock_guard lock(mutex_);
+  const auto it = std::find_if(holders_.begin(), holders_.end(), [&](const Holder& h) {
+    return h.mode == mode && h.thread == thread;
+  });
+  if (it != holders_.end()) holders_.erase(it);
+  give_turn_to_head();
+}
+
+bool PackQueue::compatible(Mode mode) const noexcept {
+  if (mode == Mode::shared) {
+    return std::none_of(holders_.begin(), holders_.end(),
+                        [](const Holder& h) { return h.mode == Mode::exclusive; });
+  }
+  return holders_.empty();
+}
+
+bool PackQueue::held_by(std::thread::id thread) const noexcept {
+  if (thread == std::thread::id()) return false;
+  return std::any_of(holders_.begin(), holders_.end(),
+                     [&](const Holder& h) { return h.thread == thread; });
+}
+
+void PackQueue::give_turn_to_head() noexcept {
+  if (waiters_.empty()) return;
+  Waiter& head = *waiters_.front();
+  if (head.turn_given_ || !compatible(head.mode())) return;
+  head.turn_given_ = true;
+  head.turn_came();
+}
+
+LockTable& LockTable::instance() {
+  static LockTable* const table = new LockTable;
+  return *table;
+}
+
+std::shared_ptr<PackQueue> LockTable::queue_for(const std::string& key) {
+  std::lock_guard lock(mutex_);
+  std::weak_ptr<PackQueue>& slot = queues_[key];
+  std::shared_ptr<PackQueue> queue = slot.lock();
+  if (!queue) {
+    queue = std::make_shared<PackQueue>();
+    slot = queue;
+    if (queues_.size() >= sweep_at_) forget_expired();
+  }
+  return queue;
+}
+
+// Amortised: runs when the map has doubled since the last sweep.
+void LockTable::forget_expired() {
+  std::erase_if(queues_, [](const auto& entry) { return entry.second.expired(); });
+  sweep_at_ = std::max<std::size_t>(64, 2 * queues_.size());
+}
+
+}  // namespace packlock::detail

@@ -1,0 +1,33 @@
+#include "pack.hpp"
+
+namespace packlock::detail {
+
+Pack::Pack(UniqueFd dir, std::filesystem::path path, const PackOptions& options,
+           std::shared_ptr<PackQueue> queue) noexcept
+    : dir_(std::move(dir)),
+      path_(std::move(path)),
+      sidecar_name_(options.sidecar_name),
+      create_(options.create),
+      queue_(std::move(queue)) {}
+
+std::shared_ptr<const Pack> Pack::open(const std::filesystem::path& pack,
+                                       const PackOptions& options,
+                                       std::error_code& ec) noexcept try {
+  UniqueFd dir = open_pack_directory(pack, options.create, ec);
+  if (ec) return nullptr;
+  std::filesystem::path canonical = canonical_directory_path(dir.get(), pack, ec);
+  if (ec) return nullptr;
+  // Opening the sidecar now reports a refused sidecar (symlink, FIFO, ...)
+  // at open time, and creates it so that other tools see the pack as lockable.
+  Sidecar sidecar = detail::open_sidecar(dir.get(), options.sidecar_name, options.create, ec);
+  if (ec) return nullptr;
+  // Different sidecar names in one directory are different locks.
+  const std::string key = canonical.string() + '\0' + options.sidecar_name;
+  return std::make_shared<const Pack>(std::move(dir), std::move(canonical), options,
+                                      LockTable::instance().queue_for(key));
+} catch (const std::bad_alloc&) {
+  ec = std::make_error_code(std::errc::not_enough_memory);
+  return nullptr;
+}
+
+}  // namespace packlock::detail

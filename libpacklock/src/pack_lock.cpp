@@ -1,0 +1,100 @@
+#include <packlock/pack_lock.hpp>
+
+#include "engine.hpp"
+#include "hold.hpp"
+#include "pack.hpp"
+
+namespace packlock {
+namespace {
+
+const std::filesystem::path kNoPath;
+
+detail::Deadline deadline_after(const Timeout& timeout) noexcept {
+  if (!timeout) return std::nullopt;
+  return detail::Clock::now() + *timeout;
+}
+
+template <typename T>
+T value_or_throw(T value, const std::error_code& ec, const char* verb,
+                 const std::filesystem::path& path) {
+  if (ec) throw Error(ec, verb, path);
+  return value;
+}
+
+}  // namespace
+
+using detail::Deadline;
+
+PackLockHold::PackLockHold() noexcept = default;
+PackLockHold::PackLockHold(std::unique_ptr<detail::Hold> hold) noexcept : hold_(std::move(hold)) {}
+PackLockHold::PackLockHold(PackLockHold&&) noexcept = default;
+PackLockHold& PackLockHold::operator=(PackLockHold&&) noexcept = default;
+PackLockHold::~PackLockHold() = default;
+
+bool PackLockHold::held() const noexcept { return hold_ && hold_->held(); }
+
+std::error_code PackLockHold::release() noexcept {
+  if (!hold_) return errc::not_held;
+  return hold_->release();
+}
+
+Mode PackLockHold::mode() const noexcept { return hold_ ? hold_->mode() : Mode::exclusive; }
+
+const std::filesystem::path& PackLockHold::pack() const noexcept {
+  return hold_ ? hold_->pack().path() : kNoPath;
+}
+
+std::chrono::system_clock::time_point PackLockHold::acquired_at() const noexcept {
+  return hold_ ? hold_->acquired_at() : std::chrono::system_clock::time_point{};
+}
+
+PackLock::PackLock() noexcept = default;
+PackLock::PackLock(std::shared_ptr<const detail::Pack> pack) noexcept : pack_(std::move(pack)) {}
+
+PackLock PackLock::open(const std::filesystem::path& pack, std::error_code& ec) noexcept {
+  return PackLock(detail::Pack::open(pack, detail::PackOptions{}, ec));
+}
+
+PackLock PackLock::open(const std::filesystem::path& pack) {
+  std::error_code ec;
+  PackLock lock = open(pack, ec);
+  return value_or_throw(std::move(lock), ec, "open", pack / detail::kDefaultSidecarName);
+}
+
+PackLockHold PackLock::try_acquire(Mode mode, std::error_code& ec) const noexcept {
+  if (!pack_) {
+    ec = errc::not_open;
+    return {};
+  }
+  return PackLockHold(detail::try_acquire(pack_, mode, ec));
+}
+
+PackLockHold PackLock::try_acquire(Mode mode) const {
+  std::error_code ec;
+  PackLockHold hold = try_acquire(mode, ec);
+  return value_or_throw(std::move(hold), ec, "lock", sidecar());
+}
+
+PackLockHold PackLock::acquire(Mode mode, Timeout timeout, std::error_code& ec) const noexcept {
+  if (!pack_) {
+    ec = errc::not_open;
+    return {};
+  }
+  return PackLockHold(detail::acquire(pack_, mode, deadline_after(timeout), ec));
+}
+
+PackLockHold PackLock::acquire(Mode mode, Timeout timeout) const {
+  std::error_code ec;
+  PackLockHold hold = acquire(mode, timeout, ec);
+  return value_or_throw(std::move(hold), ec, "lock", sidecar());
+}
+
+const std::filesystem::path& PackLock::pack() const noexcept {
+  return pack_ ? pack_->path() : kNoPath;
+}
+
+std::filesystem::path PackLock::sidecar() const {
+  return pack_ ? pack_->sidecar_path() : std::filesystem::path();
+}
+
+}  // namespace packlock

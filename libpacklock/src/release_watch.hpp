@@ -1,0 +1,65 @@
+#pragma once
+// How a waiter learns that the lock it waits for may have been released.
+//
+// The event source is inotify on the sidecar's inode: a holder releases by
+// closing its descriptor, which the kernel reports as IN_CLOSE_*; a sidecar
+// unlinked or replaced (recovery, steal, rm) reports IN_ATTRIB (link count),
+// IN_DELETE_SELF or IN_MOVE_SELF. Some releases send nothing: a foreign
+// `flock -u` that keeps its descriptor open, a holder on another host of a
+// network filesystem. For those a back-off timer, reset by every event,
+// grows from `first` to `cap`, so such a release is seen within `cap`.
+//
+// The kernel reports the close a moment before it drops the lock, so an
+// attempt made right after an event can still find the lock busy; the short
+// first back-off step after each event covers that race.
+//
+// Not thread-safe: one waiter owns one watch.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+
+#include "sidecar.hpp"
+#include "unique_fd.hpp"
+
+namespace packlock::detail {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = std::optional<Clock::time_point>;
+
+struct Backoff {
+  std::chrono::nanoseconds first = std::chrono::microseconds(100);
+  std::chrono::nanoseconds cap = std::chrono::milliseconds(250);
+};
+
+class ReleaseWatch final {
+ public:
+  explicit ReleaseWatch(Backoff backoff = {}) noexcept;
+
+  // Watches the inode `sidecar` has open (again, if it changed). Without
+  // inotify (no instance left, no /proc) the back-off timer alone wakes.
+  void watch(const Sidecar& sidecar) noexcept;
+
+  // Blocks until an event arrives, the back-off period passes, or the
+  // deadline, whichever is first. A signal (EINTR) only ends the step early:
+  // the caller retries and its deadline alone decides a timeout.
+  void wait_until(const Deadline& deadline) noexcept;
+
+  // For event loops: the inotify descriptor (-1 without one), readable when
+  // events are pending; consume_events() drains it and reports whether
+  // there were any; next_delay() is the back-off step to sleep now.
+  int native_handle() const noexcept { return inotify_.get(); }
+  bool consume_events() noexcept;
+  std::chrono::nanoseconds next_delay() noexcept;
+
+ private:
+  Backoff backoff_;
+  std::chrono::nanoseconds step_;
+  UniqueFd inotify_;
+  int wd_ = -1;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+};
+
+}  // namespace packlock::detail

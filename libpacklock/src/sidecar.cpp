@@ -1,0 +1,93 @@
+#include "sidecar.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <array>
+#include <cerrno>
+
+#include <packlock/error.hpp>
+
+namespace packlock::detail {
+namespace {
+
+std::error_code last_os_error() noexcept { return {errno, std::system_category()}; }
+
+int open_directory(const std::filesystem::path& pack) noexcept {
+  return ::open(pack.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+// Errors that mean "something is at the sidecar's name but it is not a
+// regular file we may open": a symlink (ELOOP under O_NOFOLLOW), a directory
+// (EISDIR for O_RDWR), a socket (ENXIO).
+bool means_not_regular(int err) noexcept {
+  return err == ELOOP || err == EISDIR || err == ENXIO;
+}
+
+}  // namespace
+
+UniqueFd open_pack_directory(const std::filesystem::path& pack, bool create,
+                             std::error_code& ec) noexcept {
+  ec.clear();
+  UniqueFd dir(open_directory(pack));
+  if (!dir && errno == ENOENT && create) {
+    std::filesystem::create_directories(pack, ec);
+    if (ec) return {};
+    dir = UniqueFd(open_directory(pack));
+  }
+  if (!dir) ec = last_os_error();
+  return dir;
+}
+
+std::filesystem::path canonical_directory_path(int dir_fd, const std::filesystem::path& spelled,
+                                               std::error_code& ec) {
+  ec.clear();
+  // The descriptor's own path is race-free: it names what we opened, even if
+  // the spelled path has changed since.
+  std::array<char, 4096> target{};
+  const std::string link = "/proc/self/fd/" + std::to_string(dir_fd);
+  const ssize_t n = ::readlink(link.c_str(), target.data(), target.size() - 1);
+  if (n > 0 && target[0] == '/') return std::filesystem::path(std::string(target.data(), n));
+  return std::filesystem::canonical(spelled, ec);
+}
+
+Sidecar open_sidecar(int dir_fd, const std::string& name, bool create,
+                     std::error_code& ec) noexcept {
+  ec.clear();
+  // O_NONBLOCK: opening a FIFO planted at the name must not hang before the
+  // fstat below can refuse it; it changes nothing for a regular file.
+  const int common = O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | (create ? O_CREAT : 0);
+  Sidecar sidecar;
+  sidecar.fd = UniqueFd(::openat(dir_fd, name.c_str(), O_RDWR | common, 0666));
+  sidecar.writable = static_cast<bool>(sidecar.fd);
+  if (!sidecar.fd && (errno == EACCES || errno == EROFS)) {
+    // flock needs no write access: a reader of a shared pack still locks.
+    sidecar.fd = UniqueFd(::openat(dir_fd, name.c_str(), O_RDONLY | common, 0666));
+  }
+  if (!sidecar.fd) {
+    const int err = errno;
+    ec = means_not_regular(err) ? make_error_code(errc::not_a_regular_file)
+                                : std::error_code(err, std::system_category());
+    return {};
+  }
+  struct stat st{};
+  if (::fstat(sidecar.fd.get(), &st) != 0) {
+    ec = last_os_error();
+    return {};
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ec = make_error_code(errc::not_a_regular_file);
+    return {};
+  }
+  sidecar.dev = st.st_dev;
+  sidecar.ino = st.st_ino;
+  return sidecar;
+}
+
+bool path_names_inode(int dir_fd, const std::string& name, const Sidecar& sidecar) noexcept {
+  struct stat st{};
+  return ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+         st.st_dev == sidecar.dev && st.st_ino == sidecar.ino;
+}
+
+}  // namespace packlock::detail

@@ -1,0 +1,44 @@
+#pragma once
+// The sidecar file of a pack: opened relative to the pack's directory
+// descriptor, never through a symlink, and only if it is a regular file.
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+#include <system_error>
+
+#include "unique_fd.hpp"
+
+namespace packlock::detail {
+
+inline constexpr const char* kDefaultSidecarName = ".grex-lock";
+
+// An open sidecar and the identity (device, inode) of what it names.
+struct Sidecar {
+  UniqueFd fd;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool writable = false;  // false: opened read-only (no record, no heartbeat)
+};
+
+// Opens (creating with `create`) the pack directory, following symlinks in
+// the pack path: a pack reached through a symlink is the same pack.
+UniqueFd open_pack_directory(const std::filesystem::path& pack, bool create,
+                             std::error_code& ec) noexcept;
+
+// The canonical path of an open directory, for the process-wide table key.
+std::filesystem::path canonical_directory_path(int dir_fd, const std::filesystem::path& spelled,
+                                               std::error_code& ec);
+
+// Opens `name` in `dir_fd` as SPEC section 1 says: O_NOFOLLOW, never O_TRUNC,
+// mode 0666 on creation, read-only when the caller may not write. Anything
+// but a regular file gives errc::not_a_regular_file.
+Sidecar open_sidecar(int dir_fd, const std::string& name, bool create,
+                     std::error_code& ec) noexcept;
+
+// True when `name` in `dir_fd` still names the inode `sidecar` has open: the
+// ghost-lock guard after flock, and the hijack check of a holder.
+bool path_names_inode(int dir_fd, const std::string& name, const Sidecar& sidecar) noexcept;
+
+}  // namespace packlock::detail

@@ -44,6 +44,16 @@ void PackQueue::released(Mode mode, std::thread::id thread) {
   give_turn_to_head();
 }
 
+std::size_t PackQueue::waiting() {
+  std::lock_guard lock(mutex_);
+  return waiters_.size();
+}
+
+std::size_t PackQueue::holding() {
+  std::lock_guard lock(mutex_);
+  return holders_.size();
+}
+
 bool PackQueue::compatible(Mode mode) const noexcept {
   if (mode == Mode::shared) {
     return std::none_of(holders_.begin(), holders_.end(),

@@ -68,6 +68,10 @@ class PackQueue final {
   // A holder admitted with (mode, thread) released its lock.
   void released(Mode mode, std::thread::id thread);
 
+  // Snapshot counts, for diagnostics and tests.
+  std::size_t waiting();
+  std::size_t holding();
+
  private:
   struct Holder {
     Mode mode;

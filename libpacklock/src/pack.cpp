@@ -21,8 +21,7 @@ std::shared_ptr<const Pack> Pack::open(const std::filesystem::path& pack,
   // at open time, and creates it so that other tools see the pack as lockable.
   Sidecar sidecar = detail::open_sidecar(dir.get(), options.sidecar_name, options.create, ec);
   if (ec) return nullptr;
-  // Different sidecar names in one directory are different locks.
-  const std::string key = canonical.string() + '\0' + options.sidecar_name;
+  const std::string key = table_key(canonical, options.sidecar_name);
   return std::make_shared<const Pack>(std::move(dir), std::move(canonical), options,
                                       LockTable::instance().queue_for(key));
 } catch (const std::bad_alloc&) {

@@ -34,6 +34,12 @@ class Pack final {
   bool creates() const noexcept { return create_; }
   PackQueue& queue() const noexcept { return *queue_; }
 
+  // The lock table's key: different sidecar names in one directory are
+  // different locks.
+  static std::string table_key(const std::filesystem::path& canonical, const std::string& name) {
+    return canonical.string() + '\0' + name;
+  }
+
   Sidecar open_sidecar(std::error_code& ec) const noexcept {
     return detail::open_sidecar(dir_fd(), sidecar_name_, create_, ec);
   }

@@ -1,0 +1,260 @@
+// PackLock: exclusion within and across processes, shared mode, interop
+// with flock(1), re-entry, timeouts, waking on release, and the hold.
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+#include <type_traits>
+
+#include <boost/test/unit_test.hpp>
+
+#include <packlock/packlock.hpp>
+
+#include "support.hpp"
+
+using namespace packlock;
+using namespace packlock::test;
+
+namespace {
+
+struct PackFixture {
+  TempDir dir;
+  fs::path pack = dir / "pack";
+  PackLock lock = PackLock::open(pack);
+
+  int child_try(Mode mode) {
+    return Process::child({"try", pack.string(), std::string(to_string(mode))}).exit_code();
+  }
+  Process child_holding(Mode mode) {
+    Process holder = Process::child({"hold", pack.string(), std::string(to_string(mode))});
+    holder.expect_line("locked");
+    return holder;
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(pack_lock)
+
+BOOST_FIXTURE_TEST_CASE(two_pack_locks_in_one_process_exclude_each_other, PackFixture) {
+  const PackLock other = PackLock::open(pack);
+  PackLockHold hold = lock.try_acquire();
+  BOOST_TEST(hold.held());
+  std::error_code ec;
+  std::thread([&] { (void)other.try_acquire(Mode::exclusive, ec); }).join();
+  BOOST_TEST((ec == errc::busy));
+  BOOST_TEST(!hold.release());
+  std::thread([&] { BOOST_TEST(other.try_acquire(Mode::exclusive, ec).held()); }).join();
+  BOOST_TEST(!ec);
+}
+
+BOOST_FIXTURE_TEST_CASE(two_processes_exclude_each_other, PackFixture) {
+  {
+    PackLockHold hold = lock.acquire();
+    BOOST_TEST(child_try(Mode::exclusive) == kChildBusy);
+    BOOST_TEST(child_try(Mode::shared) == kChildBusy);
+  }
+  BOOST_TEST(child_try(Mode::exclusive) == kChildOk);
+  Process holder = child_holding(Mode::exclusive);
+  std::error_code ec;
+  (void)lock.try_acquire(Mode::exclusive, ec);
+  BOOST_TEST((ec == errc::busy));
+  holder.close_stdin();
+  BOOST_TEST(holder.exit_code() == kChildOk);
+  BOOST_TEST(lock.try_acquire().held());
+}
+
+BOOST_FIXTURE_TEST_CASE(shared_holders_coexist_and_exclude_exclusive_ones, PackFixture) {
+  PackLockHold mine = lock.try_acquire(Mode::shared);
+  const PackLock other = PackLock::open(pack);
+  std::error_code ec;
+  std::thread([&] {
+    PackLockHold second = other.try_acquire(Mode::shared, ec);
+    BOOST_TEST(second.held());
+  }).join();
+  BOOST_TEST(!ec);
+  BOOST_TEST(child_try(Mode::shared) == kChildOk);
+  BOOST_TEST(child_try(Mode::exclusive) == kChildBusy);
+  std::thread([&] { (void)other.try_acquire(Mode::exclusive, ec); }).join();
+  BOOST_TEST((ec == errc::busy));
+
+  mine.release();
+  Process holder = child_holding(Mode::shared);
+  BOOST_TEST(lock.try_acquire(Mode::shared).held());
+  (void)lock.try_acquire(Mode::exclusive, ec);
+  BOOST_TEST((ec == errc::busy));
+}
+
+BOOST_FIXTURE_TEST_CASE(flock_1_and_packlock_exclude_each_other, PackFixture) {
+  {
+    Process holder = Process::flock_holder(lock.sidecar());
+    holder.expect_line("locked");
+    std::error_code ec;
+    (void)lock.try_acquire(Mode::exclusive, ec);
+    BOOST_TEST((ec == errc::busy));
+    (void)lock.try_acquire(Mode::shared, ec);
+    BOOST_TEST((ec == errc::busy));
+    holder.close_stdin();
+    BOOST_TEST(holder.exit_code() == 0);
+  }
+  {
+    PackLockHold hold = lock.acquire(Mode::exclusive);
+    BOOST_TEST(flock_nonblocking(lock.sidecar(), "-x") == 1);
+    BOOST_TEST(flock_nonblocking(lock.sidecar(), "-s") == 1);
+  }
+  {
+    PackLockHold hold = lock.acquire(Mode::shared);
+    BOOST_TEST(flock_nonblocking(lock.sidecar(), "-s") == 0);
+    BOOST_TEST(flock_nonblocking(lock.sidecar(), "-x") == 1);
+  }
+  BOOST_TEST(flock_nonblocking(lock.sidecar(), "-x") == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(symlinked_spellings_of_a_pack_are_one_pack, PackFixture) {
+  fs::create_directory_symlink(pack, dir / "link");
+  fs::create_directory_symlink(dir / "link", dir / "link2");
+  const PackLock via_link = PackLock::open(dir / "link2");
+  BOOST_TEST(via_link.pack() == lock.pack());
+  PackLockHold hold = lock.acquire();
+  // Were the spellings two keys, this blocking acquire would wait on the
+  // kernel lock this thread holds until its timeout; as one key it is
+  // re-entry, refused at once.
+  std::error_code ec;
+  (void)via_link.acquire(Mode::exclusive, 5s, ec);
+  BOOST_TEST((ec == errc::busy), ec.message());
+}
+
+BOOST_FIXTURE_TEST_CASE(reentry_by_the_holding_thread_is_busy_not_a_deadlock, PackFixture) {
+  for (const Mode held : {Mode::exclusive, Mode::shared}) {
+    PackLockHold hold = lock.acquire(held);
+    for (const Mode asked : {Mode::exclusive, Mode::shared}) {
+      std::error_code ec;
+      (void)lock.acquire(asked, 5s, ec);
+      BOOST_TEST((ec == errc::busy), ec.message());
+      (void)lock.acquire(asked, std::nullopt, ec);
+      BOOST_TEST((ec == errc::busy), ec.message());
+      (void)lock.try_acquire(asked, ec);
+      BOOST_TEST((ec == errc::busy), ec.message());
+    }
+    BOOST_CHECK_THROW(lock.acquire(held), Error);
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(acquire_times_out_at_its_deadline, PackFixture) {
+  Process holder = child_holding(Mode::exclusive);
+  std::error_code ec;
+  const auto start = std::chrono::steady_clock::now();
+  PackLockHold hold = lock.acquire(Mode::exclusive, 300ms, ec);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  BOOST_TEST((ec == errc::timeout), ec.message());
+  BOOST_TEST(!hold.held());
+  BOOST_TEST(waited >= 300ms);  // it did not give up early
+  try {
+    (void)lock.acquire(Mode::exclusive, 0ms);
+    BOOST_FAIL("must throw");
+  } catch (const Error& e) {
+    BOOST_TEST((e.code() == errc::timeout));
+    BOOST_TEST(e.path() == lock.sidecar());
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(acquire_wakes_when_another_process_releases, PackFixture) {
+  Process holder = child_holding(Mode::exclusive);
+  std::error_code ec;
+  PackLockHold hold;
+  std::thread waiter([&] { hold = lock.acquire(Mode::exclusive, 30s, ec); });
+  BOOST_REQUIRE(eventually([] { return open_fds_to("anon_inode:inotify") == 1; }));
+  holder.close_stdin();
+  waiter.join();
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(hold.held());
+  BOOST_TEST(holder.exit_code() == kChildOk);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_release_without_close_is_seen_by_the_back_off, PackFixture) {
+  // flock -u releases while the descriptor stays open: no inotify event.
+  Process holder({"sh", "-c",
+                  "exec 9<\"$0\"; flock -x 9; echo locked; read x; flock -u 9; echo unlocked; "
+                  "read y; exit 0",
+                  lock.sidecar().string()});
+  holder.expect_line("locked");
+  std::error_code ec;
+  PackLockHold hold;
+  std::thread waiter([&] { hold = lock.acquire(Mode::exclusive, 30s, ec); });
+  BOOST_REQUIRE(eventually([] { return open_fds_to("anon_inode:inotify") == 1; }));
+  holder.write_line("release");
+  holder.expect_line("unlocked");
+  waiter.join();
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(hold.held());
+  holder.close_stdin();
+  BOOST_TEST(holder.exit_code() == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(hold_is_move_only_and_releases_once, PackFixture) {
+  static_assert(!std::is_copy_constructible_v<PackLockHold>);
+  static_assert(!std::is_copy_assignable_v<PackLockHold>);
+  static_assert(std::is_nothrow_move_constructible_v<PackLockHold>);
+  static_assert(std::is_nothrow_destructible_v<PackLockHold>);
+
+  const auto before = std::chrono::system_clock::now();
+  PackLockHold hold = lock.acquire(Mode::shared);
+  BOOST_TEST((hold.mode() == Mode::shared));
+  BOOST_TEST(hold.pack() == lock.pack());
+  BOOST_TEST((hold.acquired_at() >= before));
+  BOOST_TEST((hold.acquired_at() <= std::chrono::system_clock::now()));
+
+  PackLockHold moved = std::move(hold);
+  BOOST_TEST(!hold.held());
+  BOOST_TEST((hold.release() == errc::not_held));
+  BOOST_TEST(moved.held());
+  BOOST_TEST(!moved.release());
+  BOOST_TEST(!moved.held());
+  BOOST_TEST(!moved.release());
+  BOOST_TEST(moved.pack() == lock.pack());
+  BOOST_TEST(flock_nonblocking(lock.sidecar()) == 0);
+  BOOST_TEST((PackLockHold().release() == errc::not_held));
+}
+
+BOOST_FIXTURE_TEST_CASE(destroying_a_hold_releases_it, PackFixture) {
+  { PackLockHold hold = lock.acquire(); BOOST_TEST(flock_nonblocking(lock.sidecar()) == 1); }
+  BOOST_TEST(flock_nonblocking(lock.sidecar()) == 0);
+  BOOST_TEST(lock.try_acquire().held());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_forked_child_that_releases_leaves_the_parent_holding, PackFixture) {
+  PackLockHold hold = lock.acquire();
+  const pid_t child = ::fork();
+  BOOST_REQUIRE(child >= 0);
+  if (child == 0) ::_exit(hold.release() ? 1 : 0);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  BOOST_TEST((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  BOOST_TEST(hold.held());
+  BOOST_TEST(flock_nonblocking(lock.sidecar()) == 1);
+  BOOST_TEST(child_try(Mode::exclusive) == kChildBusy);
+}
+
+BOOST_FIXTURE_TEST_CASE(another_descriptor_of_the_sidecar_closing_keeps_the_lock, PackFixture) {
+  PackLockHold hold = lock.acquire();
+  const int fd = ::open(lock.sidecar().c_str(), O_RDONLY | O_CLOEXEC);
+  BOOST_REQUIRE(fd >= 0);
+  ::close(fd);
+  { const PackLock again = PackLock::open(pack); }
+  BOOST_TEST(flock_nonblocking(lock.sidecar()) == 1);
+  BOOST_TEST(hold.held());
+}
+
+BOOST_FIXTURE_TEST_CASE(the_lock_descriptor_is_not_inherited_across_exec, PackFixture) {
+  PackLockHold hold = lock.acquire();
+  // A command started while we hold sees no descriptor on the sidecar.
+  const int found = run({"sh", "-c",
+                         "for f in /proc/self/fd/*; do [ \"$(readlink $f)\" = \"$0\" ] && exit 1; "
+                         "done; exit 0",
+                         lock.sidecar().string()});
+  BOOST_TEST(found == 0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,232 @@
+#include "support.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include <boost/test/unit_test.hpp>
+
+#include <packlock/packlock.hpp>
+
+namespace packlock::test {
+namespace {
+
+Mode parse_mode(const std::string& text) {
+  return text == "shared" ? Mode::shared : Mode::exclusive;
+}
+
+int child_hold(const fs::path& pack, Mode mode) {
+  std::error_code ec;
+  const PackLock lock = PackLock::open(pack, ec);
+  PackLockHold hold = lock.acquire(mode, std::nullopt, ec);
+  if (ec) return kChildError;
+  std::cout << "locked" << std::endl;
+  std::string line;
+  while (std::getline(std::cin, line)) {
+  }
+  return hold.release() ? kChildError : kChildOk;
+}
+
+int child_try(const fs::path& pack, Mode mode) {
+  std::error_code ec;
+  const PackLock lock = PackLock::open(pack, ec);
+  if (ec) return kChildError;
+  PackLockHold hold = lock.try_acquire(mode, ec);
+  if (ec == errc::busy) return kChildBusy;
+  return ec ? kChildError : kChildOk;
+}
+
+void check(bool ok, const char* what) {
+  if (!ok) throw std::runtime_error(std::string(what) + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+int child_main(int argc, char** argv) {
+  const std::string role = argv[0];
+  if (role == "hold" && argc == 3) return child_hold(argv[1], parse_mode(argv[2]));
+  if (role == "try" && argc == 3) return child_try(argv[1], parse_mode(argv[2]));
+  std::cerr << "unknown child role " << role << '\n';
+  return kChildUsage;
+}
+
+TempDir::TempDir() {
+  std::string pattern = (fs::temp_directory_path() / "packlock-test-XXXXXX").string();
+  check(::mkdtemp(pattern.data()) != nullptr, "mkdtemp");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+Process::Process(std::vector<std::string> argv) {
+  int in[2], out[2];
+  check(::pipe2(in, O_CLOEXEC) == 0 && ::pipe2(out, O_CLOEXEC) == 0, "pipe2");
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  const pid_t parent = ::getpid();
+  pid_ = ::fork();
+  check(pid_ >= 0, "fork");
+  if (pid_ == 0) {
+    // A test that dies must not leave holders behind.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::dup2(in[0], STDIN_FILENO);
+    ::dup2(out[1], STDOUT_FILENO);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  to_child_ = in[1];
+  from_child_ = out[0];
+}
+
+Process::Process(Process&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)),
+      to_child_(std::exchange(other.to_child_, -1)),
+      from_child_(std::exchange(other.from_child_, -1)),
+      buffered_(std::move(other.buffered_)),
+      status_(other.status_) {}
+
+Process::~Process() {
+  if (pid_ > 0 && !status_) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  if (to_child_ >= 0) ::close(to_child_);
+  if (from_child_ >= 0) ::close(from_child_);
+}
+
+Process Process::child(std::vector<std::string> args) {
+  args.insert(args.begin(), {self_exe(), "--child"});
+  return Process(std::move(args));
+}
+
+Process Process::flock_holder(const fs::path& file, std::vector<std::string> options) {
+  std::vector<std::string> argv{"flock"};
+  argv.insert(argv.end(), options.begin(), options.end());
+  argv.insert(argv.end(), {file.string(), "-c", "echo locked; cat >/dev/null"});
+  return Process(std::move(argv));
+}
+
+std::optional<std::string> Process::read_line(std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (const auto nl = buffered_.find('\n'); nl != std::string::npos) {
+      std::string line = buffered_.substr(0, nl);
+      buffered_.erase(0, nl + 1);
+      return line;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left <= 0ms) return std::nullopt;
+    pollfd pfd{from_child_, POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) continue;
+    char chunk[256];
+    const ssize_t n = ::read(from_child_, chunk, sizeof chunk);
+    if (n <= 0) return std::nullopt;
+    buffered_.append(chunk, static_cast<std::size_t>(n));
+  }
+}
+
+void Process::expect_line(const std::string& line) {
+  const auto got = read_line();
+  BOOST_REQUIRE_MESSAGE(got && *got == line,
+                        "expected \"" << line << "\" from pid " << pid_ << ", got "
+                                      << (got ? "\"" + *got + "\"" : std::string("nothing")));
+}
+
+void Process::write_line(const std::string& line) {
+  const std::string text = line + "\n";
+  check(::write(to_child_, text.data(), text.size()) == static_cast<ssize_t>(text.size()),
+        "write to child");
+}
+
+void Process::close_stdin() {
+  if (to_child_ >= 0) ::close(std::exchange(to_child_, -1));
+}
+
+void Process::kill(int signal) { ::kill(pid_, signal); }
+
+int Process::wait(std::chrono::milliseconds limit) {
+  if (status_) return *status_;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  while (::waitpid(pid_, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      BOOST_ERROR("pid " << pid_ << " did not exit within " << limit.count() << " ms");
+      break;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  status_ = status;
+  return status;
+}
+
+int Process::exit_code(std::chrono::milliseconds limit) {
+  const int status = wait(limit);
+  BOOST_REQUIRE_MESSAGE(WIFEXITED(status), "pid " << pid_ << " did not exit normally");
+  return WEXITSTATUS(status);
+}
+
+int run(const std::vector<std::string>& argv) {
+  Process process(argv);
+  process.close_stdin();
+  const int status = process.wait(30s);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int flock_nonblocking(const fs::path& file, const std::string& mode_option) {
+  return run({"flock", mode_option, "-n", file.string(), "true"});
+}
+
+std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
+
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return condition();
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+int open_fds_to(const std::string& target) {
+  int count = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd", ec)) {
+    std::error_code link_ec;
+    const fs::path link = fs::read_symlink(entry.path(), link_ec);
+    if (!link_ec && link.string().starts_with(target)) ++count;
+  }
+  return count;
+}
+
+std::string read_file(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void write_file(const fs::path& file, const std::string& content) {
+  std::ofstream(file, std::ios::binary) << content;
+}
+
+}  // namespace packlock::test

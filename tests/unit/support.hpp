@@ -1,0 +1,95 @@
+#pragma once
+// Helpers for the tests: a temporary directory per test, and real second
+// processes (this binary re-run with --child, or flock(1)) that report
+// readiness through a pipe, never by sleeping.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace packlock::test {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// Exit codes of --child roles.
+inline constexpr int kChildOk = 0;
+inline constexpr int kChildBusy = 75;
+inline constexpr int kChildError = 71;
+inline constexpr int kChildUsage = 64;
+
+// Roles, run as `packlock_tests --child ROLE ARGS...`:
+//   hold PACK MODE   acquire (blocking), print "locked", wait for stdin EOF, release
+//   try PACK MODE    try_acquire; exit kChildOk if it got the lock, kChildBusy if busy
+int child_main(int argc, char** argv);
+
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+// A child process with its stdin and stdout connected to us.
+class Process {
+ public:
+  explicit Process(std::vector<std::string> argv);
+  Process(Process&& other) noexcept;
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  ~Process();
+
+  // Runs this test binary with --child ARGS.
+  static Process child(std::vector<std::string> args);
+  // flock(1) holding `file` (with extra options, e.g. "-s") until its stdin closes.
+  static Process flock_holder(const fs::path& file, std::vector<std::string> options = {});
+
+  pid_t pid() const { return pid_; }
+  // The next line of the child's stdout, or nullopt at EOF or after `limit`
+  // (a safety net against hanging, not a measurement).
+  std::optional<std::string> read_line(std::chrono::milliseconds limit = 10s);
+  void expect_line(const std::string& line);
+  void write_line(const std::string& line);
+  void close_stdin();
+  void kill(int signal);
+  // Exit status as from waitpid (use WIFEXITED etc.), waiting at most `limit`.
+  int wait(std::chrono::milliseconds limit = 10s);
+  // The exit code; fails the test when the child did not exit normally.
+  int exit_code(std::chrono::milliseconds limit = 10s);
+
+ private:
+  pid_t pid_ = -1;
+  int to_child_ = -1;
+  int from_child_ = -1;
+  std::string buffered_;
+  std::optional<int> status_;
+};
+
+// Runs argv to completion; returns its exit code (-1 if signalled).
+int run(const std::vector<std::string>& argv);
+// `flock -n FILE true`: 0 when the file was free, 1 when locked.
+int flock_nonblocking(const fs::path& file, const std::string& mode_option = "-x");
+std::string self_exe();
+
+// Polls `condition` until it holds or `limit` passes; returns its last value.
+// For states a test cannot be told about (a thread queued in the lock table).
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = 10s);
+
+// How many of this process's descriptors are links to `target`.
+int open_fds_to(const std::string& target);
+
+std::string read_file(const fs::path& file);
+void write_file(const fs::path& file, const std::string& content);
+
+}  // namespace packlock::test

@@ -11,7 +11,7 @@ packages=(
   cmake g++ make pkg-config
   libboost-filesystem-dev libboost-program-options-dev libboost-test-dev
   libasio-dev nlohmann-json3-dev
-  util-linux procps groff-base
+  util-linux procps groff-base mandoc
   "$@"
 )
 

@@ -157,9 +157,10 @@ BOOST_AUTO_TEST_CASE(a_reader_without_write_access_still_gets_the_lock) {
   fs::permissions(dir.path(), fs::perms(0755));
   const PackLock lock = PackLock::open(dir / "pack");
   fs::permissions(lock.sidecar(), fs::perms(0644));
-  const std::vector<std::string> as_nobody{"setpriv", "--reuid=65534", "--regid=65534",
-                                           "--clear-groups", self_exe(), "--child", "try",
-                                           (dir / "pack").string(), "exclusive"};
+  const auto as_nobody = child_as_nobody(dir, {"try", (dir / "pack").string(), "exclusive"});
+  // nobody may read the sidecar but not write it, nor create files here.
+  BOOST_TEST(run(child_as_nobody(dir, {"try", (dir / "other").string(), "exclusive"})) ==
+             kChildError);
   BOOST_TEST(run(as_nobody) == kChildOk);
   PackLockHold hold = lock.acquire();
   BOOST_TEST(run(as_nobody) == kChildBusy);

@@ -1,5 +1,6 @@
 #include "support.hpp"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -197,6 +198,24 @@ int flock_nonblocking(const fs::path& file, const std::string& mode_option) {
 }
 
 std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
+
+std::vector<std::string> child_as_nobody(const TempDir& dir, std::vector<std::string> args) {
+  const fs::path bin = dir / "bin-for-nobody";
+  if (!fs::exists(bin)) {
+    Dl_info library{};
+    BOOST_REQUIRE(::dladdr(reinterpret_cast<void*>(&packlock::category), &library) != 0);
+    fs::create_directory(bin);
+    fs::copy_file(self_exe(), bin / "packlock_tests");
+    fs::copy_file(fs::canonical(library.dli_fname), bin / fs::path(library.dli_fname).filename());
+    fs::permissions(bin, fs::perms(0755));
+  }
+  std::vector<std::string> argv{"env",           "LD_LIBRARY_PATH=" + bin.string(),
+                                "setpriv",       "--reuid=65534",
+                                "--regid=65534", "--clear-groups",
+                                (bin / "packlock_tests").string(), "--child"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
 
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;

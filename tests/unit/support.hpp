@@ -82,6 +82,11 @@ int run(const std::vector<std::string>& argv);
 int flock_nonblocking(const fs::path& file, const std::string& mode_option = "-x");
 std::string self_exe();
 
+// argv that runs this test binary --child ARGS as user and group 65534
+// (nobody), from a copy (with libpacklock) in a directory that user can
+// reach, since the build tree may sit below a directory only root may enter.
+std::vector<std::string> child_as_nobody(const TempDir& dir, std::vector<std::string> args);
+
 // Polls `condition` until it holds or `limit` passes; returns its last value.
 // For states a test cannot be told about (a thread queued in the lock table).
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = 10s);

@@ -8,7 +8,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
 
 "$root/scripts/bootstrap.sh"
-cmake -S "$root" -B "$build" -DPACKLOCK_BUILD_TESTS=OFF >/dev/null
+cmake -S "$root" -B "$build" >/dev/null
 cmake --build "$build" -j 2 --target packlock-example-hold >/dev/null
 
 hold=$build/examples/packlock-example-hold

@@ -6,6 +6,7 @@
 #include <packlock/error.hpp>
 
 #include "kernel_lock.hpp"
+#include "waiter_registry.hpp"
 
 namespace packlock::detail {
 namespace {
@@ -46,7 +47,7 @@ class BlockingWaiter final : public Waiter {
 // and while busy wait for a release event (or the back-off step) and
 // attempt again. Returns the locked sidecar, or sets `ec`.
 Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& deadline,
-                Backoff backoff, std::error_code& ec) noexcept {
+                Backoff backoff, WaiterRegistration& registration, std::error_code& ec) noexcept {
   Sidecar sidecar = pack.open_sidecar(ec);
   if (ec) return {};
   ReleaseWatch watch(backoff);
@@ -63,6 +64,7 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
       ec = errc::busy;
       return {};
     }
+    if (!registration.active()) registration = WaiterRegistration(pack, mode);
     // A holder left on an unlinked inode must not keep us waiting on it.
     if (!pack.path_names(sidecar)) {
       sidecar = pack.open_sidecar(ec);
@@ -84,6 +86,7 @@ std::unique_ptr<Hold> acquire_as(const std::shared_ptr<const Pack>& pack, Mode m
                                  std::error_code& ec) noexcept {
   ec.clear();
   BlockingWaiter waiter(mode);
+  WaiterRegistration registration;  // visible to other processes while waiting
   PackQueue& queue = pack->queue();
   switch (queue.admit(waiter, may_wait)) {
     case PackQueue::Admission::reentry:
@@ -91,6 +94,7 @@ std::unique_ptr<Hold> acquire_as(const std::shared_ptr<const Pack>& pack, Mode m
       ec = errc::busy;
       return nullptr;
     case PackQueue::Admission::queued:
+      registration = WaiterRegistration(*pack, mode);
       if (!waiter.wait_for_turn(deadline)) {
         queue.withdraw(waiter);
         ec = errc::timeout;
@@ -100,7 +104,8 @@ std::unique_ptr<Hold> acquire_as(const std::shared_ptr<const Pack>& pack, Mode m
     case PackQueue::Admission::proceed:
       break;
   }
-  Sidecar sidecar = contend(*pack, mode, may_wait, deadline, backoff, ec);
+  Sidecar sidecar = contend(*pack, mode, may_wait, deadline, backoff, registration, ec);
+  registration.reset();
   if (ec) {
     queue.withdraw(waiter);
     return nullptr;

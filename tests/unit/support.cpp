@@ -232,7 +232,7 @@ int open_fds_to(const std::string& target) {
   for (const auto& entry : fs::directory_iterator("/proc/self/fd", ec)) {
     std::error_code link_ec;
     const fs::path link = fs::read_symlink(entry.path(), link_ec);
-    if (!link_ec && link.string().starts_with(target)) ++count;
+    if (!link_ec && link.string() == target) ++count;
   }
   return count;
 }

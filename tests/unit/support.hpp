@@ -91,7 +91,7 @@ std::vector<std::string> child_as_nobody(const TempDir& dir, std::vector<std::st
 // For states a test cannot be told about (a thread queued in the lock table).
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = 10s);
 
-// How many of this process's descriptors are links to `target`.
+// How many of this process's descriptors are links to exactly `target`.
 int open_fds_to(const std::string& target);
 
 std::string read_file(const fs::path& file);

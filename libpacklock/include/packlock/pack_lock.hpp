@@ -12,9 +12,19 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <system_error>
+#include <type_traits>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/associated_cancellation_slot.hpp>
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/cancellation_type.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/executor_work_guard.hpp>
 
 #include <packlock/error.hpp>
 #include <packlock/mode.hpp>
@@ -61,6 +71,63 @@ class PackLockHold {
   std::unique_ptr<detail::Hold> hold_;
 };
 
+namespace detail {
+
+class AsyncAcquire;
+using AsyncCompletion = std::function<void(std::error_code, PackLockHold)>;
+
+// The engine's asynchronous acquire, behind the template below. It never
+// completes inside start_async_acquire(); cancel_async_acquire() may be
+// called from any thread, any number of times.
+std::shared_ptr<AsyncAcquire> make_async_acquire(
+    std::shared_ptr<const Pack> pack, asio::any_io_executor executor, Mode mode,
+    std::optional<std::chrono::steady_clock::time_point> deadline, AsyncCompletion completion);
+void start_async_acquire(const std::shared_ptr<AsyncAcquire>& operation);
+void cancel_async_acquire(const std::weak_ptr<AsyncAcquire>& operation,
+                          asio::cancellation_type type) noexcept;
+
+// Adapts any completion handler to the engine: keeps the handler's executor
+// busy while the operation runs, runs the handler there, and connects its
+// cancellation slot.
+class AcquireInitiation {
+ public:
+  AcquireInitiation(std::shared_ptr<const Pack> pack, asio::any_io_executor executor,
+                    std::optional<std::chrono::steady_clock::time_point> deadline)
+      : pack_(std::move(pack)), executor_(std::move(executor)), deadline_(deadline) {}
+
+  template <typename Handler>
+  void operator()(Handler&& handler, Mode mode) const {
+    using HandlerType = std::decay_t<Handler>;
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    auto work = asio::make_work_guard(asio::get_associated_executor(handler, executor_));
+    // std::function needs a copyable target; the handler may be move-only.
+    auto shared = std::make_shared<HandlerType>(std::forward<Handler>(handler));
+    AsyncCompletion complete = [shared, work, slot](std::error_code ec,
+                                                    PackLockHold hold) mutable {
+      if (slot.is_connected()) slot.clear();
+      asio::dispatch(work.get_executor(),
+                     [shared, ec, hold = std::move(hold)]() mutable {
+                       (*shared)(ec, std::move(hold));
+                     });
+      work.reset();
+    };
+    auto operation = make_async_acquire(pack_, executor_, mode, deadline_, std::move(complete));
+    if (slot.is_connected()) {
+      slot.assign([weak = std::weak_ptr<AsyncAcquire>(operation)](asio::cancellation_type type) {
+        cancel_async_acquire(weak, type);
+      });
+    }
+    start_async_acquire(operation);
+  }
+
+ private:
+  std::shared_ptr<const Pack> pack_;
+  asio::any_io_executor executor_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
+};
+
+}  // namespace detail
+
 class PackLock {
  public:
   // A PackLock that is not open; every acquire reports errc::not_open.
@@ -86,6 +153,41 @@ class PackLock {
   // holder that keeps its descriptor) is seen within 250 ms.
   PackLockHold acquire(Mode mode = Mode::exclusive, Timeout timeout = std::nullopt) const;
   PackLockHold acquire(Mode mode, Timeout timeout, std::error_code& ec) const noexcept;
+
+  // Asynchronous acquire, an Asio operation with the completion signature
+  //   void(std::error_code, PackLockHold)
+  // usable with any completion token (callbacks, asio::use_future,
+  // asio::use_awaitable, asio::experimental::deferred). The handler runs
+  // exactly once, never inside this call, on its associated executor.
+  // The wait parks no thread: it runs on `executor`, woken by inotify on the
+  // sidecar and a back-off timer (see acquire()), in FIFO order with every
+  // other waiter of this process for the pack, blocking or not.
+  //
+  // Cancellation: the handler's cancellation slot accepts terminal, partial
+  // and total cancellation; the operation then completes with
+  // errc::cancelled (== std::errc::operation_canceled) unless it already
+  // holds the lock, in which case it completes with the hold. Once a
+  // cancelled handler runs, nothing of packlock can still take the lock for
+  // it: attempts are non-blocking and made under the operation's lock.
+  // The overload with a timeout completes with errc::timeout when it
+  // passes. Holding is not tied to a thread, so an async hold is never
+  // taken for re-entry.
+  template <typename Executor, typename CompletionToken = asio::default_completion_token_t<Executor>>
+  auto async_acquire(const Executor& executor, Mode mode,
+                     CompletionToken&& token = asio::default_completion_token_t<Executor>()) const {
+    return asio::async_initiate<CompletionToken, void(std::error_code, PackLockHold)>(
+        detail::AcquireInitiation(pack_, asio::any_io_executor(executor), std::nullopt), token,
+        mode);
+  }
+
+  template <typename Executor, typename CompletionToken = asio::default_completion_token_t<Executor>>
+  auto async_acquire(const Executor& executor, Mode mode, std::chrono::steady_clock::duration timeout,
+                     CompletionToken&& token = asio::default_completion_token_t<Executor>()) const {
+    return asio::async_initiate<CompletionToken, void(std::error_code, PackLockHold)>(
+        detail::AcquireInitiation(pack_, asio::any_io_executor(executor),
+                                  std::chrono::steady_clock::now() + timeout),
+        token, mode);
+  }
 
   bool is_open() const noexcept { return static_cast<bool>(pack_); }
   // The canonical path of the pack directory, and of its sidecar.

@@ -3,5 +3,6 @@
 
 #include <packlock/error.hpp>
 #include <packlock/mode.hpp>
+#include <packlock/observe.hpp>
 #include <packlock/pack_lock.hpp>
 #include <packlock/version.hpp>

@@ -1,0 +1,204 @@
+// The asynchronous acquire: the same queue, attempt and release watch as the
+// blocking acquire, driven by Asio instead of a blocked thread.
+//
+// Thread-safety: every member is guarded by mutex_. The operation's handlers
+// run on its executor (possibly several threads), cancellation arrives on
+// any thread, and the queue calls turn_came() under its own mutex (so
+// turn_came() only posts, and the lock order is mutex_ -> queue mutex).
+
+#include <packlock/pack_lock.hpp>
+
+#include <unistd.h>
+
+#include <asio/cancellation_type.hpp>
+#include <asio/post.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "hold.hpp"
+#include "kernel_lock.hpp"
+#include "pack.hpp"
+#include "release_watch.hpp"
+#include "waiter_registry.hpp"
+
+namespace packlock::detail {
+
+class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<AsyncAcquire> {
+ public:
+  AsyncAcquire(std::shared_ptr<const Pack> pack, asio::any_io_executor executor, Mode mode,
+               Deadline deadline, AsyncCompletion completion)
+      : Waiter(mode, std::thread::id()),
+        pack_(std::move(pack)),
+        executor_(std::move(executor)),
+        deadline_(deadline),
+        completion_(std::move(completion)),
+        backoff_timer_(executor_),
+        deadline_timer_(executor_) {}
+
+  void start() {
+    std::lock_guard lock(mutex_);
+    if (!pack_) {
+      finish(errc::not_open, nullptr);
+      return;
+    }
+    keep_alive_ = shared_from_this();
+    if (deadline_) {
+      deadline_timer_.expires_at(*deadline_);
+      deadline_timer_.async_wait([self = shared_from_this()](std::error_code ec) {
+        if (!ec) self->stop(errc::timeout);
+      });
+    }
+    switch (pack_->queue().admit(*this, /*may_wait=*/true)) {
+      case PackQueue::Admission::proceed:
+        state_ = State::contending;
+        post_contend();
+        break;
+      case PackQueue::Admission::queued:
+        registration_ = WaiterRegistration(*pack_, mode());
+        break;
+      case PackQueue::Admission::reentry:  // not tied to a thread: never
+      case PackQueue::Admission::busy:     // may_wait: never
+        break;
+    }
+  }
+
+  // Any cancellation type ends the wait: waiting has no side effects.
+  void cancel(asio::cancellation_type type) {
+    if ((type & (asio::cancellation_type::terminal | asio::cancellation_type::partial |
+                 asio::cancellation_type::total)) != asio::cancellation_type::none) {
+      stop(errc::cancelled);
+    }
+  }
+
+ private:
+  enum class State { queued, contending, done };
+
+  void turn_came() noexcept override { post_contend(); }
+
+  void post_contend() {
+    asio::post(executor_, [self = shared_from_this()] {
+      std::lock_guard lock(self->mutex_);
+      self->contend();
+    });
+  }
+
+  void stop(errc reason) {
+    std::lock_guard lock(mutex_);
+    if (state_ != State::done) finish(reason, nullptr);
+  }
+
+  // One attempt at the kernel lock; on busy, wait for a release event or
+  // the back-off step, whichever comes first.
+  void contend() {
+    if (state_ == State::done) return;
+    state_ = State::contending;
+    std::error_code ec;
+    if (!sidecar_.fd) {
+      sidecar_ = pack_->open_sidecar(ec);
+      if (ec) return finish(ec, nullptr);
+      watch_.watch(sidecar_);
+    }
+    switch (attempt_kernel_lock(*pack_, sidecar_, mode(), ec)) {
+      case Attempt::locked:
+        return finish({}, std::move(sidecar_));
+      case Attempt::failed:
+        return finish(ec, nullptr);
+      case Attempt::busy:
+        break;
+    }
+    if (!registration_.active()) registration_ = WaiterRegistration(*pack_, mode());
+    if (!pack_->path_names(sidecar_)) {
+      // The sidecar was replaced: follow the path at once.
+      sidecar_.fd.reset();
+      return contend();
+    }
+    watch_.watch(sidecar_);
+    wait_for_release();
+  }
+
+  void wait_for_release() {
+    const unsigned round = ++round_;
+    auto wake = [self = shared_from_this(), round](std::error_code) {
+      std::lock_guard lock(self->mutex_);
+      if (self->state_ == State::done || round != self->round_) return;
+      ++self->round_;  // the other wait of this round is now stale
+      self->cancel_waits();
+      self->watch_.consume_events();
+      self->contend();
+    };
+    if (watch_.native_handle() >= 0) {
+      // The stream descriptor owns a duplicate; the watch keeps its own.
+      if (!events_) {
+        if (const int fd = ::dup(watch_.native_handle()); fd >= 0) events_.emplace(executor_, fd);
+      }
+      if (events_) events_->async_wait(asio::posix::stream_descriptor::wait_read, wake);
+    }
+    backoff_timer_.expires_after(watch_.next_delay());
+    backoff_timer_.async_wait(wake);
+  }
+
+  void cancel_waits() {
+    backoff_timer_.cancel();
+    if (events_) events_->cancel();
+  }
+
+  void finish(std::error_code ec, Sidecar&& locked) {
+    std::unique_ptr<Hold> hold;
+    if (locked.fd) {
+      pack_->queue().granted(*this);
+      hold = std::make_unique<Hold>(pack_, std::move(locked), mode(), thread());
+    } else if (state_ != State::done && pack_) {
+      pack_->queue().withdraw(*this);
+    }
+    finish_common(ec, std::move(hold));
+  }
+
+  void finish(std::error_code ec, std::nullptr_t) { finish(ec, Sidecar{}); }
+
+  void finish_common(std::error_code ec, std::unique_ptr<Hold> hold) {
+    state_ = State::done;
+    registration_.reset();
+    sidecar_.fd.reset();
+    cancel_waits();
+    deadline_timer_.cancel();
+    // Posted, so the handler never runs inside the initiating call or under
+    // mutex_.
+    asio::post(executor_, [completion = std::move(completion_), ec,
+                           hold = PackLockHold(std::move(hold))]() mutable {
+      completion(ec, std::move(hold));
+    });
+    keep_alive_.reset();
+  }
+
+  std::mutex mutex_;
+  State state_ = State::queued;
+  std::shared_ptr<const Pack> pack_;
+  asio::any_io_executor executor_;
+  Deadline deadline_;
+  AsyncCompletion completion_;
+  Sidecar sidecar_;
+  ReleaseWatch watch_;
+  WaiterRegistration registration_;
+  std::optional<asio::posix::stream_descriptor> events_;
+  asio::steady_timer backoff_timer_;
+  asio::steady_timer deadline_timer_;
+  unsigned round_ = 0;
+  // The queue holds a plain pointer to this waiter: keep it alive until done.
+  std::shared_ptr<AsyncAcquire> keep_alive_;
+};
+
+std::shared_ptr<AsyncAcquire> make_async_acquire(std::shared_ptr<const Pack> pack,
+                                                 asio::any_io_executor executor, Mode mode,
+                                                 Deadline deadline, AsyncCompletion completion) {
+  return std::make_shared<AsyncAcquire>(std::move(pack), std::move(executor), mode, deadline,
+                                        std::move(completion));
+}
+
+void start_async_acquire(const std::shared_ptr<AsyncAcquire>& operation) { operation->start(); }
+
+void cancel_async_acquire(const std::weak_ptr<AsyncAcquire>& operation,
+                          asio::cancellation_type type) noexcept {
+  if (const auto alive = operation.lock()) alive->cancel(type);
+}
+
+}  // namespace packlock::detail

@@ -1,0 +1,92 @@
+#include "waiter_registry.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <mutex>
+#include <unordered_map>
+
+#include "pack.hpp"
+#include "unique_fd.hpp"
+
+namespace packlock::detail {
+namespace {
+
+off_t byte_for(Mode mode) noexcept { return mode == Mode::exclusive ? 0 : 1; }
+
+bool set_read_lock(int fd, Mode mode, bool on) noexcept {
+  struct flock range {};
+  range.l_type = on ? F_RDLCK : F_UNLCK;
+  range.l_whence = SEEK_SET;
+  range.l_start = byte_for(mode);
+  range.l_len = 1;
+  return ::fcntl(fd, F_SETLK, &range) == 0;
+}
+
+UniqueFd open_waiters_file(const Pack& pack) noexcept {
+  const std::string name = pack.sidecar_name() + kWaitersSuffix;
+  UniqueFd fd(::openat(pack.dir_fd(), name.c_str(),
+                       O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0666));
+  struct stat st {};
+  if (fd && (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))) fd.reset();
+  return fd;
+}
+
+// Per pack: the one descriptor of its waiters file and how many waiters of
+// each mode this process has. All members guarded by `mutex`.
+struct Entry {
+  UniqueFd fd;
+  int count[2] = {0, 0};
+};
+
+std::mutex mutex;
+// Never destroyed, like the lock table: waiters may finish during exit.
+auto& entries = *new std::unordered_map<std::string, Entry>;
+
+}  // namespace
+
+WaiterRegistration::WaiterRegistration(const Pack& pack, Mode mode) noexcept : mode_(mode) {
+  std::string key = Pack::table_key(pack.path(), pack.sidecar_name());
+  std::lock_guard lock(mutex);
+  Entry& entry = entries[key];
+  if (!entry.fd) entry.fd = open_waiters_file(pack);
+  if (!entry.fd) {
+    entries.erase(key);
+    return;
+  }
+  if (entry.count[byte_for(mode)]++ == 0 && !set_read_lock(entry.fd.get(), mode, true)) {
+    if (--entry.count[byte_for(mode)] == 0 && entry.count[1 - byte_for(mode)] == 0) {
+      entries.erase(key);
+    }
+    return;
+  }
+  key_ = std::move(key);
+}
+
+WaiterRegistration::WaiterRegistration(WaiterRegistration&& other) noexcept
+    : key_(std::move(other.key_)), mode_(other.mode_) {
+  other.key_.clear();
+}
+
+WaiterRegistration& WaiterRegistration::operator=(WaiterRegistration&& other) noexcept {
+  if (this != &other) {
+    reset();
+    key_ = std::move(other.key_);
+    mode_ = other.mode_;
+    other.key_.clear();
+  }
+  return *this;
+}
+
+void WaiterRegistration::reset() noexcept {
+  if (key_.empty()) return;
+  std::lock_guard lock(mutex);
+  const auto it = entries.find(key_);
+  key_.clear();
+  if (it == entries.end()) return;
+  Entry& entry = it->second;
+  if (--entry.count[byte_for(mode_)] == 0) set_read_lock(entry.fd.get(), mode_, false);
+  if (entry.count[0] == 0 && entry.count[1] == 0) entries.erase(it);
+}
+
+}  // namespace packlock::detail

@@ -19,6 +19,9 @@
 
 #include <packlock/packlock.hpp>
 
+#include "lock_table.hpp"
+#include "pack.hpp"
+
 namespace packlock::test {
 namespace {
 
@@ -47,6 +50,33 @@ int child_try(const fs::path& pack, Mode mode) {
   return ec ? kChildError : kChildOk;
 }
 
+// A long-lived partner for many rounds of a test: reads commands on stdin
+// and answers each with one line.
+//   hold    -> acquire exclusive (blocking), "locked"
+//   release -> "released"
+//   try     -> try_acquire exclusive and release at once: "free" or "busy"
+int child_server(const fs::path& pack) {
+  std::error_code ec;
+  const PackLock lock = PackLock::open(pack, ec);
+  if (ec) return kChildError;
+  PackLockHold hold;
+  std::string command;
+  while (std::getline(std::cin, command)) {
+    if (command == "hold") {
+      hold = lock.acquire(Mode::exclusive, std::nullopt, ec);
+      std::cout << (ec ? "error" : "locked") << std::endl;
+    } else if (command == "release") {
+      std::cout << (hold.release() ? "error" : "released") << std::endl;
+    } else if (command == "try") {
+      PackLockHold probe = lock.try_acquire(Mode::exclusive, ec);
+      std::cout << (ec == errc::busy ? "busy" : ec ? "error" : "free") << std::endl;
+    } else {
+      return kChildUsage;
+    }
+  }
+  return kChildOk;
+}
+
 void check(bool ok, const char* what) {
   if (!ok) throw std::runtime_error(std::string(what) + ": " + std::strerror(errno));
 }
@@ -57,6 +87,7 @@ int child_main(int argc, char** argv) {
   const std::string role = argv[0];
   if (role == "hold" && argc == 3) return child_hold(argv[1], parse_mode(argv[2]));
   if (role == "try" && argc == 3) return child_try(argv[1], parse_mode(argv[2]));
+  if (role == "server" && argc == 2) return child_server(argv[1]);
   std::cerr << "unknown child role " << role << '\n';
   return kChildUsage;
 }
@@ -224,6 +255,11 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
     std::this_thread::sleep_for(1ms);
   }
   return true;
+}
+
+std::size_t waiting_count(const PackLock& lock) {
+  const std::string key = detail::Pack::table_key(lock.pack(), ".grex-lock");
+  return detail::LockTable::instance().queue_for(key)->waiting();
 }
 
 int open_fds_to(const std::string& target) {

@@ -12,6 +12,10 @@
 #include <string>
 #include <vector>
 
+namespace packlock {
+class PackLock;
+}
+
 namespace packlock::test {
 
 namespace fs = std::filesystem;
@@ -26,6 +30,7 @@ inline constexpr int kChildUsage = 64;
 // Roles, run as `packlock_tests --child ROLE ARGS...`:
 //   hold PACK MODE   acquire (blocking), print "locked", wait for stdin EOF, release
 //   try PACK MODE    try_acquire; exit kChildOk if it got the lock, kChildBusy if busy
+//   server PACK      answer commands on stdin: hold, release, try (see support.cpp)
 int child_main(int argc, char** argv);
 
 class TempDir {
@@ -90,6 +95,9 @@ std::vector<std::string> child_as_nobody(const TempDir& dir, std::vector<std::st
 // Polls `condition` until it holds or `limit` passes; returns its last value.
 // For states a test cannot be told about (a thread queued in the lock table).
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = 10s);
+
+// How many waiters this process has queued for the pack of `lock`.
+std::size_t waiting_count(const PackLock& lock);
 
 // How many of this process's descriptors are links to exactly `target`.
 int open_fds_to(const std::string& target);

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <asio/cancellation_type.hpp>
+#include <asio/execution/context.hpp>
+#include <asio/query.hpp>
 #include <asio/post.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
@@ -23,11 +25,45 @@
 
 namespace packlock::detail {
 
+class AsyncAcquire;
+
+// Ends, without running their handlers, the operations still pending when
+// their execution context shuts down (an io_context destroyed mid-wait):
+// otherwise a queued operation would keep its place at the head of the
+// pack's in-process queue, and its descriptors, for ever.
+class AsyncAcquireService final : public asio::execution_context::service {
+ public:
+  static asio::execution_context::id id;
+
+  explicit AsyncAcquireService(asio::execution_context& context)
+      : asio::execution_context::service(context) {}
+
+  void add(const std::shared_ptr<AsyncAcquire>& operation) {
+    std::lock_guard lock(mutex_);
+    operations_.push_back(operation);
+  }
+  void remove(const AsyncAcquire* operation) {
+    std::lock_guard lock(mutex_);
+    std::erase_if(operations_, [&](const auto& weak) {
+      const auto alive = weak.lock();
+      return !alive || alive.get() == operation;
+    });
+  }
+
+ private:
+  void shutdown() override;
+
+  std::mutex mutex_;
+  std::vector<std::weak_ptr<AsyncAcquire>> operations_;
+};
+
+asio::execution_context::id AsyncAcquireService::id;
+
 class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<AsyncAcquire> {
  public:
   AsyncAcquire(std::shared_ptr<const Pack> pack, asio::any_io_executor executor, Mode mode,
                Deadline deadline, AsyncCompletion completion)
-      : Waiter(mode, std::thread::id()),
+      : Waiter(mode, kNoThread),
         pack_(std::move(pack)),
         executor_(std::move(executor)),
         deadline_(deadline),
@@ -42,6 +78,9 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
       return;
     }
     keep_alive_ = shared_from_this();
+    service_ = &asio::use_service<AsyncAcquireService>(
+        asio::query(executor_, asio::execution::context));
+    service_->add(keep_alive_);
     if (deadline_) {
       deadline_timer_.expires_at(*deadline_);
       deadline_timer_.async_wait([self = shared_from_this()](std::error_code ec) {
@@ -60,6 +99,20 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
       case PackQueue::Admission::busy:     // may_wait: never
         break;
     }
+  }
+
+  // The context shuts down: leave the queue, drop the handler uncalled.
+  void abandon() {
+    std::lock_guard lock(mutex_);
+    if (state_ == State::done) return;
+    pack_->queue().withdraw(*this);
+    state_ = State::done;
+    registration_.reset();
+    sidecar_.fd.reset();
+    cancel_waits();
+    deadline_timer_.cancel();
+    completion_ = nullptr;
+    keep_alive_.reset();
   }
 
   // Any cancellation type ends the wait: waiting has no side effects.
@@ -167,6 +220,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
                            hold = PackLockHold(std::move(hold))]() mutable {
       completion(ec, std::move(hold));
     });
+    if (service_) service_->remove(this);
     keep_alive_.reset();
   }
 
@@ -183,9 +237,21 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
   asio::steady_timer backoff_timer_;
   asio::steady_timer deadline_timer_;
   unsigned round_ = 0;
+  AsyncAcquireService* service_ = nullptr;
   // The queue holds a plain pointer to this waiter: keep it alive until done.
   std::shared_ptr<AsyncAcquire> keep_alive_;
 };
+
+void AsyncAcquireService::shutdown() {
+  std::vector<std::weak_ptr<AsyncAcquire>> pending;
+  {
+    std::lock_guard lock(mutex_);
+    pending.swap(operations_);
+  }
+  for (const auto& weak : pending) {
+    if (const auto operation = weak.lock()) operation->abandon();
+  }
+}
 
 std::shared_ptr<AsyncAcquire> make_async_acquire(std::shared_ptr<const Pack> pack,
                                                  asio::any_io_executor executor, Mode mode,

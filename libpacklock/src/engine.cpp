@@ -18,7 +18,7 @@ bool expired(const Deadline& deadline) noexcept {
 // A waiter whose owner blocks its own thread until its turn comes.
 class BlockingWaiter final : public Waiter {
  public:
-  explicit BlockingWaiter(Mode mode) noexcept : Waiter(mode, std::this_thread::get_id()) {}
+  explicit BlockingWaiter(Mode mode) noexcept : Waiter(mode, this_thread_token()) {}
 
   // False when the deadline passed first.
   bool wait_for_turn(const Deadline& deadline) {

@@ -20,7 +20,7 @@ void note_fork_in_child() noexcept { fork_generation.fetch_add(1, std::memory_or
 }  // namespace
 
 Hold::Hold(std::shared_ptr<const Pack> pack, Sidecar sidecar, Mode mode,
-           std::thread::id thread) noexcept
+           ThreadToken thread) noexcept
     : pack_(std::move(pack)),
       sidecar_(std::move(sidecar)),
       mode_(mode),

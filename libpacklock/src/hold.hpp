@@ -5,7 +5,6 @@
 #include <chrono>
 #include <memory>
 #include <system_error>
-#include <thread>
 
 #include <packlock/mode.hpp>
 
@@ -21,7 +20,7 @@ class Hold final {
   // `sidecar` is locked in `mode`, and the pack's queue already counts
   // (mode, thread) among its holders.
   Hold(std::shared_ptr<const Pack> pack, Sidecar sidecar, Mode mode,
-       std::thread::id thread) noexcept;
+       ThreadToken thread) noexcept;
   Hold(const Hold&) = delete;
   Hold& operator=(const Hold&) = delete;
   ~Hold() { release(); }
@@ -41,7 +40,7 @@ class Hold final {
   std::shared_ptr<const Pack> pack_;
   Sidecar sidecar_;
   Mode mode_;
-  std::thread::id thread_;
+  ThreadToken thread_;
   std::chrono::system_clock::time_point acquired_at_;
   unsigned fork_generation_;
   std::error_code release_result_;

@@ -1,8 +1,15 @@
 #include "lock_table.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 namespace packlock::detail {
+
+ThreadToken this_thread_token() noexcept {
+  static std::atomic<ThreadToken> last{kNoThread};
+  thread_local const ThreadToken token = ++last;
+  return token;
+}
 
 PackQueue::Admission PackQueue::admit(Waiter& waiter, bool may_wait) {
   std::lock_guard lock(mutex_);
@@ -35,7 +42,7 @@ void PackQueue::withdraw(Waiter& waiter) {
   if (was_head) give_turn_to_head();
 }
 
-void PackQueue::released(Mode mode, std::thread::id thread) {
+void PackQueue::released(Mode mode, ThreadToken thread) {
   std::lock_guard lock(mutex_);
   const auto it = std::find_if(holders_.begin(), holders_.end(), [&](const Holder& h) {
     return h.mode == mode && h.thread == thread;
@@ -62,8 +69,8 @@ bool PackQueue::compatible(Mode mode) const noexcept {
   return holders_.empty();
 }
 
-bool PackQueue::held_by(std::thread::id thread) const noexcept {
-  if (thread == std::thread::id()) return false;
+bool PackQueue::held_by(ThreadToken thread) const noexcept {
+  if (thread == kNoThread) return false;
   return std::any_of(holders_.begin(), holders_.end(),
                      [&](const Holder& h) { return h.thread == thread; });
 }

@@ -13,7 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
+#include <cstdint>
 #include <unordered_map>
 #include <vector>
 
@@ -21,18 +21,27 @@
 
 namespace packlock::detail {
 
+// Identifies a thread for the re-entry check. Unlike std::thread::id it is
+// never reused, so a hold left by a thread that has exited is never taken
+// for re-entry by a new thread. 0 means "not tied to a thread".
+using ThreadToken = std::uint64_t;
+inline constexpr ThreadToken kNoThread = 0;
+ThreadToken this_thread_token() noexcept;
+
 // One request for a pack, queued until it may contend at the kernel level.
 // Not thread-safe on its own: every member is guarded by its PackQueue.
 class Waiter {
  public:
   // `thread` is the thread that will hold the lock, for the re-entry check;
-  // std::thread::id() when holding is not tied to a thread (async waits).
-  Waiter(Mode mode, std::thread::id thread) noexcept : mode_(mode), thread_(thread) {}
+  // kNoThread when holding is not tied to a thread (async waits). Re-entry
+  // is judged by the thread that acquired: a hold moved to another thread
+  // still counts as its acquirer's.
+  Waiter(Mode mode, ThreadToken thread) noexcept : mode_(mode), thread_(thread) {}
   Waiter(const Waiter&) = delete;
   Waiter& operator=(const Waiter&) = delete;
 
   Mode mode() const noexcept { return mode_; }
-  std::thread::id thread() const noexcept { return thread_; }
+  ThreadToken thread() const noexcept { return thread_; }
 
  protected:
   ~Waiter() = default;
@@ -45,7 +54,7 @@ class Waiter {
   virtual void turn_came() noexcept = 0;
 
   Mode mode_;
-  std::thread::id thread_;
+  ThreadToken thread_;
   bool turn_given_ = false;
 };
 
@@ -66,7 +75,7 @@ class PackQueue final {
   // The waiter leaves without the lock (timeout, cancellation, error).
   void withdraw(Waiter& waiter);
   // A holder admitted with (mode, thread) released its lock.
-  void released(Mode mode, std::thread::id thread);
+  void released(Mode mode, ThreadToken thread);
 
   // Snapshot counts, for diagnostics and tests.
   std::size_t waiting();
@@ -75,11 +84,11 @@ class PackQueue final {
  private:
   struct Holder {
     Mode mode;
-    std::thread::id thread;
+    ThreadToken thread;
   };
 
   bool compatible(Mode mode) const noexcept;
-  bool held_by(std::thread::id thread) const noexcept;
+  bool held_by(ThreadToken thread) const noexcept;
   void give_turn_to_head() noexcept;
 
   std::mutex mutex_;

@@ -1,10 +1,16 @@
 #include "pack.hpp"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+
 namespace packlock::detail {
 
-Pack::Pack(UniqueFd dir, std::filesystem::path path, const PackOptions& options,
-           std::shared_ptr<PackQueue> queue) noexcept
+Pack::Pack(UniqueFd dir, dev_t dir_dev, ino_t dir_ino, std::filesystem::path path,
+           const PackOptions& options, std::shared_ptr<PackQueue> queue) noexcept
     : dir_(std::move(dir)),
+      dir_dev_(dir_dev),
+      dir_ino_(dir_ino),
       path_(std::move(path)),
       sidecar_name_(options.sidecar_name),
       create_(options.create),
@@ -21,9 +27,14 @@ std::shared_ptr<const Pack> Pack::open(const std::filesystem::path& pack,
   // at open time, and creates it so that other tools see the pack as lockable.
   Sidecar sidecar = detail::open_sidecar(dir.get(), options.sidecar_name, options.create, ec);
   if (ec) return nullptr;
-  const std::string key = table_key(canonical, options.sidecar_name);
-  return std::make_shared<const Pack>(std::move(dir), std::move(canonical), options,
-                                      LockTable::instance().queue_for(key));
+  struct stat st {};
+  if (::fstat(dir.get(), &st) != 0) {
+    ec.assign(errno, std::system_category());
+    return nullptr;
+  }
+  const std::string key = table_key(st.st_dev, st.st_ino, options.sidecar_name);
+  return std::make_shared<const Pack>(std::move(dir), st.st_dev, st.st_ino, std::move(canonical),
+                                      options, LockTable::instance().queue_for(key));
 } catch (const std::bad_alloc&) {
   ec = std::make_error_code(std::errc::not_enough_memory);
   return nullptr;

@@ -34,11 +34,13 @@ class Pack final {
   bool creates() const noexcept { return create_; }
   PackQueue& queue() const noexcept { return *queue_; }
 
-  // The lock table's key: different sidecar names in one directory are
-  // different locks.
-  static std::string table_key(const std::filesystem::path& canonical, const std::string& name) {
-    return canonical.string() + '\0' + name;
+  // The lock table's key: the directory's identity (device, inode), so that
+  // every spelling of it (symlinks, a rename since, bind mounts) is one key,
+  // and the sidecar name, since different names are different locks.
+  static std::string table_key(dev_t dev, ino_t ino, const std::string& name) {
+    return std::to_string(dev) + ':' + std::to_string(ino) + ':' + name;
   }
+  std::string table_key() const { return table_key(dir_dev_, dir_ino_, sidecar_name_); }
 
   Sidecar open_sidecar(std::error_code& ec) const noexcept {
     return detail::open_sidecar(dir_fd(), sidecar_name_, create_, ec);
@@ -47,11 +49,13 @@ class Pack final {
     return path_names_inode(dir_fd(), sidecar_name_, sidecar);
   }
 
-  Pack(UniqueFd dir, std::filesystem::path path, const PackOptions& options,
-       std::shared_ptr<PackQueue> queue) noexcept;
+  Pack(UniqueFd dir, dev_t dir_dev, ino_t dir_ino, std::filesystem::path path,
+       const PackOptions& options, std::shared_ptr<PackQueue> queue) noexcept;
 
  private:
   UniqueFd dir_;
+  dev_t dir_dev_;
+  ino_t dir_ino_;
   std::filesystem::path path_;
   std::string sidecar_name_;
   bool create_;

@@ -1,5 +1,7 @@
 #include <packlock/pack_lock.hpp>
 
+#include <algorithm>
+
 #include "engine.hpp"
 #include "hold.hpp"
 #include "pack.hpp"
@@ -9,9 +11,9 @@ namespace {
 
 const std::filesystem::path kNoPath;
 
-detail::Deadline deadline_after(const Timeout& timeout) noexcept {
+detail::Deadline deadline_of(const Timeout& timeout) noexcept {
   if (!timeout) return std::nullopt;
-  return detail::Clock::now() + *timeout;
+  return detail::deadline_after(std::max(*timeout, detail::Clock::duration::zero()));
 }
 
 template <typename T>
@@ -80,7 +82,7 @@ PackLockHold PackLock::acquire(Mode mode, Timeout timeout, std::error_code& ec) 
     ec = errc::not_open;
     return {};
   }
-  return PackLockHold(detail::acquire(pack_, mode, deadline_after(timeout), ec));
+  return PackLockHold(detail::acquire(pack_, mode, deadline_of(timeout), ec));
 }
 
 PackLockHold PackLock::acquire(Mode mode, Timeout timeout) const {

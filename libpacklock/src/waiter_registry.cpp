@@ -46,7 +46,7 @@ auto& entries = *new std::unordered_map<std::string, Entry>;
 }  // namespace
 
 WaiterRegistration::WaiterRegistration(const Pack& pack, Mode mode) noexcept : mode_(mode) {
-  std::string key = Pack::table_key(pack.path(), pack.sidecar_name());
+  std::string key = pack.table_key();
   std::lock_guard lock(mutex);
   Entry& entry = entries[key];
   if (!entry.fd) entry.fd = open_waiters_file(pack);

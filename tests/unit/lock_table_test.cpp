@@ -21,8 +21,7 @@ namespace {
 struct QueueFixture {
   TempDir dir;
   PackLock lock = PackLock::open(dir / "pack");
-  std::shared_ptr<detail::PackQueue> queue =
-      detail::LockTable::instance().queue_for(detail::Pack::table_key(lock.pack(), ".grex-lock"));
+  std::shared_ptr<detail::PackQueue> queue = queue_of(lock);
 
   std::mutex mutex;
   std::vector<int> order;
@@ -93,7 +92,10 @@ BOOST_FIXTURE_TEST_CASE(a_head_that_times_out_hands_over_its_turn, QueueFixture)
   Process holder = Process::child({"hold", lock.pack().string(), "exclusive"});
   holder.expect_line("locked");
   std::error_code head_ec;
-  std::thread head([&] { (void)lock.acquire(Mode::exclusive, 200ms, head_ec); });
+  // The second waiter must queue while the head still waits: a generous
+  // head timeout keeps that true on a loaded machine (REQUIRE below fails
+  // loudly otherwise).
+  std::thread head([&] { (void)lock.acquire(Mode::exclusive, 1s, head_ec); });
   BOOST_REQUIRE(eventually([&] { return queue->waiting() == 1; }));
   std::thread second = start_waiter(1, Mode::exclusive, 1);
   head.join();

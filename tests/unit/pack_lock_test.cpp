@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <future>
 #include <thread>
 #include <type_traits>
 
@@ -126,6 +127,26 @@ BOOST_FIXTURE_TEST_CASE(symlinked_spellings_of_a_pack_are_one_pack, PackFixture)
   BOOST_TEST((ec == errc::busy), ec.message());
 }
 
+BOOST_FIXTURE_TEST_CASE(a_renamed_pack_is_still_one_pack, PackFixture) {
+  fs::rename(pack, dir / "renamed");
+  const PackLock after_rename = PackLock::open(dir / "renamed");
+  PackLockHold hold = lock.acquire();
+  std::error_code ec;
+  (void)after_rename.acquire(Mode::exclusive, 5s, ec);
+  BOOST_TEST((ec == errc::busy), ec.message());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_hold_left_by_an_exited_thread_is_not_reentry_of_a_new_one, PackFixture) {
+  // Thread ids are reused; re-entry must not be judged by them.
+  PackLockHold left_behind;
+  std::thread([&] { left_behind = lock.acquire(Mode::shared); }).join();
+  std::error_code ec;
+  PackLockHold mine;
+  std::thread([&] { mine = lock.acquire(Mode::shared, 5s, ec); }).join();
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(mine.held());
+}
+
 BOOST_FIXTURE_TEST_CASE(reentry_by_the_holding_thread_is_busy_not_a_deadlock, PackFixture) {
   for (const Mode held : {Mode::exclusive, Mode::shared}) {
     PackLockHold hold = lock.acquire(held);
@@ -160,6 +181,13 @@ BOOST_FIXTURE_TEST_CASE(acquire_times_out_at_its_deadline, PackFixture) {
   }
 }
 
+BOOST_FIXTURE_TEST_CASE(the_longest_timeout_waits_rather_than_overflowing, PackFixture) {
+  std::error_code ec;
+  PackLockHold hold = lock.acquire(Mode::exclusive, std::chrono::steady_clock::duration::max(), ec);
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(hold.held());
+}
+
 BOOST_FIXTURE_TEST_CASE(acquire_wakes_when_another_process_releases, PackFixture) {
   Process holder = child_holding(Mode::exclusive);
   std::error_code ec;
@@ -182,14 +210,23 @@ BOOST_FIXTURE_TEST_CASE(a_release_without_close_is_seen_by_the_back_off, PackFix
   holder.expect_line("locked");
   std::error_code ec;
   PackLockHold hold;
-  std::thread waiter([&] { hold = lock.acquire(Mode::exclusive, 30s, ec); });
+  std::promise<void> acquired;
+  std::thread waiter([&] {
+    hold = lock.acquire(Mode::exclusive, std::nullopt, ec);
+    acquired.set_value();
+  });
   BOOST_REQUIRE(eventually([] { return open_fds_to("anon_inode:inotify") == 1; }));
   holder.write_line("release");
   holder.expect_line("unlocked");
+  // The back-off is capped at 250 ms; 20 times that is a liveness limit,
+  // not a measurement. Without the timer the waiter would wait until the
+  // holder closes its descriptor below.
+  const bool in_time = acquired.get_future().wait_for(5s) == std::future_status::ready;
+  holder.close_stdin();
   waiter.join();
+  BOOST_TEST(in_time);
   BOOST_TEST(!ec, ec.message());
   BOOST_TEST(hold.held());
-  holder.close_stdin();
   BOOST_TEST(holder.exit_code() == 0);
 }
 

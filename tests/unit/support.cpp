@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -257,10 +258,14 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
   return true;
 }
 
-std::size_t waiting_count(const PackLock& lock) {
-  const std::string key = detail::Pack::table_key(lock.pack(), ".grex-lock");
-  return detail::LockTable::instance().queue_for(key)->waiting();
+std::shared_ptr<detail::PackQueue> queue_of(const PackLock& lock) {
+  struct stat st {};
+  BOOST_REQUIRE(::stat(lock.pack().c_str(), &st) == 0);
+  const std::string key = detail::Pack::table_key(st.st_dev, st.st_ino, ".grex-lock");
+  return detail::LockTable::instance().queue_for(key);
 }
+
+std::size_t waiting_count(const PackLock& lock) { return queue_of(lock)->waiting(); }
 
 int open_fds_to(const std::string& target) {
   int count = 0;

@@ -8,13 +8,17 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace packlock {
 class PackLock;
+namespace detail {
+class PackQueue;
 }
+}  // namespace packlock
 
 namespace packlock::test {
 
@@ -96,6 +100,8 @@ std::vector<std::string> child_as_nobody(const TempDir& dir, std::vector<std::st
 // For states a test cannot be told about (a thread queued in the lock table).
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = 10s);
 
+// The in-process queue of the pack of `lock`.
+std::shared_ptr<detail::PackQueue> queue_of(const PackLock& lock);
 // How many waiters this process has queued for the pack of `lock`.
 std::size_t waiting_count(const PackLock& lock);
 

@@ -86,6 +86,14 @@ void start_async_acquire(const std::shared_ptr<AsyncAcquire>& operation);
 void cancel_async_acquire(const std::weak_ptr<AsyncAcquire>& operation,
                           asio::cancellation_type type) noexcept;
 
+// now + timeout, or none when that is beyond the clock's range.
+inline std::optional<std::chrono::steady_clock::time_point> deadline_after(
+    std::chrono::steady_clock::duration timeout) noexcept {
+  const auto now = std::chrono::steady_clock::now();
+  if (timeout > std::chrono::steady_clock::time_point::max() - now) return std::nullopt;
+  return now + timeout;
+}
+
 // Adapts any completion handler to the engine: keeps the handler's executor
 // busy while the operation runs, runs the handler there, and connects its
 // cancellation slot.
@@ -185,7 +193,7 @@ class PackLock {
                      CompletionToken&& token = asio::default_completion_token_t<Executor>()) const {
     return asio::async_initiate<CompletionToken, void(std::error_code, PackLockHold)>(
         detail::AcquireInitiation(pack_, asio::any_io_executor(executor),
-                                  std::chrono::steady_clock::now() + timeout),
+                                  detail::deadline_after(timeout)),
         token, mode);
   }
 

@@ -1,0 +1,36 @@
+#pragma once
+// One figure of scripts/bench.sh: a value measured next to its baseline in
+// the same run, with the bar it must meet.
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace packlock::bench {
+
+struct Figure {
+  std::string name;
+  double value = 0;
+  std::string unit;
+  double baseline = 0;   // same unit; 0 when the figure has no baseline
+  std::string bar;       // the bar, in words
+  bool ok = false;
+  std::string note;      // what the baseline is, extra figures
+
+  double ratio() const { return baseline > 0 ? value / baseline : 0; }
+};
+
+// Each measurement appends its figures.
+using Measurement = std::function<void(std::vector<Figure>&)>;
+
+void uncontended(std::vector<Figure>& figures);
+void handoff(std::vector<Figure>& figures);
+void wait_cpu(std::vector<Figure>& figures);
+void async_waiters(std::vector<Figure>& figures);
+
+// Helpers shared by the measurements.
+double now_ns();
+double median(std::vector<double> values);
+double percentile(std::vector<double> values, double p);
+
+}  // namespace packlock::bench

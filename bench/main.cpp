@@ -1,0 +1,107 @@
+// The benchmark: every figure of SPEC section 5 this build can measure, each
+// next to a baseline measured in the same run.
+//
+//   packlock_bench [--json FILE] [--only NAME[,NAME...]]
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "figure.hpp"
+
+namespace packlock::bench {
+
+double now_ns() {
+  timespec t{};
+  ::clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<double>(t.tv_sec) * 1e9 + static_cast<double>(t.tv_nsec);
+}
+
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const auto index = static_cast<std::size_t>(p * static_cast<double>(values.size() - 1) + 0.5);
+  return values[std::min(index, values.size() - 1)];
+}
+
+double median(std::vector<double> values) { return percentile(std::move(values), 0.5); }
+
+namespace {
+
+void print_table(const std::vector<Figure>& figures) {
+  std::cout << std::left << std::setw(28) << "name" << std::right << std::setw(14) << "value"
+            << std::setw(14) << "baseline" << std::setw(9) << "ratio" << "  " << std::left
+            << std::setw(30) << "bar" << "ok\n";
+  for (const Figure& f : figures) {
+    std::ostringstream value, baseline, ratio;
+    value << std::fixed << std::setprecision(f.value < 10 ? 3 : 1) << f.value << ' ' << f.unit;
+    if (f.baseline > 0) {
+      baseline << std::fixed << std::setprecision(f.baseline < 10 ? 3 : 1) << f.baseline;
+      ratio << std::fixed << std::setprecision(2) << f.ratio();
+    } else {
+      baseline << "-";
+      ratio << "-";
+    }
+    std::cout << std::left << std::setw(28) << f.name << std::right << std::setw(14)
+              << value.str() << std::setw(14) << baseline.str() << std::setw(9) << ratio.str()
+              << "  " << std::left << std::setw(30) << f.bar << (f.ok ? "yes" : "NO") << '\n';
+    if (!f.note.empty()) std::cout << "    " << f.note << '\n';
+  }
+}
+
+void write_json(const std::vector<Figure>& figures, const std::string& file) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const Figure& f : figures) {
+    list.push_back({{"name", f.name},
+                    {"value", f.value},
+                    {"unit", f.unit},
+                    {"baseline", f.baseline > 0 ? nlohmann::json(f.baseline) : nlohmann::json()},
+                    {"ratio", f.baseline > 0 ? nlohmann::json(f.ratio()) : nlohmann::json()},
+                    {"bar", f.bar},
+                    {"ok", f.ok},
+                    {"note", f.note}});
+  }
+  std::ofstream(file) << list.dump(2) << '\n';
+}
+
+}  // namespace
+}  // namespace packlock::bench
+
+int main(int argc, char** argv) {
+  using namespace packlock::bench;
+  std::string json_file, only;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+      json_file = argv[++i];
+    } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+      only = argv[++i];
+    } else {
+      std::cerr << "usage: packlock_bench [--json FILE] [--only NAME[,NAME...]]\n";
+      return 64;
+    }
+  }
+  const std::map<std::string, Measurement> measurements{
+      {"uncontended", uncontended},
+      {"handoff", handoff},
+      {"wait_cpu", wait_cpu},
+      {"async_waiters", async_waiters},
+  };
+  std::vector<Figure> figures;
+  for (const auto& [name, measure] : measurements) {
+    if (!only.empty() && ("," + only + ",").find("," + name + ",") == std::string::npos) continue;
+    std::cerr << "measuring " << name << "...\n";
+    measure(figures);
+  }
+  print_table(figures);
+  if (!json_file.empty()) write_json(figures, json_file);
+  const bool all_ok = std::all_of(figures.begin(), figures.end(), [](const Figure& f) { return f.ok; });
+  return all_ok ? 0 : 1;
+}

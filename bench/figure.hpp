@@ -9,6 +9,10 @@
 namespace packlock::bench {
 
 struct Figure {
+  Figure(std::string name_, double value_, std::string unit_, double baseline_, std::string bar_)
+      : name(std::move(name_)), value(value_), unit(std::move(unit_)), baseline(baseline_),
+        bar(std::move(bar_)) {}
+
   std::string name;
   double value = 0;
   std::string unit;

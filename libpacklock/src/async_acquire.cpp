@@ -160,6 +160,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
         break;
     }
     if (!registration_.active()) registration_ = WaiterRegistration(*pack_, mode());
+    watch_.consume_events();
     if (!pack_->path_names(sidecar_)) {
       // The sidecar was replaced: follow the path at once.
       sidecar_.fd.reset();
@@ -171,12 +172,11 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
 
   void wait_for_release() {
     const unsigned round = ++round_;
-    auto wake = [self = shared_from_this(), round](std::error_code) {
+    auto wake = [self = shared_from_this(), round] {
       std::lock_guard lock(self->mutex_);
       if (self->state_ == State::done || round != self->round_) return;
-      ++self->round_;  // the other wait of this round is now stale
+      ++self->round_;  // the other waits of this round are now stale
       self->cancel_waits();
-      self->watch_.consume_events();
       self->contend();
     };
     if (watch_.native_handle() >= 0) {
@@ -184,10 +184,13 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
       if (!events_) {
         if (const int fd = ::dup(watch_.native_handle()); fd >= 0) events_.emplace(executor_, fd);
       }
-      if (events_) events_->async_wait(asio::posix::stream_descriptor::wait_read, wake);
+      if (events_) {
+        events_->async_wait(asio::posix::stream_descriptor::wait_read,
+                            [wake](std::error_code) { wake(); });
+      }
     }
     backoff_timer_.expires_after(watch_.next_delay());
-    backoff_timer_.async_wait(wake);
+    backoff_timer_.async_wait([wake](std::error_code) { wake(); });
   }
 
   void cancel_waits() {

@@ -65,6 +65,7 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
       return {};
     }
     if (!registration.active()) registration = WaiterRegistration(pack, mode);
+    watch.consume_events();
     // A holder left on an unlinked inode must not keep us waiting on it.
     if (!pack.path_names(sidecar)) {
       sidecar = pack.open_sidecar(ec);

@@ -16,10 +16,11 @@ detail::Deadline deadline_of(const Timeout& timeout) noexcept {
   return detail::deadline_after(std::max(*timeout, detail::Clock::duration::zero()));
 }
 
-template <typename T>
-T value_or_throw(T value, const std::error_code& ec, const char* verb,
-                 const std::filesystem::path& path) {
-  if (ec) throw Error(ec, verb, path);
+// `path` is only called on failure: building it costs more than the
+// uncontended acquisition it would report on.
+template <typename T, typename PathOf>
+T value_or_throw(T value, const std::error_code& ec, const char* verb, PathOf path) {
+  if (ec) throw Error(ec, verb, path());
   return value;
 }
 
@@ -60,7 +61,8 @@ PackLock PackLock::open(const std::filesystem::path& pack, std::error_code& ec) 
 PackLock PackLock::open(const std::filesystem::path& pack) {
   std::error_code ec;
   PackLock lock = open(pack, ec);
-  return value_or_throw(std::move(lock), ec, "open", pack / detail::kDefaultSidecarName);
+  return value_or_throw(std::move(lock), ec, "open",
+                        [&] { return pack / detail::kDefaultSidecarName; });
 }
 
 PackLockHold PackLock::try_acquire(Mode mode, std::error_code& ec) const noexcept {
@@ -74,7 +76,7 @@ PackLockHold PackLock::try_acquire(Mode mode, std::error_code& ec) const noexcep
 PackLockHold PackLock::try_acquire(Mode mode) const {
   std::error_code ec;
   PackLockHold hold = try_acquire(mode, ec);
-  return value_or_throw(std::move(hold), ec, "lock", sidecar());
+  return value_or_throw(std::move(hold), ec, "lock", [this] { return sidecar(); });
 }
 
 PackLockHold PackLock::acquire(Mode mode, Timeout timeout, std::error_code& ec) const noexcept {
@@ -88,7 +90,7 @@ PackLockHold PackLock::acquire(Mode mode, Timeout timeout, std::error_code& ec) 
 PackLockHold PackLock::acquire(Mode mode, Timeout timeout) const {
   std::error_code ec;
   PackLockHold hold = acquire(mode, timeout, ec);
-  return value_or_throw(std::move(hold), ec, "lock", sidecar());
+  return value_or_throw(std::move(hold), ec, "lock", [this] { return sidecar(); });
 }
 
 const std::filesystem::path& PackLock::pack() const noexcept {

@@ -53,7 +53,7 @@ std::chrono::nanoseconds ReleaseWatch::next_delay() noexcept {
   return delay;
 }
 
-void ReleaseWatch::wait_until(const Deadline& deadline) noexcept {
+bool ReleaseWatch::wait_until(const Deadline& deadline) noexcept {
   auto delay = next_delay();
   if (deadline) {
     delay = std::min(delay, std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -62,8 +62,7 @@ void ReleaseWatch::wait_until(const Deadline& deadline) noexcept {
   pollfd pfd{inotify_.get(), POLLIN, 0};
   const timespec timeout = to_timespec(delay);
   // inotify_.get() is -1 without a watch: ppoll then only sleeps.
-  const int rc = ::ppoll(&pfd, 1, &timeout, nullptr);
-  if (rc > 0) consume_events();
+  return ::ppoll(&pfd, 1, &timeout, nullptr) > 0;
 }
 
 }  // namespace packlock::detail

@@ -42,9 +42,11 @@ class ReleaseWatch final {
   void watch(const Sidecar& sidecar) noexcept;
 
   // Blocks until an event arrives, the back-off period passes, or the
-  // deadline, whichever is first. A signal (EINTR) only ends the step early:
-  // the caller retries and its deadline alone decides a timeout.
-  void wait_until(const Deadline& deadline) noexcept;
+  // deadline, whichever is first; true when events are pending (left for
+  // consume_events(), so an attempt can be made first). A signal (EINTR)
+  // only ends the step early: the caller retries and its deadline alone
+  // decides a timeout.
+  bool wait_until(const Deadline& deadline) noexcept;
 
   // For event loops: the inotify descriptor (-1 without one), readable when
   // events are pending; consume_events() drains it and reports whether

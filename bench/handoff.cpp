@@ -1,0 +1,195 @@
+// handoff_p50 / handoff_p99: how long after a holder in one process
+// releases does a waiter in another process own the lock. Baseline: the same
+// two processes with waiters parked in the kernel's blocking flock(LOCK_EX).
+// For information, a waiter that polls with the Go package's back-off
+// (10 ms growing to 100 ms).
+//
+// Two processes take turns: the waiter announces the round and parks; the
+// holder waits for the announcement, gives the waiter 1 ms to park, notes
+// the time and releases; the waiter notes when it owns the lock. A process
+// only starts waiting once the other owns the lock it waited for.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include <packlock/packlock.hpp>
+
+#include "figure.hpp"
+#include "scratch.hpp"
+
+namespace packlock::bench {
+namespace {
+
+constexpr int kMaxRounds = 1000;
+
+struct Rounds {
+  std::atomic<int> first_holds{0};
+  std::atomic<int> parked_round{-1};
+  std::atomic<int> acquired_round{-1};
+  std::atomic<double> released_at{0};
+  double latency_ns[kMaxRounds] = {};
+};
+
+// How one process takes and drops the lock in one variant.
+class Locker {
+ public:
+  virtual ~Locker() = default;
+  virtual void acquire() = 0;
+  virtual void release() = 0;
+};
+
+class PackLockLocker final : public Locker {
+ public:
+  explicit PackLockLocker(const std::filesystem::path& pack) : lock_(PackLock::open(pack)) {}
+  void acquire() override { hold_ = lock_.acquire(Mode::exclusive); }
+  void release() override { hold_.release(); }
+
+ private:
+  PackLock lock_;
+  PackLockHold hold_;
+};
+
+// What flock(1) does: open, blocking flock, close to release.
+class KernelLocker final : public Locker {
+ public:
+  explicit KernelLocker(std::filesystem::path sidecar) : sidecar_(std::move(sidecar)) {}
+  void acquire() override {
+    fd_ = ::open(sidecar_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    while (::flock(fd_, LOCK_EX) != 0) {
+    }
+  }
+  void release() override { ::close(fd_); }
+
+ private:
+  std::filesystem::path sidecar_;
+  int fd_ = -1;
+};
+
+// The Go package's wait: non-blocking attempts with a 10-100 ms back-off.
+class PollingLocker final : public Locker {
+ public:
+  explicit PollingLocker(std::filesystem::path sidecar) : sidecar_(std::move(sidecar)) {}
+  void acquire() override {
+    fd_ = ::open(sidecar_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    auto delay = std::chrono::milliseconds(10);
+    while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      std::this_thread::sleep_for(delay);
+      delay = std::min(delay * 2, std::chrono::milliseconds(100));
+    }
+  }
+  void release() override { ::close(fd_); }
+
+ private:
+  std::filesystem::path sidecar_;
+  int fd_ = -1;
+};
+
+// Diagnostic: the bare event mechanism packlock uses, without packlock.
+class InotifyLocker final : public Locker {
+ public:
+  explicit InotifyLocker(std::filesystem::path sidecar) : sidecar_(std::move(sidecar)) {}
+  void acquire() override {
+    fd_ = ::open(sidecar_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    const int in = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    const std::string link = "/proc/self/fd/" + std::to_string(fd_);
+    ::inotify_add_watch(in, link.c_str(), IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
+    char buffer[4096];
+    while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      pollfd pfd{in, POLLIN, 0};
+      ::poll(&pfd, 1, -1);
+      while (::read(in, buffer, sizeof buffer) > 0) {
+      }
+    }
+    ::close(in);
+  }
+  void release() override { ::close(fd_); }
+
+ private:
+  std::filesystem::path sidecar_;
+  int fd_ = -1;
+};
+
+using LockerFactory = std::function<std::unique_ptr<Locker>()>;
+
+void wait_for(const std::atomic<int>& value, int wanted) {
+  while (value.load() != wanted) std::this_thread::sleep_for(std::chrono::microseconds(20));
+}
+
+// Process `me` (0 or 1) plays its part in every round; process 0 starts holding.
+int take_turns(int me, int rounds, const LockerFactory& make, Rounds& shared) {
+  const auto locker = make();
+  if (me == 0) {
+    locker->acquire();
+    shared.first_holds = 1;
+  }
+  wait_for(shared.first_holds, 1);
+  for (int round = 0; round < rounds; ++round) {
+    const bool holding = round % 2 == me;
+    if (holding) {
+      wait_for(shared.parked_round, round);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      shared.released_at = now_ns();
+      locker->release();
+    } else {
+      // Not before the other process owns the lock it waited for in the
+      // previous round: otherwise this one could take it back first.
+      wait_for(shared.acquired_round, round - 1);
+      shared.parked_round = round;
+      locker->acquire();
+      shared.latency_ns[round] = now_ns() - shared.released_at.load();
+      shared.acquired_round = round;
+    }
+  }
+  // The waiter of the last round holds; let it go.
+  if ((rounds - 1) % 2 != me) locker->release();
+  return 0;
+}
+
+std::vector<double> measure(int rounds, const LockerFactory& make) {
+  SharedMemory<Rounds> shared;
+  const pid_t first = fork_child([&] { return take_turns(0, rounds, make, *shared); });
+  const pid_t second = fork_child([&] { return take_turns(1, rounds, make, *shared); });
+  wait_child(first);
+  wait_child(second);
+  return {shared->latency_ns, shared->latency_ns + rounds};
+}
+
+}  // namespace
+
+void handoff(std::vector<Figure>& figures) {
+  ScratchDir scratch;
+  const auto pack = scratch.path() / "pack";
+  PackLock::open(pack);
+  const auto sidecar = pack / ".grex-lock";
+  const auto kernel = measure(kMaxRounds, [&] { return std::make_unique<KernelLocker>(sidecar); });
+  const auto ours = measure(kMaxRounds, [&] { return std::make_unique<PackLockLocker>(pack); });
+  if (std::getenv("PACKLOCK_BENCH_DIAG")) {
+    const auto bare = measure(kMaxRounds, [&] { return std::make_unique<InotifyLocker>(sidecar); });
+    std::fprintf(stderr, "bare inotify: p50 %.1f us p99 %.1f us\n", median(bare) / 1000,
+                 percentile(bare, 0.99) / 1000);
+  }
+  const auto polling = measure(40, [&] { return std::make_unique<PollingLocker>(sidecar); });
+  const std::string info = "rounds " + std::to_string(kMaxRounds) +
+                           "; Go-style 10-100 ms polling for information: p50 " +
+                           std::to_string(static_cast<int>(median(polling) / 1000)) + " us, p99 " +
+                           std::to_string(static_cast<int>(percentile(polling, 0.99) / 1000)) +
+                           " us";
+  for (const auto& [name, p] : {std::pair{"handoff_p50", 0.5}, std::pair{"handoff_p99", 0.99}}) {
+    Figure figure{name, percentile(ours, p) / 1000, "us", percentile(kernel, p) / 1000,
+                  "ratio <= 2 to blocking flock"};
+    figure.ok = figure.ratio() <= 2;
+    figure.note = info;
+    figures.push_back(figure);
+  }
+}
+
+}  // namespace packlock::bench

@@ -68,6 +68,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
         executor_(std::move(executor)),
         deadline_(deadline),
         completion_(std::move(completion)),
+        watch_(Backoff{}, pack_ ? &pack_->wake() : nullptr),
         backoff_timer_(executor_),
         deadline_timer_(executor_) {}
 
@@ -108,6 +109,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
     pack_->queue().withdraw(*this);
     state_ = State::done;
     registration_.reset();
+    if (sidecar_.fd) pack_->keep_sidecar(std::move(sidecar_));
     sidecar_.fd.reset();
     cancel_waits();
     deadline_timer_.cancel();
@@ -147,7 +149,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
     state_ = State::contending;
     std::error_code ec;
     if (!sidecar_.fd) {
-      sidecar_ = pack_->open_sidecar(ec);
+      sidecar_ = pack_->take_sidecar(ec);
       if (ec) return finish(ec, nullptr);
       watch_.watch(sidecar_);
     }
@@ -189,6 +191,15 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
                             [wake](std::error_code) { wake(); });
       }
     }
+    if (watch_.wake_handle() >= 0) {
+      if (!wake_events_) {
+        if (const int fd = ::dup(watch_.wake_handle()); fd >= 0) wake_events_.emplace(executor_, fd);
+      }
+      if (wake_events_) {
+        wake_events_->async_wait(asio::posix::stream_descriptor::wait_read,
+                                 [wake](std::error_code) { wake(); });
+      }
+    }
     backoff_timer_.expires_after(watch_.next_delay());
     backoff_timer_.async_wait([wake](std::error_code) { wake(); });
   }
@@ -196,6 +207,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
   void cancel_waits() {
     backoff_timer_.cancel();
     if (events_) events_->cancel();
+    if (wake_events_) wake_events_->cancel();
   }
 
   void finish(std::error_code ec, Sidecar&& locked) {
@@ -214,6 +226,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
   void finish_common(std::error_code ec, std::unique_ptr<Hold> hold) {
     state_ = State::done;
     registration_.reset();
+    if (sidecar_.fd) pack_->keep_sidecar(std::move(sidecar_));
     sidecar_.fd.reset();
     cancel_waits();
     deadline_timer_.cancel();
@@ -236,7 +249,8 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
   Sidecar sidecar_;
   ReleaseWatch watch_;
   WaiterRegistration registration_;
-  std::optional<asio::posix::stream_descriptor> events_;
+  std::optional<asio::posix::stream_descriptor> events_;       // inotify
+  std::optional<asio::posix::stream_descriptor> wake_events_;  // wake channel
   asio::steady_timer backoff_timer_;
   asio::steady_timer deadline_timer_;
   unsigned round_ = 0;

@@ -48,9 +48,9 @@ class BlockingWaiter final : public Waiter {
 // attempt again. Returns the locked sidecar, or sets `ec`.
 Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& deadline,
                 Backoff backoff, WaiterRegistration& registration, std::error_code& ec) noexcept {
-  Sidecar sidecar = pack.open_sidecar(ec);
+  Sidecar sidecar = pack.take_sidecar(ec);
   if (ec) return {};
-  ReleaseWatch watch(backoff);
+  ReleaseWatch watch(backoff, &pack.wake());
   // Watch before the first attempt, so a release between a busy attempt and
   // the wait is not lost.
   if (may_wait) watch.watch(sidecar);
@@ -61,6 +61,7 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
       case Attempt::busy: break;
     }
     if (!may_wait) {
+      pack.keep_sidecar(std::move(sidecar));
       ec = errc::busy;
       return {};
     }
@@ -75,6 +76,7 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
     }
     watch.watch(sidecar);
     if (expired(deadline)) {
+      pack.keep_sidecar(std::move(sidecar));
       ec = errc::timeout;
       return {};
     }

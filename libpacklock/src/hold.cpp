@@ -1,6 +1,9 @@
 #include "hold.hpp"
 
 #include <pthread.h>
+#include <sys/file.h>
+
+#include <cerrno>
 
 #include <atomic>
 
@@ -30,10 +33,23 @@ Hold::Hold(std::shared_ptr<const Pack> pack, Sidecar sidecar, Mode mode,
 
 std::error_code Hold::release() noexcept {
   if (!sidecar_.fd) return release_result_;
-  if (const int err = sidecar_.fd.reset()) release_result_.assign(err, std::system_category());
-  if (fork_generation_ == fork_generation.load(std::memory_order_relaxed)) {
-    pack_->queue().released(mode_, thread_);
+  if (fork_generation_ != fork_generation.load(std::memory_order_relaxed)) {
+    // A child forked while the hold existed shares the lock's open file
+    // description: LOCK_UN here would drop the parent's lock. Closing the
+    // child's copy leaves it alone.
+    if (const int err = sidecar_.fd.reset()) release_result_.assign(err, std::system_category());
+    return release_result_;
   }
+  if (::flock(sidecar_.fd.get(), LOCK_UN) == 0) {
+    pack_->keep_sidecar(std::move(sidecar_));
+  } else {
+    release_result_.assign(errno, std::system_category());
+  }
+  if (const int err = sidecar_.fd.reset(); err && !release_result_) {
+    release_result_.assign(err, std::system_category());
+  }
+  pack_->queue().released(mode_, thread_);
+  pack_->wake().notify();
   return release_result_;
 }
 

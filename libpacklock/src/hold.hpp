@@ -25,9 +25,11 @@ class Hold final {
   Hold& operator=(const Hold&) = delete;
   ~Hold() { release(); }
 
-  // Closes the descriptor, which drops the kernel lock (never LOCK_UN: in a
-  // child forked while the hold existed, closing its copy must leave the
-  // parent's lock alone). Idempotent: later calls return the first result.
+  // Unlocks (LOCK_UN), keeps the unlocked descriptor in the pack for the
+  // next acquisition, and wakes waiters of other processes through the
+  // pack's wake channel. In a child forked while the hold existed it only
+  // closes its copy, leaving the parent's lock alone. Idempotent: later
+  // calls return the first result.
   std::error_code release() noexcept;
 
   bool held() const noexcept { return static_cast<bool>(sidecar_.fd); }

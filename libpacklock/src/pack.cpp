@@ -14,7 +14,24 @@ Pack::Pack(UniqueFd dir, dev_t dir_dev, ino_t dir_ino, std::filesystem::path pat
       path_(std::move(path)),
       sidecar_name_(options.sidecar_name),
       create_(options.create),
-      queue_(std::move(queue)) {}
+      queue_(std::move(queue)),
+      wake_(dir_.get(), sidecar_name_) {}
+
+Sidecar Pack::take_sidecar(std::error_code& ec) const noexcept {
+  {
+    std::lock_guard lock(idle_mutex_);
+    if (idle_.fd) {
+      ec.clear();
+      return std::move(idle_);
+    }
+  }
+  return open_sidecar(ec);
+}
+
+void Pack::keep_sidecar(Sidecar&& sidecar) const noexcept {
+  std::lock_guard lock(idle_mutex_);
+  if (!idle_.fd) idle_ = std::move(sidecar);
+}
 
 std::shared_ptr<const Pack> Pack::open(const std::filesystem::path& pack,
                                        const PackOptions& options,
@@ -33,8 +50,11 @@ std::shared_ptr<const Pack> Pack::open(const std::filesystem::path& pack,
     return nullptr;
   }
   const std::string key = table_key(st.st_dev, st.st_ino, options.sidecar_name);
-  return std::make_shared<const Pack>(std::move(dir), st.st_dev, st.st_ino, std::move(canonical),
-                                      options, LockTable::instance().queue_for(key));
+  auto opened = std::make_shared<const Pack>(std::move(dir), st.st_dev, st.st_ino,
+                                             std::move(canonical), options,
+                                             LockTable::instance().queue_for(key));
+  opened->keep_sidecar(std::move(sidecar));
+  return opened;
 } catch (const std::bad_alloc&) {
   ec = std::make_error_code(std::errc::not_enough_memory);
   return nullptr;

@@ -10,6 +10,9 @@
 #include "lock_table.hpp"
 #include "sidecar.hpp"
 #include "unique_fd.hpp"
+#include "wake_channel.hpp"
+
+#include <mutex>
 
 namespace packlock::detail {
 
@@ -18,8 +21,9 @@ struct PackOptions {
   std::string sidecar_name = kDefaultSidecarName;
 };
 
-// Immutable after open(), so it is shared freely between threads, copies of
-// a PackLock and the holds taken through it.
+// Shared freely between threads, copies of a PackLock and the holds taken
+// through it: everything is immutable after open() but the idle descriptor,
+// which its own mutex guards.
 class Pack final {
  public:
   static std::shared_ptr<const Pack> open(const std::filesystem::path& pack,
@@ -45,6 +49,15 @@ class Pack final {
   Sidecar open_sidecar(std::error_code& ec) const noexcept {
     return detail::open_sidecar(dir_fd(), sidecar_name_, create_, ec);
   }
+
+  // An unlocked descriptor of the sidecar kept from the last release, or a
+  // new one. Reusing it saves the open(2) and fstat(2) of an acquisition;
+  // the ghost-lock guard catches one whose inode the path no longer names.
+  Sidecar take_sidecar(std::error_code& ec) const noexcept;
+  // Keeps an unlocked descriptor for the next acquisition (or closes it).
+  void keep_sidecar(Sidecar&& sidecar) const noexcept;
+
+  const WakeChannel& wake() const noexcept { return wake_; }
   bool path_names(const Sidecar& sidecar) const noexcept {
     return path_names_inode(dir_fd(), sidecar_name_, sidecar);
   }
@@ -60,6 +73,9 @@ class Pack final {
   std::string sidecar_name_;
   bool create_;
   std::shared_ptr<PackQueue> queue_;
+  WakeChannel wake_;
+  mutable std::mutex idle_mutex_;
+  mutable Sidecar idle_;
 };
 
 }  // namespace packlock::detail

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <mutex>
 #include <string>
+#include <vector>
 
 namespace packlock::detail {
 namespace {
@@ -19,14 +21,80 @@ timespec to_timespec(std::chrono::nanoseconds d) noexcept {
   return {static_cast<time_t>(secs.count()), static_cast<long>((d - secs).count())};
 }
 
+// Idle inotify instances, with the watch they had, reused by later waits.
+// Closing an instance or removing its watch delays the caller until the
+// kernel has torn the mark down (75-150 us measured), which a waiter would
+// pay right after it got its lock. Reuse also keeps the process far from the
+// per-user instance limit (max_user_instances, 128 by default).
+struct IdleInotify {
+  UniqueFd fd;
+  int wd = -1;
+  dev_t dev = 0;
+  ino_t ino = 0;
+};
+
+class InotifyPool final {
+ public:
+  static InotifyPool& instance() {
+    static InotifyPool* const pool = new InotifyPool;  // never destroyed
+    return *pool;
+  }
+
+  // An instance watching (dev, ino) if there is one, else any idle one.
+  IdleInotify take(dev_t dev, ino_t ino) noexcept {
+    IdleInotify taken;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = std::find_if(idle_.begin(), idle_.end(),
+                             [&](const IdleInotify& i) { return i.dev == dev && i.ino == ino; });
+      if (it == idle_.end() && !idle_.empty()) it = idle_.end() - 1;
+      if (it != idle_.end()) {
+        taken = std::move(*it);
+        idle_.erase(it);
+      }
+    }
+    if (!taken.fd) taken.fd = UniqueFd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    // Events queued while idle must not wake the new user.
+    alignas(inotify_event) std::array<char, 4096> buffer;
+    while (taken.fd && ::read(taken.fd.get(), buffer.data(), buffer.size()) > 0) {
+    }
+    return taken;
+  }
+
+  void put(IdleInotify idle) noexcept {
+    std::lock_guard lock(mutex_);
+    if (idle_.size() < kMaxIdle) idle_.push_back(std::move(idle));
+  }
+
+ private:
+  static constexpr std::size_t kMaxIdle = 16;
+  std::mutex mutex_;
+  std::vector<IdleInotify> idle_;
+};
+
 }  // namespace
 
-ReleaseWatch::ReleaseWatch(Backoff backoff) noexcept
-    : backoff_(backoff), step_(backoff.first) {}
+ReleaseWatch::ReleaseWatch(Backoff backoff, const WakeChannel* wake) noexcept
+    : backoff_(backoff), wake_(wake), step_(backoff.first) {}
+
+ReleaseWatch::~ReleaseWatch() {
+  if (!inotify_) return;
+  // The watch stays: removing it costs the waiter about 75 us right after
+  // it got its lock (measured). The next wait through this instance
+  // removes it if it watches another inode.
+  InotifyPool::instance().put({std::move(inotify_), wd_, dev_, ino_});
+}
 
 void ReleaseWatch::watch(const Sidecar& sidecar) noexcept {
   if (wd_ >= 0 && dev_ == sidecar.dev && ino_ == sidecar.ino) return;
-  if (!inotify_) inotify_ = UniqueFd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (!inotify_) {
+    IdleInotify idle = InotifyPool::instance().take(sidecar.dev, sidecar.ino);
+    inotify_ = std::move(idle.fd);
+    wd_ = idle.wd;
+    dev_ = idle.dev;
+    ino_ = idle.ino;
+    if (wd_ >= 0 && dev_ == sidecar.dev && ino_ == sidecar.ino) return;
+  }
   if (!inotify_) return;
   if (wd_ >= 0) ::inotify_rm_watch(inotify_.get(), wd_);
   // The descriptor's /proc link names exactly the inode we have open, even
@@ -39,10 +107,9 @@ void ReleaseWatch::watch(const Sidecar& sidecar) noexcept {
 }
 
 bool ReleaseWatch::consume_events() noexcept {
-  if (!inotify_) return false;
+  bool any = wake_ && wake_->drain();
   alignas(inotify_event) std::array<char, 4096> buffer;
-  bool any = false;
-  while (::read(inotify_.get(), buffer.data(), buffer.size()) > 0) any = true;
+  while (inotify_ && ::read(inotify_.get(), buffer.data(), buffer.size()) > 0) any = true;
   if (any) step_ = backoff_.first;
   return any;
 }
@@ -59,10 +126,10 @@ bool ReleaseWatch::wait_until(const Deadline& deadline) noexcept {
     delay = std::min(delay, std::chrono::duration_cast<std::chrono::nanoseconds>(
                                 std::max(*deadline - Clock::now(), Clock::duration::zero())));
   }
-  pollfd pfd{inotify_.get(), POLLIN, 0};
+  // A descriptor of -1 is ignored: without both, ppoll only sleeps.
+  pollfd fds[2] = {{inotify_.get(), POLLIN, 0}, {wake_handle(), POLLIN, 0}};
   const timespec timeout = to_timespec(delay);
-  // inotify_.get() is -1 without a watch: ppoll then only sleeps.
-  return ::ppoll(&pfd, 1, &timeout, nullptr) > 0;
+  return ::ppoll(fds, 2, &timeout, nullptr) > 0;
 }
 
 }  // namespace packlock::detail

@@ -22,6 +22,7 @@
 
 #include "sidecar.hpp"
 #include "unique_fd.hpp"
+#include "wake_channel.hpp"
 
 namespace packlock::detail {
 
@@ -35,7 +36,11 @@ struct Backoff {
 
 class ReleaseWatch final {
  public:
-  explicit ReleaseWatch(Backoff backoff = {}) noexcept;
+  // `wake`, the pack's wake channel, must outlive the watch (null: none).
+  ReleaseWatch(Backoff backoff, const WakeChannel* wake) noexcept;
+  ReleaseWatch(const ReleaseWatch&) = delete;
+  ReleaseWatch& operator=(const ReleaseWatch&) = delete;
+  ~ReleaseWatch();
 
   // Watches the inode `sidecar` has open (again, if it changed). Without
   // inotify (no instance left, no /proc) the back-off timer alone wakes.
@@ -48,15 +53,18 @@ class ReleaseWatch final {
   // decides a timeout.
   bool wait_until(const Deadline& deadline) noexcept;
 
-  // For event loops: the inotify descriptor (-1 without one), readable when
-  // events are pending; consume_events() drains it and reports whether
-  // there were any; next_delay() is the back-off step to sleep now.
+  // For event loops: the inotify descriptor (-1 without one) and the wake
+  // channel's (-1 without one), readable when events are pending;
+  // consume_events() drains both and reports whether there were any;
+  // next_delay() is the back-off step to sleep now.
   int native_handle() const noexcept { return inotify_.get(); }
+  int wake_handle() const noexcept { return wake_ ? wake_->native_handle() : -1; }
   bool consume_events() noexcept;
   std::chrono::nanoseconds next_delay() noexcept;
 
  private:
   Backoff backoff_;
+  const WakeChannel* wake_;
   std::chrono::nanoseconds step_;
   UniqueFd inotify_;
   int wd_ = -1;

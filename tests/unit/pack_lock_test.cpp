@@ -193,7 +193,7 @@ BOOST_FIXTURE_TEST_CASE(acquire_wakes_when_another_process_releases, PackFixture
   std::error_code ec;
   PackLockHold hold;
   std::thread waiter([&] { hold = lock.acquire(Mode::exclusive, 30s, ec); });
-  BOOST_REQUIRE(eventually([] { return open_fds_to("anon_inode:inotify") == 1; }));
+  BOOST_REQUIRE(eventually([&] { return waiting_here(lock.pack()); }));
   holder.close_stdin();
   waiter.join();
   BOOST_TEST(!ec, ec.message());
@@ -215,7 +215,7 @@ BOOST_FIXTURE_TEST_CASE(a_release_without_close_is_seen_by_the_back_off, PackFix
     hold = lock.acquire(Mode::exclusive, std::nullopt, ec);
     acquired.set_value();
   });
-  BOOST_REQUIRE(eventually([] { return open_fds_to("anon_inode:inotify") == 1; }));
+  BOOST_REQUIRE(eventually([&] { return waiting_here(lock.pack()); }));
   holder.write_line("release");
   holder.expect_line("unlocked");
   // The back-off is capped at 250 ms; 20 times that is a liveness limit,

@@ -138,7 +138,7 @@ BOOST_AUTO_TEST_CASE(a_waiter_follows_the_path_when_the_sidecar_is_unlinked) {
   PackLockHold hold;
   std::thread waiter([&] { hold = lock.acquire(Mode::exclusive, 20s, ec); });
   // Unlink once the waiter has the old inode open and watched.
-  BOOST_REQUIRE(eventually([] { return open_fds_to("anon_inode:inotify") == 1; }));
+  BOOST_REQUIRE(eventually([&] { return waiting_here(lock.pack()); }));
   fs::remove(lock.sidecar());
   waiter.join();
   BOOST_TEST(!ec, ec.message());

@@ -267,6 +267,14 @@ std::shared_ptr<detail::PackQueue> queue_of(const PackLock& lock) {
 
 std::size_t waiting_count(const PackLock& lock) { return queue_of(lock)->waiting(); }
 
+bool waiting_here(const fs::path& pack) {
+  std::error_code ec;
+  for (const LockParty& party : observe(pack, ec).waiters) {
+    if (party.pid == ::getpid() && party.packlock) return true;
+  }
+  return false;
+}
+
 int open_fds_to(const std::string& target) {
   int count = 0;
   std::error_code ec;

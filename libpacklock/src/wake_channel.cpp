@@ -1,0 +1,35 @@
+#include "wake_channel.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <array>
+#include <string>
+
+namespace packlock::detail {
+
+WakeChannel::WakeChannel(int dir_fd, const std::string& sidecar_name) noexcept {
+  const std::string name = sidecar_name + kWakeSuffix;
+  ::mkfifoat(dir_fd, name.c_str(), 0666);  // EEXIST is the usual case
+  constexpr int flags = O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
+  UniqueFd fifo(::openat(dir_fd, name.c_str(), O_RDWR | flags));
+  // A user who may only read it still wakes when others release.
+  if (!fifo) fifo = UniqueFd(::openat(dir_fd, name.c_str(), O_RDONLY | flags));
+  struct stat st {};
+  if (fifo && ::fstat(fifo.get(), &st) == 0 && S_ISFIFO(st.st_mode)) fifo_ = std::move(fifo);
+}
+
+void WakeChannel::notify() const noexcept {
+  // EAGAIN means the pipe is full of unread bytes: it is readable already.
+  if (fifo_) [[maybe_unused]] const auto written = ::write(fifo_.get(), "", 1);
+}
+
+bool WakeChannel::drain() const noexcept {
+  if (!fifo_) return false;
+  std::array<char, 512> buffer;
+  bool any = false;
+  while (::read(fifo_.get(), buffer.data(), buffer.size()) > 0) any = true;
+  return any;
+}
+
+}  // namespace packlock::detail

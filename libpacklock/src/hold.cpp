@@ -8,19 +8,6 @@
 #include <atomic>
 
 namespace packlock::detail {
-namespace {
-
-// Counts forks, so a hold released in a child knows the lock table it would
-// update is a copy whose mutexes may have been held by threads that do not
-// exist in the child. Cheaper than getpid(2) on every release.
-std::atomic<unsigned> fork_generation{0};
-
-void note_fork_in_child() noexcept { fork_generation.fetch_add(1, std::memory_order_relaxed); }
-
-[[maybe_unused]] const int fork_handler_installed =
-    ::pthread_atfork(nullptr, nullptr, note_fork_in_child);
-
-}  // namespace
 
 Hold::Hold(std::shared_ptr<const Pack> pack, Sidecar sidecar, Mode mode,
            ThreadToken thread) noexcept
@@ -29,11 +16,11 @@ Hold::Hold(std::shared_ptr<const Pack> pack, Sidecar sidecar, Mode mode,
       mode_(mode),
       thread_(thread),
       acquired_at_(std::chrono::system_clock::now()),
-      fork_generation_(fork_generation.load(std::memory_order_relaxed)) {}
+      fork_generation_(fork_generation()) {}
 
 std::error_code Hold::release() noexcept {
   if (!sidecar_.fd) return release_result_;
-  if (fork_generation_ != fork_generation.load(std::memory_order_relaxed)) {
+  if (fork_generation_ != fork_generation()) {
     // A child forked while the hold existed shares the lock's open file
     // description: LOCK_UN here would drop the parent's lock. Closing the
     // child's copy leaves it alone.

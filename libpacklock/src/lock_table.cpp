@@ -3,7 +3,22 @@
 #include <algorithm>
 #include <atomic>
 
+#include <pthread.h>
+
 namespace packlock::detail {
+
+namespace {
+
+std::atomic<unsigned> forks{0};
+
+void note_fork_in_child() noexcept { forks.fetch_add(1, std::memory_order_relaxed); }
+
+[[maybe_unused]] const int fork_handler_installed =
+    ::pthread_atfork(nullptr, nullptr, note_fork_in_child);
+
+}  // namespace
+
+unsigned fork_generation() noexcept { return forks.load(std::memory_order_relaxed); }
 
 ThreadToken this_thread_token() noexcept {
   static std::atomic<ThreadToken> last{kNoThread};
@@ -13,6 +28,7 @@ ThreadToken this_thread_token() noexcept {
 
 PackQueue::Admission PackQueue::admit(Waiter& waiter, bool may_wait) {
   std::lock_guard lock(mutex_);
+  forget_parent_after_fork();
   if (held_by(waiter.thread())) return Admission::reentry;
   // An empty queue means nobody contends at the kernel level right now.
   if (waiters_.empty() && compatible(waiter.mode())) {
@@ -27,6 +43,7 @@ PackQueue::Admission PackQueue::admit(Waiter& waiter, bool may_wait) {
 
 void PackQueue::granted(Waiter& waiter) {
   std::lock_guard lock(mutex_);
+  forget_parent_after_fork();
   // The head is the only waiter that can be granted.
   waiters_.pop_front();
   holders_.push_back({waiter.mode(), waiter.thread()});
@@ -35,6 +52,7 @@ void PackQueue::granted(Waiter& waiter) {
 
 void PackQueue::withdraw(Waiter& waiter) {
   std::lock_guard lock(mutex_);
+  forget_parent_after_fork();
   const auto it = std::find(waiters_.begin(), waiters_.end(), &waiter);
   if (it == waiters_.end()) return;
   const bool was_head = it == waiters_.begin();
@@ -44,6 +62,7 @@ void PackQueue::withdraw(Waiter& waiter) {
 
 void PackQueue::released(Mode mode, ThreadToken thread) {
   std::lock_guard lock(mutex_);
+  forget_parent_after_fork();
   const auto it = std::find_if(holders_.begin(), holders_.end(), [&](const Holder& h) {
     return h.mode == mode && h.thread == thread;
   });
@@ -53,12 +72,21 @@ void PackQueue::released(Mode mode, ThreadToken thread) {
 
 std::size_t PackQueue::waiting() {
   std::lock_guard lock(mutex_);
+  forget_parent_after_fork();
   return waiters_.size();
 }
 
 std::size_t PackQueue::holding() {
   std::lock_guard lock(mutex_);
+  forget_parent_after_fork();
   return holders_.size();
+}
+
+void PackQueue::forget_parent_after_fork() noexcept {
+  if (generation_ == fork_generation()) return;
+  generation_ = fork_generation();
+  holders_.clear();
+  waiters_.clear();
 }
 
 bool PackQueue::compatible(Mode mode) const noexcept {

@@ -28,6 +28,11 @@ using ThreadToken = std::uint64_t;
 inline constexpr ThreadToken kNoThread = 0;
 ThreadToken this_thread_token() noexcept;
 
+// Counts the forks that led to this process. A child's copy of the lock
+// table describes its parent's threads: it starts afresh (see PackQueue),
+// and a hold taken before the fork is only closed in the child.
+unsigned fork_generation() noexcept;
+
 // One request for a pack, queued until it may contend at the kernel level.
 // Not thread-safe on its own: every member is guarded by its PackQueue.
 class Waiter {
@@ -90,10 +95,13 @@ class PackQueue final {
   bool compatible(Mode mode) const noexcept;
   bool held_by(ThreadToken thread) const noexcept;
   void give_turn_to_head() noexcept;
+  // In a forked child, the holders and waiters are the parent's threads.
+  void forget_parent_after_fork() noexcept;
 
   std::mutex mutex_;
   std::vector<Holder> holders_;
   std::deque<Waiter*> waiters_;
+  unsigned generation_ = fork_generation();
 };
 
 // Canonical pack key -> PackQueue. Queues live as long as a Pack refers to

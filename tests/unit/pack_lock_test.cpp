@@ -274,6 +274,22 @@ BOOST_FIXTURE_TEST_CASE(a_forked_child_that_releases_leaves_the_parent_holding, 
   BOOST_TEST(child_try(Mode::exclusive) == kChildBusy);
 }
 
+BOOST_FIXTURE_TEST_CASE(a_forked_child_starts_with_a_fresh_lock_table, PackFixture) {
+  PackLockHold hold = lock.acquire();
+  const pid_t child = ::fork();
+  BOOST_REQUIRE(child >= 0);
+  if (child == 0) {
+    // The parent's hold is the kernel's business here, not re-entry: the
+    // child waits for it and times out.
+    std::error_code ec;
+    (void)lock.acquire(Mode::exclusive, 100ms, ec);
+    ::_exit(ec == errc::timeout ? 0 : ec == errc::busy ? 2 : 1);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  BOOST_TEST((WIFEXITED(status) && WEXITSTATUS(status) == 0), "child status " << status);
+}
+
 BOOST_FIXTURE_TEST_CASE(another_descriptor_of_the_sidecar_closing_keeps_the_lock, PackFixture) {
   PackLockHold hold = lock.acquire();
   const int fd = ::open(lock.sidecar().c_str(), O_RDONLY | O_CLOEXEC);

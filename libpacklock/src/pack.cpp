@@ -20,17 +20,22 @@ Pack::Pack(UniqueFd dir, dev_t dir_dev, ino_t dir_ino, std::filesystem::path pat
 Sidecar Pack::take_sidecar(std::error_code& ec) const noexcept {
   {
     std::lock_guard lock(idle_mutex_);
-    if (idle_.fd) {
+    // A descriptor kept before a fork is one open file description shared
+    // with the other process: flock(2) would take the two for one holder.
+    if (idle_.fd && idle_generation_ == fork_generation()) {
       ec.clear();
       return std::move(idle_);
     }
+    idle_.fd.reset();
   }
   return open_sidecar(ec);
 }
 
 void Pack::keep_sidecar(Sidecar&& sidecar) const noexcept {
   std::lock_guard lock(idle_mutex_);
-  if (!idle_.fd) idle_ = std::move(sidecar);
+  if (idle_.fd && idle_generation_ == fork_generation()) return;
+  idle_ = std::move(sidecar);
+  idle_generation_ = fork_generation();
 }
 
 std::shared_ptr<const Pack> Pack::open(const std::filesystem::path& pack,

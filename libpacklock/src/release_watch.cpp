@@ -1,5 +1,7 @@
 #include "release_watch.hpp"
 
+#include "lock_table.hpp"
+
 #include <poll.h>
 #include <sys/inotify.h>
 
@@ -45,6 +47,12 @@ class InotifyPool final {
     IdleInotify taken;
     {
       std::lock_guard lock(mutex_);
+      // Instances kept before a fork are shared with the other process:
+      // each would read the other's events.
+      if (generation_ != fork_generation()) {
+        idle_.clear();
+        generation_ = fork_generation();
+      }
       auto it = std::find_if(idle_.begin(), idle_.end(),
                              [&](const IdleInotify& i) { return i.dev == dev && i.ino == ino; });
       if (it == idle_.end() && !idle_.empty()) it = idle_.end() - 1;
@@ -63,6 +71,10 @@ class InotifyPool final {
 
   void put(IdleInotify idle) noexcept {
     std::lock_guard lock(mutex_);
+    if (generation_ != fork_generation()) {
+      idle_.clear();
+      generation_ = fork_generation();
+    }
     if (idle_.size() < kMaxIdle) idle_.push_back(std::move(idle));
   }
 
@@ -70,6 +82,7 @@ class InotifyPool final {
   static constexpr std::size_t kMaxIdle = 16;
   std::mutex mutex_;
   std::vector<IdleInotify> idle_;
+  unsigned generation_ = fork_generation();
 };
 
 }  // namespace

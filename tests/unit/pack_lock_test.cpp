@@ -2,6 +2,7 @@
 // with flock(1), re-entry, timeouts, waking on release, and the hold.
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -288,6 +289,35 @@ BOOST_FIXTURE_TEST_CASE(a_forked_child_starts_with_a_fresh_lock_table, PackFixtu
   int status = 0;
   ::waitpid(child, &status, 0);
   BOOST_TEST((WIFEXITED(status) && WEXITSTATUS(status) == 0), "child status " << status);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_pack_lock_used_on_both_sides_of_a_fork_still_excludes, PackFixture) {
+  // Both processes have the same PackLock, with whatever it kept before the
+  // fork; a lock taken in the child must exclude the parent.
+  { PackLockHold warm = lock.acquire(); }
+  int ready[2];
+  BOOST_REQUIRE(::pipe(ready) == 0);
+  const pid_t child = ::fork();
+  BOOST_REQUIRE(child >= 0);
+  if (child == 0) {
+    std::error_code ec;
+    PackLockHold hold = lock.acquire(Mode::exclusive, 5s, ec);
+    const char state = ec ? 'e' : 'h';
+    (void)!::write(ready[1], &state, 1);
+    ::pause();  // killed by the parent
+    ::_exit(0);
+  }
+  char state = 0;
+  BOOST_REQUIRE(::read(ready[0], &state, 1) == 1);
+  BOOST_TEST(state == 'h');
+  std::error_code ec;
+  (void)lock.try_acquire(Mode::exclusive, ec);
+  BOOST_TEST((ec == errc::busy), ec.message());
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  BOOST_TEST(lock.try_acquire().held());
 }
 
 BOOST_FIXTURE_TEST_CASE(another_descriptor_of_the_sidecar_closing_keeps_the_lock, PackFixture) {

@@ -289,11 +289,9 @@ BOOST_FIXTURE_TEST_CASE(blocking_and_async_waiters_share_one_fifo, AsyncFixture)
   const PackObservation none = observe(pack);
   for (int id = 0; id < 5; ++id) {
     if (id % 2 == 0) {
+      // Runs on the io thread: no Boost.Test macros there.
       lock.async_acquire(io.get_executor(), Mode::exclusive,
-                         [&, id](std::error_code ec, PackLockHold) {
-                           BOOST_TEST(!ec);
-                           note(id);
-                         });
+                         [&, id](std::error_code ec, PackLockHold) { note(ec ? -1 : id); });
     } else {
       blocking.emplace_back([&, id] {
         PackLockHold hold = lock.acquire(Mode::exclusive, 30s);

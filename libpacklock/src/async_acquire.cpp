@@ -74,6 +74,8 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
 
   void start() {
     std::lock_guard lock(mutex_);
+    // Cancelled from another thread between the slot's connection and now.
+    if (state_ == State::done) return;
     if (!pack_) {
       finish(errc::not_open, nullptr);
       return;
@@ -148,6 +150,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
     if (state_ == State::done) return;
     state_ = State::contending;
     std::error_code ec;
+    if (sidecar_.fd && sidecar_.epoch != descriptor_epoch()) sidecar_.fd.reset();  // forked
     if (!sidecar_.fd) {
       sidecar_ = pack_->take_sidecar(ec);
       if (ec) return finish(ec, nullptr);

@@ -27,6 +27,8 @@ std::error_code Hold::release() noexcept {
     if (const int err = sidecar_.fd.reset()) release_result_.assign(err, std::system_category());
     return release_result_;
   }
+  // A descriptor that predates a fork is shared with the child: unlocking
+  // releases (this process acquired), but it is not kept for reuse.
   if (::flock(sidecar_.fd.get(), LOCK_UN) == 0) {
     pack_->keep_sidecar(std::move(sidecar_));
   } else {

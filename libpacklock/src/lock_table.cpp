@@ -10,15 +10,21 @@ namespace packlock::detail {
 namespace {
 
 std::atomic<unsigned> forks{0};
+std::atomic<unsigned> epochs{0};
 
-void note_fork_in_child() noexcept { forks.fetch_add(1, std::memory_order_relaxed); }
+void note_fork_in_parent() noexcept { epochs.fetch_add(1, std::memory_order_relaxed); }
+void note_fork_in_child() noexcept {
+  forks.fetch_add(1, std::memory_order_relaxed);
+  epochs.fetch_add(1, std::memory_order_relaxed);
+}
 
 [[maybe_unused]] const int fork_handler_installed =
-    ::pthread_atfork(nullptr, nullptr, note_fork_in_child);
+    ::pthread_atfork(nullptr, note_fork_in_parent, note_fork_in_child);
 
 }  // namespace
 
 unsigned fork_generation() noexcept { return forks.load(std::memory_order_relaxed); }
+unsigned descriptor_epoch() noexcept { return epochs.load(std::memory_order_relaxed); }
 
 ThreadToken this_thread_token() noexcept {
   static std::atomic<ThreadToken> last{kNoThread};
@@ -44,8 +50,11 @@ PackQueue::Admission PackQueue::admit(Waiter& waiter, bool may_wait) {
 void PackQueue::granted(Waiter& waiter) {
   std::lock_guard lock(mutex_);
   forget_parent_after_fork();
-  // The head is the only waiter that can be granted.
-  waiters_.pop_front();
+  // Normally the head; absent when a fork emptied this copy of the queue
+  // while the waiter contended.
+  if (const auto it = std::find(waiters_.begin(), waiters_.end(), &waiter); it != waiters_.end()) {
+    waiters_.erase(it);
+  }
   holders_.push_back({waiter.mode(), waiter.thread()});
   give_turn_to_head();
 }

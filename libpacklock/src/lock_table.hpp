@@ -33,6 +33,12 @@ ThreadToken this_thread_token() noexcept;
 // and a hold taken before the fork is only closed in the child.
 unsigned fork_generation() noexcept;
 
+// Counts every fork, in the parent as in the child. A descriptor opened in
+// an earlier epoch is an open file description shared with another process:
+// flock(2) would take the two processes for one holder, so it is never
+// reused for a new acquisition (see Pack::take_sidecar).
+unsigned descriptor_epoch() noexcept;
+
 // One request for a pack, queued until it may contend at the kernel level.
 // Not thread-safe on its own: every member is guarded by its PackQueue.
 class Waiter {

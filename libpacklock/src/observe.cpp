@@ -32,8 +32,12 @@ void add_sidecar_parties(const struct stat& st, PackObservation& seen, std::erro
 void add_registered_waiters(const struct stat& st, PackObservation& seen, std::error_code& ec) {
   for (const KernelLock& lock : detail::kernel_locks_on(st.st_dev, st.st_ino, ec)) {
     if (lock.kind != KernelLock::Kind::posix || lock.blocked || lock.write) continue;
-    if (lock.start != 0 && lock.start != 1) continue;
-    seen.waiters.push_back({lock.pid, lock.start == 0 ? Mode::exclusive : Mode::shared, true});
+    // The kernel merges one process's adjacent ranges: 0-1 is both modes.
+    const auto covers = [&](long long byte) {
+      return lock.start <= byte && (lock.end < 0 || lock.end >= byte);
+    };
+    if (covers(0)) seen.waiters.push_back({lock.pid, Mode::exclusive, true});
+    if (covers(1)) seen.waiters.push_back({lock.pid, Mode::shared, true});
   }
 }
 

@@ -22,7 +22,7 @@ Sidecar Pack::take_sidecar(std::error_code& ec) const noexcept {
     std::lock_guard lock(idle_mutex_);
     // A descriptor kept before a fork is one open file description shared
     // with the other process: flock(2) would take the two for one holder.
-    if (idle_.fd && idle_generation_ == fork_generation()) {
+    if (idle_.fd && idle_.epoch == descriptor_epoch()) {
       ec.clear();
       return std::move(idle_);
     }
@@ -32,10 +32,10 @@ Sidecar Pack::take_sidecar(std::error_code& ec) const noexcept {
 }
 
 void Pack::keep_sidecar(Sidecar&& sidecar) const noexcept {
+  if (sidecar.epoch != descriptor_epoch()) return;  // shared with another process
   std::lock_guard lock(idle_mutex_);
-  if (idle_.fd && idle_generation_ == fork_generation()) return;
+  if (idle_.fd && idle_.epoch == descriptor_epoch()) return;
   idle_ = std::move(sidecar);
-  idle_generation_ = fork_generation();
 }
 
 std::shared_ptr<const Pack> Pack::open(const std::filesystem::path& pack,

@@ -76,7 +76,6 @@ class Pack final {
   WakeChannel wake_;
   mutable std::mutex idle_mutex_;
   mutable Sidecar idle_;
-  mutable unsigned idle_generation_ = 0;
 };
 
 }  // namespace packlock::detail

@@ -49,9 +49,9 @@ class InotifyPool final {
       std::lock_guard lock(mutex_);
       // Instances kept before a fork are shared with the other process:
       // each would read the other's events.
-      if (generation_ != fork_generation()) {
+      if (generation_ != descriptor_epoch()) {
         idle_.clear();
-        generation_ = fork_generation();
+        generation_ = descriptor_epoch();
       }
       auto it = std::find_if(idle_.begin(), idle_.end(),
                              [&](const IdleInotify& i) { return i.dev == dev && i.ino == ino; });
@@ -71,9 +71,9 @@ class InotifyPool final {
 
   void put(IdleInotify idle) noexcept {
     std::lock_guard lock(mutex_);
-    if (generation_ != fork_generation()) {
+    if (generation_ != descriptor_epoch()) {
       idle_.clear();
-      generation_ = fork_generation();
+      generation_ = descriptor_epoch();
     }
     if (idle_.size() < kMaxIdle) idle_.push_back(std::move(idle));
   }
@@ -82,7 +82,7 @@ class InotifyPool final {
   static constexpr std::size_t kMaxIdle = 16;
   std::mutex mutex_;
   std::vector<IdleInotify> idle_;
-  unsigned generation_ = fork_generation();
+  unsigned generation_ = descriptor_epoch();
 };
 
 }  // namespace
@@ -142,7 +142,8 @@ bool ReleaseWatch::wait_until(const Deadline& deadline) noexcept {
   // A descriptor of -1 is ignored: without both, ppoll only sleeps.
   pollfd fds[2] = {{inotify_.get(), POLLIN, 0}, {wake_handle(), POLLIN, 0}};
   const timespec timeout = to_timespec(delay);
-  return ::ppoll(fds, 2, &timeout, nullptr) > 0;
+  return ::ppoll(fds, 2, &timeout, nullptr) > 0 &&
+         ((fds[0].revents | fds[1].revents) & POLLIN) != 0;
 }
 
 }  // namespace packlock::detail

@@ -8,6 +8,8 @@
 
 #include <packlock/error.hpp>
 
+#include "lock_table.hpp"
+
 namespace packlock::detail {
 namespace {
 
@@ -81,6 +83,7 @@ Sidecar open_sidecar(int dir_fd, const std::string& name, bool create,
   }
   sidecar.dev = st.st_dev;
   sidecar.ino = st.st_ino;
+  sidecar.epoch = descriptor_epoch();
   return sidecar;
 }
 

@@ -20,6 +20,7 @@ struct Sidecar {
   dev_t dev = 0;
   ino_t ino = 0;
   bool writable = false;  // false: opened read-only (no record, no heartbeat)
+  unsigned epoch = 0;     // descriptor_epoch() when opened
 };
 
 // Opens (creating with `create`) the pack directory, following symlinks in

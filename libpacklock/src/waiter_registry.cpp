@@ -6,6 +6,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "lock_table.hpp"
 #include "pack.hpp"
 #include "unique_fd.hpp"
 
@@ -42,12 +43,21 @@ struct Entry {
 std::mutex mutex;
 // Never destroyed, like the lock table: waiters may finish during exit.
 auto& entries = *new std::unordered_map<std::string, Entry>;
+unsigned entries_generation = fork_generation();
+
+// POSIX locks are not inherited: a forked child starts with no entries.
+void forget_parent_after_fork() {
+  if (entries_generation == fork_generation()) return;
+  entries_generation = fork_generation();
+  entries.clear();
+}
 
 }  // namespace
 
 WaiterRegistration::WaiterRegistration(const Pack& pack, Mode mode) noexcept : mode_(mode) {
   std::string key = pack.table_key();
   std::lock_guard lock(mutex);
+  forget_parent_after_fork();
   Entry& entry = entries[key];
   if (!entry.fd) entry.fd = open_waiters_file(pack);
   if (!entry.fd) {
@@ -81,6 +91,7 @@ WaiterRegistration& WaiterRegistration::operator=(WaiterRegistration&& other) no
 void WaiterRegistration::reset() noexcept {
   if (key_.empty()) return;
   std::lock_guard lock(mutex);
+  forget_parent_after_fork();
   const auto it = entries.find(key_);
   key_.clear();
   if (it == entries.end()) return;

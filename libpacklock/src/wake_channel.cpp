@@ -12,9 +12,10 @@ WakeChannel::WakeChannel(int dir_fd, const std::string& sidecar_name) noexcept {
   const std::string name = sidecar_name + kWakeSuffix;
   ::mkfifoat(dir_fd, name.c_str(), 0666);  // EEXIST is the usual case
   constexpr int flags = O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
+  // Read-write only: a read-only end reports POLLHUP whenever no writer
+  // has it open, which would turn every wait into a spin. A user who may
+  // not write it waits on inotify and the back-off instead.
   UniqueFd fifo(::openat(dir_fd, name.c_str(), O_RDWR | flags));
-  // A user who may only read it still wakes when others release.
-  if (!fifo) fifo = UniqueFd(::openat(dir_fd, name.c_str(), O_RDONLY | flags));
   struct stat st {};
   if (fifo && ::fstat(fifo.get(), &st) == 0 && S_ISFIFO(st.st_mode)) fifo_ = std::move(fifo);
 }

@@ -12,8 +12,9 @@
 // attempt and its wait. inotify stays for releases by other tools (close of
 // a flock(1) holder) and for an unlinked or replaced sidecar.
 //
-// Best effort: without the FIFO (a directory we may not write, a filesystem
-// without FIFOs), waiters fall back on inotify and the back-off timer.
+// Best effort: without the FIFO (a directory we may not write, a FIFO we may
+// not write, a filesystem without FIFOs), waiters fall back on inotify and
+// the back-off timer.
 
 #include <string>
 

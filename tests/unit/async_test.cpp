@@ -265,11 +265,9 @@ BOOST_FIXTURE_TEST_CASE(cancellation_racing_a_release_never_leaves_the_lock_take
   }
   work.reset();
   runner.join();
+  // How the rounds fell depends on timing; every round was checked above.
   BOOST_TEST_MESSAGE("cancelled " << cancelled << ", granted " << granted);
   BOOST_TEST(cancelled + granted == kRounds);
-  // Both sides of the race were exercised.
-  BOOST_TEST(cancelled > 0);
-  BOOST_TEST(granted > 0);
 }
 
 BOOST_FIXTURE_TEST_CASE(blocking_and_async_waiters_share_one_fifo, AsyncFixture) {
@@ -330,8 +328,8 @@ BOOST_FIXTURE_TEST_CASE(a_release_without_close_wakes_the_async_waiter, AsyncFix
   holder.write_line("release");
   holder.expect_line("unlocked");
   const auto released = std::chrono::steady_clock::now();
-  // A liveness limit of 20 times the 250 ms cap, not a measurement.
-  while (outcome.calls == 0 && std::chrono::steady_clock::now() - released < 5s) {
+  // A liveness limit of 6 times the 250 ms cap, not a measurement.
+  while (outcome.calls == 0 && std::chrono::steady_clock::now() - released < 1500ms) {
     io.restart();
     io.run_for(5ms);
   }
@@ -361,6 +359,15 @@ BOOST_FIXTURE_TEST_CASE(waiters_are_visible_and_vanish_when_killed, AsyncFixture
                         std::pair{exclusive_waiter.pid(), Mode::exclusive}) != seen.end()));
   BOOST_TEST((std::find(seen.begin(), seen.end(), std::pair{shared_waiter.pid(), Mode::shared}) !=
               seen.end()));
+  // One process waiting in both modes: the kernel merges its two bytes.
+  std::thread exclusive_here([&] { PackLockHold h = lock.acquire(Mode::exclusive, 30s); });
+  BOOST_REQUIRE(eventually([&] { return waiting_count(lock) == 1; }));
+  std::thread shared_here([&] { PackLockHold h = lock.acquire(Mode::shared, 30s); });
+  BOOST_REQUIRE(eventually([&] { return waiting_count(lock) == 2; }));
+  int mine = 0;
+  for (const LockParty& party : observe(pack).waiters) mine += party.pid == ::getpid();
+  BOOST_TEST(mine == 2);
+
   const PackObservation observed = observe(pack);
   BOOST_TEST(observed.holders.size() == 1u);
   BOOST_TEST(observed.holders.at(0).pid == partner.pid());
@@ -368,15 +375,22 @@ BOOST_FIXTURE_TEST_CASE(waiters_are_visible_and_vanish_when_killed, AsyncFixture
   exclusive_waiter.kill(SIGKILL);
   exclusive_waiter.wait();
   const auto after = waiter_pids();
-  BOOST_TEST(after.size() == 1u);
-  BOOST_TEST(after.at(0).first == shared_waiter.pid());
+  BOOST_TEST(after.size() == 3u);  // the shared child and this process twice
+  BOOST_TEST((std::find_if(after.begin(), after.end(), [&](const auto& w) {
+                return w.first == exclusive_waiter.pid();
+              }) == after.end()));
+  BOOST_TEST((std::find(after.begin(), after.end(), std::pair{shared_waiter.pid(), Mode::shared}) !=
+              after.end()));
 
   // A process blocked in flock(2) itself is listed too, as not packlock's.
   Process blocked({"flock", lock.sidecar().string(), "true"});
-  BOOST_REQUIRE(eventually([&] { return observe(pack).waiters.size() == 2; }));
+  BOOST_REQUIRE(eventually([&] { return observe(pack).waiters.size() == 4; }));
   for (const LockParty& party : observe(pack).waiters) {
     BOOST_TEST(party.packlock == (party.pid != blocked.pid()));
   }
+  command(partner, "release", "released");
+  exclusive_here.join();
+  shared_here.join();
 }
 
 BOOST_FIXTURE_TEST_CASE(a_context_destroyed_mid_wait_leaves_nothing_behind, AsyncFixture) {
@@ -384,13 +398,20 @@ BOOST_FIXTURE_TEST_CASE(a_context_destroyed_mid_wait_leaves_nothing_behind, Asyn
   command(partner, "hold", "locked");
   int calls = 0;
   const int sidecars_before = open_fds_to(lock.sidecar().string());
+  const int inotify_before = open_fds_to("anon_inode:inotify");
   {
     asio::io_context doomed;
     lock.async_acquire(doomed.get_executor(), Mode::exclusive,
                        [&](std::error_code, PackLockHold) { ++calls; });
     lock.async_acquire(doomed.get_executor(), Mode::exclusive,
                        [&](std::error_code, PackLockHold) { ++calls; });
-    while (!waiting_here(pack)) doomed.run_for(5ms);
+    // The head contends: its stream descriptor duplicates an inotify one.
+    const auto limit = std::chrono::steady_clock::now() + 10s;
+    while (open_fds_to("anon_inode:inotify") <= inotify_before &&
+           std::chrono::steady_clock::now() < limit) {
+      doomed.run_for(5ms);
+    }
+    BOOST_REQUIRE(open_fds_to("anon_inode:inotify") > inotify_before);
     BOOST_TEST(waiting_count(lock) == 2u);
   }
   BOOST_TEST(calls == 0);  // destroyed, never called

@@ -219,10 +219,10 @@ BOOST_FIXTURE_TEST_CASE(a_release_without_close_is_seen_by_the_back_off, PackFix
   BOOST_REQUIRE(eventually([&] { return waiting_here(lock.pack()); }));
   holder.write_line("release");
   holder.expect_line("unlocked");
-  // The back-off is capped at 250 ms; 20 times that is a liveness limit,
+  // The back-off is capped at 250 ms; 6 times that is a liveness limit,
   // not a measurement. Without the timer the waiter would wait until the
   // holder closes its descriptor below.
-  const bool in_time = acquired.get_future().wait_for(5s) == std::future_status::ready;
+  const bool in_time = acquired.get_future().wait_for(1500ms) == std::future_status::ready;
   holder.close_stdin();
   waiter.join();
   BOOST_TEST(in_time);

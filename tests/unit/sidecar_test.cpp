@@ -164,6 +164,9 @@ BOOST_AUTO_TEST_CASE(a_reader_without_write_access_still_gets_the_lock) {
   BOOST_TEST(run(as_nobody) == kChildOk);
   PackLockHold hold = lock.acquire();
   BOOST_TEST(run(as_nobody) == kChildBusy);
+  // The wake FIFO is 0644 here: nobody must not poll a read-only end of it
+  // (POLLHUP whenever no writer has it open would make every wait spin).
+  BOOST_TEST(run(child_as_nobody(dir, {"wake_channel", (dir / "pack").string()})) == kChildOk);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

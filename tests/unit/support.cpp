@@ -21,10 +21,12 @@
 #include <packlock/packlock.hpp>
 
 #include "lock_table.hpp"
+#include "wake_channel.hpp"
 #include "pack.hpp"
 
 namespace packlock::test {
 namespace {
+
 
 Mode parse_mode(const std::string& text) {
   return text == "shared" ? Mode::shared : Mode::exclusive;
@@ -78,6 +80,16 @@ int child_server(const fs::path& pack) {
   return kChildOk;
 }
 
+// Exit kChildOk when this user's wake channel for PACK is usable for
+// polling (read-write) or absent, kChildError when it is open read-only.
+int child_wake_channel(const fs::path& pack) {
+  const detail::UniqueFd dir(::open(pack.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  const detail::WakeChannel wake(dir.get(), ".grex-lock");
+  if (wake.native_handle() < 0) return kChildOk;
+  const int mode = ::fcntl(wake.native_handle(), F_GETFL) & O_ACCMODE;
+  return mode == O_RDWR ? kChildOk : kChildError;
+}
+
 void check(bool ok, const char* what) {
   if (!ok) throw std::runtime_error(std::string(what) + ": " + std::strerror(errno));
 }
@@ -89,6 +101,7 @@ int child_main(int argc, char** argv) {
   if (role == "hold" && argc == 3) return child_hold(argv[1], parse_mode(argv[2]));
   if (role == "try" && argc == 3) return child_try(argv[1], parse_mode(argv[2]));
   if (role == "server" && argc == 2) return child_server(argv[1]);
+  if (role == "wake_channel" && argc == 2) return child_wake_channel(argv[1]);
   std::cerr << "unknown child role " << role << '\n';
   return kChildUsage;
 }

@@ -360,9 +360,10 @@ BOOST_FIXTURE_TEST_CASE(waiters_are_visible_and_vanish_when_killed, AsyncFixture
   BOOST_TEST((std::find(seen.begin(), seen.end(), std::pair{shared_waiter.pid(), Mode::shared}) !=
               seen.end()));
   // One process waiting in both modes: the kernel merges its two bytes.
-  std::thread exclusive_here([&] { PackLockHold h = lock.acquire(Mode::exclusive, 30s); });
+  std::error_code exclusive_ec, shared_ec;
+  std::thread exclusive_here([&] { (void)lock.acquire(Mode::exclusive, 30s, exclusive_ec); });
   BOOST_REQUIRE(eventually([&] { return waiting_count(lock) == 1; }));
-  std::thread shared_here([&] { PackLockHold h = lock.acquire(Mode::shared, 30s); });
+  std::thread shared_here([&] { (void)lock.acquire(Mode::shared, 30s, shared_ec); });
   BOOST_REQUIRE(eventually([&] { return waiting_count(lock) == 2; }));
   int mine = 0;
   for (const LockParty& party : observe(pack).waiters) mine += party.pid == ::getpid();
@@ -388,9 +389,14 @@ BOOST_FIXTURE_TEST_CASE(waiters_are_visible_and_vanish_when_killed, AsyncFixture
   for (const LockParty& party : observe(pack).waiters) {
     BOOST_TEST(party.packlock == (party.pid != blocked.pid()));
   }
+  // The shared child would take the lock and keep it: it goes first.
+  shared_waiter.kill(SIGKILL);
+  shared_waiter.wait();
   command(partner, "release", "released");
   exclusive_here.join();
   shared_here.join();
+  BOOST_TEST(!exclusive_ec, exclusive_ec.message());
+  BOOST_TEST(!shared_ec, shared_ec.message());
 }
 
 BOOST_FIXTURE_TEST_CASE(a_context_destroyed_mid_wait_leaves_nothing_behind, AsyncFixture) {

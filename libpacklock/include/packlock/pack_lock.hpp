@@ -54,11 +54,13 @@ class PackLockHold {
   bool held() const noexcept;
   explicit operator bool() const noexcept { return held(); }
 
-  // Releases the lock by closing its descriptor; the sidecar stays.
-  // Idempotent: later calls return the first call's result. A hold that
-  // never held anything (default-constructed, moved-from) gives
-  // errc::not_held. A child forked while the hold existed that releases
-  // its copy leaves this process's lock in place.
+  // Releases the lock (LOCK_UN) and wakes waiters of other processes; the
+  // unlocked descriptor is kept for the pack's next acquisition, unless a
+  // fork has shared it since, and the sidecar stays. Idempotent: later
+  // calls return the first call's result. A hold that never held anything
+  // (default-constructed, moved-from) gives errc::not_held. A child forked
+  // while the hold existed that releases its copy only closes it, leaving
+  // this process's lock in place.
   std::error_code release() noexcept;
 
   // The mode, the canonical pack path and the time of acquisition. They stay
@@ -156,9 +158,10 @@ class PackLock {
 
   // Waits (blocking the calling thread) up to `timeout`: errc::timeout when
   // it passes. A thread that already holds this pack gets errc::busy at once
-  // rather than a deadlock. Wakes on the holder's release (inotify on the
-  // sidecar); a release the kernel does not report (`flock -u` by a foreign
-  // holder that keeps its descriptor) is seen within 250 ms.
+  // rather than a deadlock. Wakes on the holder's release (the pack's wake
+  // FIFO for packlock holders, inotify on the sidecar for others); a release
+  // nothing reports (`flock -u` by a foreign holder that keeps its
+  // descriptor) is seen within 250 ms.
   PackLockHold acquire(Mode mode = Mode::exclusive, Timeout timeout = std::nullopt) const;
   PackLockHold acquire(Mode mode, Timeout timeout, std::error_code& ec) const noexcept;
 

@@ -184,27 +184,24 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
       self->cancel_waits();
       self->contend();
     };
-    if (watch_.native_handle() >= 0) {
-      // The stream descriptor owns a duplicate; the watch keeps its own.
-      if (!events_) {
-        if (const int fd = ::dup(watch_.native_handle()); fd >= 0) events_.emplace(executor_, fd);
-      }
-      if (events_) {
-        events_->async_wait(asio::posix::stream_descriptor::wait_read,
-                            [wake](std::error_code) { wake(); });
-      }
-    }
-    if (watch_.wake_handle() >= 0) {
-      if (!wake_events_) {
-        if (const int fd = ::dup(watch_.wake_handle()); fd >= 0) wake_events_.emplace(executor_, fd);
-      }
-      if (wake_events_) {
-        wake_events_->async_wait(asio::posix::stream_descriptor::wait_read,
-                                 [wake](std::error_code) { wake(); });
-      }
-    }
+    wait_readable(events_, watch_.native_handle(), wake);
+    wait_readable(wake_events_, watch_.wake_handle(), wake);
     backoff_timer_.expires_after(watch_.next_delay());
     backoff_timer_.async_wait([wake](std::error_code) { wake(); });
+  }
+
+  // Waits until `fd` is readable through `stream`, which owns a duplicate
+  // of it (the watch keeps its own); nothing to wait for when fd is -1.
+  template <typename Wake>
+  void wait_readable(std::optional<asio::posix::stream_descriptor>& stream, int fd, Wake wake) {
+    if (fd < 0) return;
+    if (!stream) {
+      if (const int copy = ::dup(fd); copy >= 0) stream.emplace(executor_, copy);
+    }
+    if (stream) {
+      stream->async_wait(asio::posix::stream_descriptor::wait_read,
+                         [wake](std::error_code) { wake(); });
+    }
   }
 
   void cancel_waits() {

@@ -58,52 +58,55 @@ class PackLockLocker final : public Locker {
   PackLockHold hold_;
 };
 
-// What flock(1) does: open, blocking flock, close to release.
-class KernelLocker final : public Locker {
+// The baselines, written with plain system calls: each acquisition opens
+// the sidecar, waits its own way for the lock, and release closes it, as
+// flock(1) does.
+class RawLocker : public Locker {
  public:
-  explicit KernelLocker(std::filesystem::path sidecar) : sidecar_(std::move(sidecar)) {}
-  void acquire() override {
+  explicit RawLocker(std::filesystem::path sidecar) : sidecar_(std::move(sidecar)) {}
+  void acquire() final {
     fd_ = ::open(sidecar_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    while (::flock(fd_, LOCK_EX) != 0) {
-    }
+    wait_for_lock(fd_);
   }
-  void release() override { ::close(fd_); }
+  void release() final { ::close(fd_); }
 
  private:
+  virtual void wait_for_lock(int fd) = 0;
+
   std::filesystem::path sidecar_;
   int fd_ = -1;
 };
 
+// Parked in the kernel's blocking flock.
+class KernelLocker final : public RawLocker {
+  using RawLocker::RawLocker;
+  void wait_for_lock(int fd) override {
+    while (::flock(fd, LOCK_EX) != 0) {
+    }
+  }
+};
+
 // The Go package's wait: non-blocking attempts with a 10-100 ms back-off.
-class PollingLocker final : public Locker {
- public:
-  explicit PollingLocker(std::filesystem::path sidecar) : sidecar_(std::move(sidecar)) {}
-  void acquire() override {
-    fd_ = ::open(sidecar_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+class PollingLocker final : public RawLocker {
+  using RawLocker::RawLocker;
+  void wait_for_lock(int fd) override {
     auto delay = std::chrono::milliseconds(10);
-    while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       std::this_thread::sleep_for(delay);
       delay = std::min(delay * 2, std::chrono::milliseconds(100));
     }
   }
-  void release() override { ::close(fd_); }
-
- private:
-  std::filesystem::path sidecar_;
-  int fd_ = -1;
 };
 
 // Diagnostic: the bare event mechanism packlock uses, without packlock.
-class InotifyLocker final : public Locker {
- public:
-  explicit InotifyLocker(std::filesystem::path sidecar) : sidecar_(std::move(sidecar)) {}
-  void acquire() override {
-    fd_ = ::open(sidecar_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+class InotifyLocker final : public RawLocker {
+  using RawLocker::RawLocker;
+  void wait_for_lock(int fd) override {
     const int in = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    const std::string link = "/proc/self/fd/" + std::to_string(fd_);
+    const std::string link = "/proc/self/fd/" + std::to_string(fd);
     ::inotify_add_watch(in, link.c_str(), IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
     char buffer[4096];
-    while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       pollfd pfd{in, POLLIN, 0};
       ::poll(&pfd, 1, -1);
       while (::read(in, buffer, sizeof buffer) > 0) {
@@ -111,11 +114,6 @@ class InotifyLocker final : public Locker {
     }
     ::close(in);
   }
-  void release() override { ::close(fd_); }
-
- private:
-  std::filesystem::path sidecar_;
-  int fd_ = -1;
 };
 
 using LockerFactory = std::function<std::unique_ptr<Locker>()>;

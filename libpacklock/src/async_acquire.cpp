@@ -109,12 +109,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
     std::lock_guard lock(mutex_);
     if (state_ == State::done) return;
     pack_->queue().withdraw(*this);
-    state_ = State::done;
-    registration_.reset();
-    if (sidecar_.fd) pack_->keep_sidecar(std::move(sidecar_));
-    sidecar_.fd.reset();
-    cancel_waits();
-    deadline_timer_.cancel();
+    end_waiting();
     completion_ = nullptr;
     keep_alive_.reset();
   }
@@ -218,18 +213,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
     } else if (state_ != State::done && pack_) {
       pack_->queue().withdraw(*this);
     }
-    finish_common(ec, std::move(hold));
-  }
-
-  void finish(std::error_code ec, std::nullptr_t) { finish(ec, Sidecar{}); }
-
-  void finish_common(std::error_code ec, std::unique_ptr<Hold> hold) {
-    state_ = State::done;
-    registration_.reset();
-    if (sidecar_.fd) pack_->keep_sidecar(std::move(sidecar_));
-    sidecar_.fd.reset();
-    cancel_waits();
-    deadline_timer_.cancel();
+    end_waiting();
     // Posted, so the handler never runs inside the initiating call or under
     // mutex_.
     asio::post(executor_, [completion = std::move(completion_), ec,
@@ -238,6 +222,19 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
     });
     if (service_) service_->remove(this);
     keep_alive_.reset();
+  }
+
+  void finish(std::error_code ec, std::nullptr_t) { finish(ec, Sidecar{}); }
+
+  // Whatever the outcome: no more waits, the unlocked descriptor back to the
+  // pack, invisible as a waiter.
+  void end_waiting() {
+    state_ = State::done;
+    registration_.reset();
+    if (sidecar_.fd) pack_->keep_sidecar(std::move(sidecar_));
+    sidecar_.fd.reset();
+    cancel_waits();
+    deadline_timer_.cancel();
   }
 
   std::mutex mutex_;

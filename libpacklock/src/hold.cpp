@@ -1,6 +1,5 @@
 #include "hold.hpp"
 
-#include <pthread.h>
 #include <sys/file.h>
 
 #include <cerrno>

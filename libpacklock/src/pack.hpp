@@ -35,7 +35,6 @@ class Pack final {
   std::filesystem::path sidecar_path() const { return path_ / sidecar_name_; }
   int dir_fd() const noexcept { return dir_.get(); }
   const std::string& sidecar_name() const noexcept { return sidecar_name_; }
-  bool creates() const noexcept { return create_; }
   PackQueue& queue() const noexcept { return *queue_; }
 
   // The lock table's key: the directory's identity (device, inode), so that

@@ -47,12 +47,7 @@ class InotifyPool final {
     IdleInotify taken;
     {
       std::lock_guard lock(mutex_);
-      // Instances kept before a fork are shared with the other process:
-      // each would read the other's events.
-      if (generation_ != descriptor_epoch()) {
-        idle_.clear();
-        generation_ = descriptor_epoch();
-      }
+      forget_after_fork();
       auto it = std::find_if(idle_.begin(), idle_.end(),
                              [&](const IdleInotify& i) { return i.dev == dev && i.ino == ino; });
       if (it == idle_.end() && !idle_.empty()) it = idle_.end() - 1;
@@ -71,14 +66,19 @@ class InotifyPool final {
 
   void put(IdleInotify idle) noexcept {
     std::lock_guard lock(mutex_);
-    if (generation_ != descriptor_epoch()) {
-      idle_.clear();
-      generation_ = descriptor_epoch();
-    }
+    forget_after_fork();
     if (idle_.size() < kMaxIdle) idle_.push_back(std::move(idle));
   }
 
  private:
+  // Instances kept before a fork are shared with the other process: each
+  // would read the other's events. Called with mutex_ held.
+  void forget_after_fork() noexcept {
+    if (generation_ == descriptor_epoch()) return;
+    idle_.clear();
+    generation_ = descriptor_epoch();
+  }
+
   static constexpr std::size_t kMaxIdle = 16;
   std::mutex mutex_;
   std::vector<IdleInotify> idle_;

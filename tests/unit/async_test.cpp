@@ -30,10 +30,7 @@ using namespace packlock::test;
 
 namespace {
 
-struct AsyncFixture {
-  TempDir dir;
-  fs::path pack = dir / "pack";
-  PackLock lock = PackLock::open(pack);
+struct AsyncFixture : PackDir {
   asio::io_context io;
 
   // A partner process that holds the pack until told otherwise.

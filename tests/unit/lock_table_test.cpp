@@ -18,9 +18,7 @@ using namespace packlock::test;
 
 namespace {
 
-struct QueueFixture {
-  TempDir dir;
-  PackLock lock = PackLock::open(dir / "pack");
+struct QueueFixture : PackDir {
   std::shared_ptr<detail::PackQueue> queue = queue_of(lock);
 
   std::mutex mutex;

@@ -21,11 +21,7 @@ using namespace packlock::test;
 
 namespace {
 
-struct PackFixture {
-  TempDir dir;
-  fs::path pack = dir / "pack";
-  PackLock lock = PackLock::open(pack);
-
+struct PackFixture : PackDir {
   int child_try(Mode mode) {
     return Process::child({"try", pack.string(), std::string(to_string(mode))}).exit_code();
   }

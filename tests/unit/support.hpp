@@ -13,12 +13,11 @@
 #include <string>
 #include <vector>
 
-namespace packlock {
-class PackLock;
-namespace detail {
+#include <packlock/packlock.hpp>
+
+namespace packlock::detail {
 class PackQueue;
-}
-}  // namespace packlock
+}  // namespace packlock::detail
 
 namespace packlock::test {
 
@@ -48,6 +47,13 @@ class TempDir {
 
  private:
   fs::path path_;
+};
+
+// A test's own pack, opened: the common ground of the fixtures.
+struct PackDir {
+  TempDir dir;
+  fs::path pack = dir / "pack";
+  PackLock lock = PackLock::open(pack);
 };
 
 // A child process with its stdin and stdout connected to us.

@@ -28,16 +28,22 @@ std::error_code Hold::release() noexcept {
   }
   // A descriptor that predates a fork is shared with the child: unlocking
   // releases (this process acquired), but it is not kept for reuse.
-  if (::flock(sidecar_.fd.get(), LOCK_UN) == 0) {
+  const bool unlocked = ::flock(sidecar_.fd.get(), LOCK_UN) == 0;
+  if (unlocked) {
+    // Wake other processes' waiters first: every step between the unlock
+    // and this write is handoff latency.
+    pack_->wake().notify();
     pack_->keep_sidecar(std::move(sidecar_));
   } else {
     release_result_.assign(errno, std::system_category());
   }
+  // Closes what keep_sidecar declined; after a failed LOCK_UN, closing is
+  // what releases the lock.
   if (const int err = sidecar_.fd.reset(); err && !release_result_) {
     release_result_.assign(err, std::system_category());
   }
+  if (!unlocked) pack_->wake().notify();
   pack_->queue().released(mode_, thread_);
-  pack_->wake().notify();
   return release_result_;
 }
 

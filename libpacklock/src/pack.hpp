@@ -36,6 +36,7 @@ class Pack final {
   int dir_fd() const noexcept { return dir_.get(); }
   const std::string& sidecar_name() const noexcept { return sidecar_name_; }
   PackQueue& queue() const noexcept { return *queue_; }
+  std::weak_ptr<PackQueue> shared_queue() const noexcept { return queue_; }
 
   // The lock table's key: the directory's identity (device, inode), so that
   // every spelling of it (symlinks, a rename since, bind mounts) is one key,

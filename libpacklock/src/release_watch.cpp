@@ -120,11 +120,16 @@ void ReleaseWatch::watch(const Sidecar& sidecar) noexcept {
 }
 
 bool ReleaseWatch::consume_events() noexcept {
-  bool any = wake_ && wake_->drain();
+  const bool woken = wake_ && wake_->drain();
+  bool inotified = false;
   alignas(inotify_event) std::array<char, 4096> buffer;
-  while (inotify_ && ::read(inotify_.get(), buffer.data(), buffer.size()) > 0) any = true;
-  if (any) step_ = backoff_.first;
-  return any;
+  while (inotify_ && ::read(inotify_.get(), buffer.data(), buffer.size()) > 0) inotified = true;
+  if (inotified) {
+    step_ = backoff_.after_event;
+  } else if (woken) {
+    step_ = backoff_.first;
+  }
+  return woken || inotified;
 }
 
 std::chrono::nanoseconds ReleaseWatch::next_delay() noexcept {

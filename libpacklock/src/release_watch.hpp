@@ -6,12 +6,22 @@
 // unlinked or replaced (recovery, steal, rm) reports IN_ATTRIB (link count),
 // IN_DELETE_SELF or IN_MOVE_SELF. Some releases send nothing: a foreign
 // `flock -u` that keeps its descriptor open, a holder on another host of a
-// network filesystem. For those a back-off timer, reset by every event,
-// grows from `first` to `cap`, so such a release is seen within `cap`.
+// network filesystem. For those a back-off timer grows from `first` to
+// `cap`, so such a release is seen within `cap`.
 //
-// The kernel reports the close a moment before it drops the lock, so an
-// attempt made right after an event can still find the lock busy; the short
-// first back-off step after each event covers that race.
+// The safety net starts at milliseconds, not microseconds: a waiter that
+// sleeps with a timer due within a few hundred microseconds wakes markedly
+// later on a release (measured on a 2-vCPU VM, same run: waiters with a
+// 100 us first step owned the lock 16-20 us after the release, p99 about
+// 200 us; with a 10 ms first step 13-14 us, p99 about 55 us; a waiter
+// parked in flock(2) 8-11 us, p99 about 55 us). Each frequent timer wake-up
+// also costs the waiter CPU.
+//
+// The kernel reports a close a moment before it drops the lock, so an
+// attempt made right after an inotify event can still find the lock busy;
+// after such an event the timer restarts at `after_event`, short, to cover
+// that race. A wake-up through the wake channel comes after the unlock and
+// needs no such retry.
 //
 // Not thread-safe: one waiter owns one watch.
 
@@ -30,8 +40,9 @@ using Clock = std::chrono::steady_clock;
 using Deadline = std::optional<Clock::time_point>;
 
 struct Backoff {
-  std::chrono::nanoseconds first = std::chrono::microseconds(100);
+  std::chrono::nanoseconds first = std::chrono::milliseconds(10);
   std::chrono::nanoseconds cap = std::chrono::milliseconds(250);
+  std::chrono::nanoseconds after_event = std::chrono::microseconds(100);
 };
 
 class ReleaseWatch final {
@@ -55,8 +66,9 @@ class ReleaseWatch final {
 
   // For event loops: the inotify descriptor (-1 without one) and the wake
   // channel's (-1 without one), readable when events are pending;
-  // consume_events() drains both and reports whether there were any;
-  // next_delay() is the back-off step to sleep now.
+  // consume_events() drains both and reports whether there were any (and
+  // restarts the back-off: short after an inotify event, at `first` after
+  // a wake-up); next_delay() is the back-off step to sleep now.
   int native_handle() const noexcept { return inotify_.get(); }
   int wake_handle() const noexcept { return wake_ ? wake_->native_handle() : -1; }
   bool consume_events() noexcept;

@@ -34,10 +34,15 @@ UniqueFd open_waiters_file(const Pack& pack) noexcept {
 }
 
 // Per pack: the one descriptor of its waiters file and how many waiters of
-// each mode this process has. All members guarded by `mutex`.
+// each mode this process has. The descriptor outlives the waits, as long as
+// the pack's queue does: closing it is a system call a waiter would pay
+// right after it got its lock. All members guarded by `mutex`.
 struct Entry {
   UniqueFd fd;
   int count[2] = {0, 0};
+  std::weak_ptr<PackQueue> queue;
+
+  bool idle() const noexcept { return count[0] == 0 && count[1] == 0; }
 };
 
 std::mutex mutex;
@@ -52,22 +57,31 @@ void forget_parent_after_fork() {
   entries.clear();
 }
 
+// Closes the descriptors of packs this process no longer has open.
+void forget_closed_packs() {
+  std::erase_if(entries, [](const auto& item) {
+    return item.second.idle() && item.second.queue.expired();
+  });
+}
+
 }  // namespace
 
 WaiterRegistration::WaiterRegistration(const Pack& pack, Mode mode) noexcept : mode_(mode) {
   std::string key = pack.table_key();
   std::lock_guard lock(mutex);
   forget_parent_after_fork();
+  if (!entries.contains(key)) forget_closed_packs();
   Entry& entry = entries[key];
-  if (!entry.fd) entry.fd = open_waiters_file(pack);
+  if (!entry.fd) {
+    entry.fd = open_waiters_file(pack);
+    entry.queue = pack.shared_queue();
+  }
   if (!entry.fd) {
     entries.erase(key);
     return;
   }
   if (entry.count[byte_for(mode)]++ == 0 && !set_read_lock(entry.fd.get(), mode, true)) {
-    if (--entry.count[byte_for(mode)] == 0 && entry.count[1 - byte_for(mode)] == 0) {
-      entries.erase(key);
-    }
+    --entry.count[byte_for(mode)];
     return;
   }
   key_ = std::move(key);
@@ -97,7 +111,6 @@ void WaiterRegistration::reset() noexcept {
   if (it == entries.end()) return;
   Entry& entry = it->second;
   if (--entry.count[byte_for(mode_)] == 0) set_read_lock(entry.fd.get(), mode_, false);
-  if (entry.count[0] == 0 && entry.count[1] == 0) entries.erase(it);
 }
 
 }  // namespace packlock::detail

@@ -72,6 +72,9 @@ WaiterRegistration::WaiterRegistration(const Pack& pack, Mode mode) noexcept : m
   forget_parent_after_fork();
   if (!entries.contains(key)) forget_closed_packs();
   Entry& entry = entries[key];
+  // An idle entry of a pack closed since may carry the same key (a new
+  // directory that got the old one's inode number): its file is not ours.
+  if (entry.idle() && entry.queue.lock() != pack.shared_queue().lock()) entry = Entry{};
   if (!entry.fd) {
     entry.fd = open_waiters_file(pack);
     entry.queue = pack.shared_queue();

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <asio/cancellation_type.hpp>
+#include <asio/error.hpp>
 #include <asio/execution/context.hpp>
 #include <asio/query.hpp>
 #include <asio/post.hpp>
@@ -26,6 +27,16 @@
 namespace packlock::detail {
 
 class AsyncAcquire;
+
+// Asio reports OS errors in a category of its own ("asio.system") that
+// does not compare equal to std::errc; packlock reports them as errno in
+// std::system_category, as everywhere else.
+std::error_code as_os_error(const std::error_code& ec) {
+  if (ec.category() == asio::error::get_system_category()) {
+    return {ec.value(), std::system_category()};
+  }
+  return ec;
+}
 
 // Ends, without running their handlers, the operations still pending when
 // their execution context shuts down (an io_context destroyed mid-wait):
@@ -68,9 +79,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
         executor_(std::move(executor)),
         deadline_(deadline),
         completion_(std::move(completion)),
-        watch_(Backoff{}, pack_ ? &pack_->wake() : nullptr),
-        backoff_timer_(executor_),
-        deadline_timer_(executor_) {}
+        watch_(Backoff{}, pack_ ? &pack_->wake() : nullptr) {}
 
   void start() {
     std::lock_guard lock(mutex_);
@@ -80,13 +89,22 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
       finish(errc::not_open, nullptr);
       return;
     }
+    // The first timer of a context makes its reactor, which needs
+    // descriptors: with none left, complete with the error, do not throw.
+    try {
+      backoff_timer_.emplace(executor_);
+      deadline_timer_.emplace(executor_);
+    } catch (const std::system_error& e) {
+      finish(as_os_error(e.code()), nullptr);
+      return;
+    }
     keep_alive_ = shared_from_this();
     service_ = &asio::use_service<AsyncAcquireService>(
         asio::query(executor_, asio::execution::context));
     service_->add(keep_alive_);
     if (deadline_) {
-      deadline_timer_.expires_at(*deadline_);
-      deadline_timer_.async_wait([self = shared_from_this()](std::error_code ec) {
+      deadline_timer_->expires_at(*deadline_);
+      deadline_timer_->async_wait([self = shared_from_this()](std::error_code ec) {
         if (!ec) self->stop(errc::timeout);
       });
     }
@@ -181,17 +199,25 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
     };
     wait_readable(events_, watch_.native_handle(), wake);
     wait_readable(wake_events_, watch_.wake_handle(), wake);
-    backoff_timer_.expires_after(watch_.next_delay());
-    backoff_timer_.async_wait([wake](std::error_code) { wake(); });
+    backoff_timer_->expires_after(watch_.next_delay());
+    backoff_timer_->async_wait([wake](std::error_code) { wake(); });
   }
 
   // Waits until `fd` is readable through `stream`, which owns a duplicate
-  // of it (the watch keeps its own); nothing to wait for when fd is -1.
+  // of it (the watch keeps its own); nothing to wait for when fd is -1, or
+  // when no descriptor is left to duplicate it or the reactor refuses it:
+  // the back-off timer still wakes.
   template <typename Wake>
   void wait_readable(std::optional<asio::posix::stream_descriptor>& stream, int fd, Wake wake) {
     if (fd < 0) return;
     if (!stream) {
-      if (const int copy = ::dup(fd); copy >= 0) stream.emplace(executor_, copy);
+      if (const int copy = ::dup(fd); copy >= 0) {
+        try {
+          stream.emplace(executor_, copy);
+        } catch (const std::system_error&) {
+          ::close(copy);
+        }
+      }
     }
     if (stream) {
       stream->async_wait(asio::posix::stream_descriptor::wait_read,
@@ -200,7 +226,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
   }
 
   void cancel_waits() {
-    backoff_timer_.cancel();
+    if (backoff_timer_) backoff_timer_->cancel();
     if (events_) events_->cancel();
     if (wake_events_) wake_events_->cancel();
   }
@@ -234,7 +260,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
     if (sidecar_.fd) pack_->keep_sidecar(std::move(sidecar_));
     sidecar_.fd.reset();
     cancel_waits();
-    deadline_timer_.cancel();
+    if (deadline_timer_) deadline_timer_->cancel();
   }
 
   std::mutex mutex_;
@@ -248,8 +274,8 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
   WaiterRegistration registration_;
   std::optional<asio::posix::stream_descriptor> events_;       // inotify
   std::optional<asio::posix::stream_descriptor> wake_events_;  // wake channel
-  asio::steady_timer backoff_timer_;
-  asio::steady_timer deadline_timer_;
+  std::optional<asio::steady_timer> backoff_timer_;  // made by start()
+  std::optional<asio::steady_timer> deadline_timer_;
   unsigned round_ = 0;
   AsyncAcquireService* service_ = nullptr;
   // The queue holds a plain pointer to this waiter: keep it alive until done.

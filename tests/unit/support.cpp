@@ -5,17 +5,22 @@
 #include <sys/stat.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_future.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <packlock/packlock.hpp>
@@ -90,6 +95,113 @@ int child_wake_channel(const fs::path& pack) {
   return mode == O_RDWR ? kChildOk : kChildError;
 }
 
+// Churns until killed: acquires the pack exclusively (blocking and
+// asynchronous waits in turn), logs "B pid" on entering and "E pid" on
+// leaving the critical section (O_APPEND: each line one atomic write),
+// holds for a random moment, releases.
+int child_churn(const fs::path& pack, const fs::path& log) {
+  std::error_code ec;
+  const PackLock lock = PackLock::open(pack, ec);
+  const detail::UniqueFd out(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (ec || !out) return kChildError;
+  const std::string entered = "B " + std::to_string(::getpid()) + "\n";
+  const std::string left = "E " + std::to_string(::getpid()) + "\n";
+  std::minstd_rand random(static_cast<unsigned>(::getpid()));
+  asio::io_context io;
+  std::cout << "started" << std::endl;
+  for (unsigned round = 0;; ++round) {
+    PackLockHold hold;
+    if (round % 2 == 0) {
+      hold = lock.acquire(Mode::exclusive, std::nullopt, ec);
+    } else {
+      auto future = lock.async_acquire(io.get_executor(), Mode::exclusive, asio::use_future);
+      io.restart();
+      io.run();
+      hold = future.get();
+    }
+    if (ec || ::write(out.get(), entered.data(), entered.size()) < 0) return kChildError;
+    std::this_thread::sleep_for(std::chrono::microseconds(random() % 300));
+    if (::write(out.get(), left.data(), left.size()) < 0 || hold.release()) return kChildError;
+  }
+}
+
+std::size_t open_descriptor_count() {
+  return static_cast<std::size_t>(
+      std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator{}));
+}
+
+// Exit kChildOk when, with the descriptor limit just above what is open,
+// every call on PACK (existing) and FRESH (to be created) either works or
+// fails with EMFILE, and no descriptor is left behind by any of them.
+int child_fd_exhaustion(const fs::path& pack, const fs::path& fresh) {
+  asio::io_context io;
+  // The context's reactor, made by its first timer, is the application's:
+  // made while descriptors are left (Asio leaks one of them when it fails
+  // half-way).
+  asio::steady_timer{io};
+  // So are the idle inotify instances packlock pools for the process's
+  // waits: one asynchronous acquisition makes the first.
+  PackLock::open(pack).async_acquire(io.get_executor(), Mode::exclusive,
+                                     [](std::error_code, PackLockHold) {});
+  io.run();
+  const std::size_t before = open_descriptor_count();
+  rlimit original{};
+  ::getrlimit(RLIMIT_NOFILE, &original);
+  int failures = 0;
+  int exhausted = 0;  // calls that met the limit: the test must reach it
+  const auto expect = [&](const std::error_code& ec, const char* call, rlim_t limit) {
+    if (!ec) return;
+    if (ec == std::errc::too_many_files_open) {
+      ++exhausted;
+      return;
+    }
+    std::cerr << call << " with limit " << limit << ": " << ec.message() << " ("
+              << ec.category().name() << ' ' << ec.value() << ")\n";
+    ++failures;
+  };
+  for (rlim_t extra = 0; extra <= 8; ++extra) {
+    const rlim_t limit = static_cast<rlim_t>(before) + 1 + extra;
+    {
+      rlimit lowered = original;
+      lowered.rlim_cur = limit;
+      if (::setrlimit(RLIMIT_NOFILE, &lowered) != 0) return kChildError;
+      std::error_code ec;
+      const PackLock existing = PackLock::open(pack, ec);
+      expect(ec, "open", limit);
+      if (!ec) {
+        PackLockHold hold = existing.try_acquire(Mode::exclusive, ec);
+        expect(ec, "try_acquire", limit);
+        hold.release();
+        hold = existing.acquire(Mode::shared, 10ms, ec);
+        expect(ec, "acquire", limit);
+        hold.release();
+        existing.async_acquire(io.get_executor(), Mode::exclusive,
+                               [&](std::error_code async_ec, PackLockHold) {
+                                 expect(async_ec, "async_acquire", limit);
+                               });
+        io.restart();
+        io.run();
+      }
+      const PackLock created = PackLock::open(fresh / std::to_string(extra), ec);
+      expect(ec, "open (creating)", limit);
+    }
+    ::setrlimit(RLIMIT_NOFILE, &original);
+    // Idle descriptors kept for reuse belong to packs that are closed now.
+    if (const std::size_t after = open_descriptor_count(); after != before) {
+      std::cerr << "limit " << limit << ": " << before << " descriptors open before, " << after
+                << " after:";
+      for (const auto& fd : fs::directory_iterator("/proc/self/fd")) {
+        std::error_code link_ec;
+        std::cerr << ' ' << fs::read_symlink(fd.path(), link_ec).string();
+      }
+      std::cerr << '\n';
+      ++failures;
+    }
+  }
+  if (exhausted == 0) std::cerr << "no call met the descriptor limit\n";
+  return failures == 0 && exhausted > 0 ? kChildOk : kChildError;
+}
+
 void check(bool ok, const char* what) {
   if (!ok) throw std::runtime_error(std::string(what) + ": " + std::strerror(errno));
 }
@@ -102,6 +214,8 @@ int child_main(int argc, char** argv) {
   if (role == "try" && argc == 3) return child_try(argv[1], parse_mode(argv[2]));
   if (role == "server" && argc == 2) return child_server(argv[1]);
   if (role == "wake_channel" && argc == 2) return child_wake_channel(argv[1]);
+  if (role == "churn" && argc == 3) return child_churn(argv[1], argv[2]);
+  if (role == "fd_exhaustion" && argc == 3) return child_fd_exhaustion(argv[1], argv[2]);
   std::cerr << "unknown child role " << role << '\n';
   return kChildUsage;
 }

@@ -178,13 +178,16 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
         break;
     }
     if (!registration_.active()) registration_ = WaiterRegistration(*pack_, mode());
-    watch_.consume_events();
+    // As in the blocking acquire: events drained now may announce a
+    // release that came after the attempt; try again before waiting.
+    const bool missed_events = watch_.consume_events();
     if (!pack_->path_names(sidecar_)) {
       // The sidecar was replaced: follow the path at once.
       sidecar_.fd.reset();
       return contend();
     }
     watch_.watch(sidecar_);
+    if (missed_events) return post_contend();
     wait_for_release();
   }
 

@@ -66,7 +66,10 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
       return {};
     }
     if (!registration.active()) registration = WaiterRegistration(pack, mode);
-    watch.consume_events();
+    // An event drained now may announce a release that came after the
+    // attempt: another process's waiter may have been woken by it and be
+    // gone, so try again before sleeping, or the wake-up would be lost.
+    const bool missed_events = watch.consume_events();
     // A holder left on an unlinked inode must not keep us waiting on it.
     if (!pack.path_names(sidecar)) {
       sidecar = pack.open_sidecar(ec);
@@ -80,7 +83,7 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
       ec = errc::timeout;
       return {};
     }
-    watch.wait_until(deadline);
+    if (!missed_events) watch.wait_until(deadline);
   }
 }
 

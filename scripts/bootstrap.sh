@@ -8,7 +8,7 @@
 set -euo pipefail
 
 packages=(
-  cmake g++ make pkg-config
+  cmake g++ make pkg-config dpkg-dev
   libboost-filesystem-dev libboost-program-options-dev libboost-test-dev
   libasio-dev nlohmann-json3-dev
   util-linux procps groff-base mandoc

@@ -30,4 +30,11 @@ int exit_code_for(const std::error_code& ec) noexcept {
   }
 }
 
+std::string cause_of(const std::error_code& ec) {
+  if (ec == errc::not_a_regular_file) {
+    return "the lock file .grex-lock is not a regular file; packlock will not follow or replace it";
+  }
+  return ec.message();
+}
+
 }  // namespace packlock::cli

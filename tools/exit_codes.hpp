@@ -29,6 +29,10 @@ inline constexpr int kExitStale = 2;
 // else (descriptor or memory exhaustion, I/O errors): 71.
 int exit_code_for(const std::error_code& ec) noexcept;
 
+// The cause for an error line: the error's message, with the sidecar named
+// where the message alone would not say which file is meant.
+std::string cause_of(const std::error_code& ec);
+
 // A bad command line. main() prints "packlock SUBCOMMAND: what" and exits 64.
 class UsageError : public std::runtime_error {
  public:

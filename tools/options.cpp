@@ -86,18 +86,30 @@ PackLock open_pack_lock(const std::filesystem::path& pack, const LockSettings& s
   return PackLock::open(pack, ec);
 }
 
-po::variables_map parse_arguments(const std::vector<std::string>& args,
-                                  const po::options_description& options,
-                                  const po::positional_options_description& positional) {
-  po::variables_map values;
+std::vector<std::string> parse_arguments(const std::vector<std::string>& args,
+                                         const po::options_description& options,
+                                         const po::command_line_parser::style_parser& extra_parser) {
+  namespace style = po::command_line_style;
+  std::vector<std::string> positional;
   try {
-    po::store(po::command_line_parser(args).options(options).positional(positional).run(),
-              values);
+    po::command_line_parser parser(args);
+    parser.options(options).style(style::unix_style & ~style::allow_guessing);
+    if (extra_parser) parser.extra_style_parser(extra_parser);
+    po::parsed_options parsed = parser.run();
+    // Positional arguments are taken here rather than through a hidden
+    // option, which a user could otherwise set as --name.
+    std::erase_if(parsed.options, [&](const po::option& option) {
+      if (option.position_key == -1) return false;
+      positional.insert(positional.end(), option.value.begin(), option.value.end());
+      return true;
+    });
+    po::variables_map values;
+    po::store(parsed, values);
     po::notify(values);
   } catch (const po::error& e) {
     throw UsageError(e.what());
   }
-  return values;
+  return positional;
 }
 
 }  // namespace packlock::cli

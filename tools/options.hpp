@@ -52,10 +52,12 @@ void check_lock_settings(const LockSettings& settings);
 PackLock open_pack_lock(const std::filesystem::path& pack, const LockSettings& settings,
                         std::error_code& ec);
 
-// The parsed arguments of a subcommand; a Program_options error becomes a
-// UsageError.
-po::variables_map parse_arguments(const std::vector<std::string>& args,
-                                  const po::options_description& options,
-                                  const po::positional_options_description& positional);
+// Parses a subcommand's arguments into the variables `options` names and
+// returns the positional ones. A Program_options error becomes a
+// UsageError. Long options must be spelled out: a prefix that is unique
+// today would become ambiguous, and break scripts, when an option is added.
+std::vector<std::string> parse_arguments(
+    const std::vector<std::string>& args, const po::options_description& options,
+    const po::command_line_parser::style_parser& extra_parser = {});
 
 }  // namespace packlock::cli

@@ -46,7 +46,6 @@ struct ProbeOptions {
 
 std::optional<ProbeOptions> parse(const std::vector<std::string>& args) {
   ProbeOptions options;
-  std::vector<std::string> packs;
   bool help = false;
   po::options_description described("packlock probe");
   described.add_options()
@@ -62,11 +61,7 @@ std::optional<ProbeOptions> parse(const std::vector<std::string>& args) {
     ("missing-ok", po::bool_switch(&options.missing_ok),
      "a pack that does not exist counts as free")
     ("help,h", po::bool_switch(&help), "show this help and exit");
-  po::options_description all;
-  all.add(described).add_options()("pack", po::value(&packs));
-  po::positional_options_description positional;
-  positional.add("pack", -1);
-  parse_arguments(args, all, positional);
+  const std::vector<std::string> packs = parse_arguments(args, described);
   if (help) {
     print_help(std::cout, kSynopsis, kSummary, described, kFooter);
     return std::nullopt;
@@ -116,7 +111,7 @@ Probed probe_all(const ProbeOptions& options) {
     }
     if (ec) {
       if (probed.error_exit == 0) probed.error_exit = exit_code_for(ec);
-      print_error(pack.string() + ": " + ec.message());
+      print_error(pack.string() + ": " + cause_of(ec));
       continue;
     }
     probed.views.push_back(std::move(view));

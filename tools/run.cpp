@@ -55,9 +55,12 @@ struct RunOptions {
 };
 
 // Everything from PACK on is positional, so that the command's own options
-// (`packlock run PACK ls -l`) are not taken for packlock's.
+// (`packlock run PACK ls -l`) are not taken for packlock's. Program_options
+// also calls this with a single token to ask whether an option's value
+// looks like an option; a single token is left to its own rules, which
+// make a lone last PACK positional all the same.
 std::vector<po::option> rest_from_pack(std::vector<std::string>& args) {
-  if (args.empty() || (args[0].size() > 1 && args[0][0] == '-')) return {};
+  if (args.size() < 2 || args[0].empty() || (args[0].size() > 1 && args[0][0] == '-')) return {};
   std::vector<po::option> rest;
   for (const std::string& arg : args) {
     po::option positional;
@@ -96,7 +99,7 @@ struct Flags {
   bool shared = false, exclusive = false, help = false;
   std::optional<Duration> timeout;
   std::optional<std::string> shell_text;
-  std::vector<std::string> positional;
+  std::vector<std::string> positional;  // PACK and what follows it
 };
 
 po::options_description describe_options(RunOptions& options, Flags& flags) {
@@ -136,28 +139,13 @@ std::optional<RunOptions> parse(const std::vector<std::string>& args) {
   RunOptions options;
   Flags flags;
   const po::options_description described = describe_options(options, flags);
-  po::options_description all;
-  all.add(described).add_options()(
-      "positional", po::value(&flags.positional)->multitoken());
-  po::positional_options_description positional;
-  positional.add("positional", -1);
-  po::variables_map values;
-  try {
-    po::store(po::command_line_parser(args)
-                  .options(all)
-                  .positional(positional)
-                  .extra_style_parser(rest_from_pack)
-                  .run(),
-              values);
-    po::notify(values);
-  } catch (const po::error& e) {
-    throw UsageError(e.what());
-  }
+  flags.positional = parse_arguments(args, described, rest_from_pack);
   if (flags.help) {
     print_help(std::cout, kSynopsis, kSummary, described, kFooter);
     return std::nullopt;
   }
   if (flags.positional.empty()) throw UsageError("no PACK given");
+  if (flags.positional.front().empty()) throw UsageError("PACK is empty");
   options.pack = flags.positional.front();
   options.command = command_from({flags.positional.begin() + 1, flags.positional.end()},
                                  flags.shell_text);
@@ -336,18 +324,11 @@ int report_conflict(const RunOptions& options, const std::error_code& ec) {
   return options.conflict_exit;
 }
 
-}  // namespace
-
-int run_main(const std::vector<std::string>& args) {
-  const std::optional<RunOptions> parsed = parse(args);
-  if (!parsed) return kExitOk;
-  const RunOptions& options = *parsed;
-  SignalCatcher signals{SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD};
-
+int lock_and_run(const RunOptions& options, SignalCatcher& signals) {
   std::error_code ec;
   const PackLock lock = open_pack_lock(options.pack, options.lock, ec);
   if (ec) {
-    print_error(options.pack.string() + ": cannot open the lock: " + ec.message());
+    print_error(options.pack.string() + ": cannot open the lock: " + cause_of(ec));
     return exit_code_for(ec);
   }
   const auto asked = Clock::now();
@@ -367,7 +348,7 @@ int run_main(const std::vector<std::string>& args) {
   }
   if (ec == errc::busy || ec == errc::timeout) return report_conflict(options, ec);
   if (ec) {
-    print_error(options.pack.string() + ": cannot lock: " + ec.message());
+    print_error(options.pack.string() + ": cannot lock: " + cause_of(ec));
     return exit_code_for(ec);
   }
   if (options.verbose) {
@@ -375,6 +356,21 @@ int run_main(const std::vector<std::string>& args) {
                ") after " + format_duration(Clock::now() - asked));
   }
   return run_locked(options, hold, signals);
+}
+
+}  // namespace
+
+int run_main(const std::vector<std::string>& args) {
+  const std::optional<RunOptions> parsed = parse(args);
+  if (!parsed) return kExitOk;
+  const RunOptions& options = *parsed;
+  try {
+    SignalCatcher signals{SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD};
+    return lock_and_run(options, signals);
+  } catch (const std::system_error& e) {
+    print_error(options.pack.string() + ": " + e.what());
+    return kExitOsError;
+  }
 }
 
 }  // namespace packlock::cli

@@ -40,7 +40,6 @@ struct StatusOptions {
 
 std::optional<StatusOptions> parse(const std::vector<std::string>& args) {
   StatusOptions options;
-  std::vector<std::string> paths;
   bool help = false;
   po::options_description described("packlock status");
   described.add_options()
@@ -53,11 +52,7 @@ std::optional<StatusOptions> parse(const std::vector<std::string>& args) {
          [&](const Duration& d) { options.interval = d.value; }),
      "with --watch, refresh every DUR (default 1s)")
     ("help,h", po::bool_switch(&help), "show this help and exit");
-  po::options_description all;
-  all.add(described).add_options()("path", po::value(&paths));
-  po::positional_options_description positional;
-  positional.add("path", -1);
-  parse_arguments(args, all, positional);
+  std::vector<std::string> paths = parse_arguments(args, described);
   if (help) {
     print_help(std::cout, kSynopsis, kSummary, described, kFooter);
     return std::nullopt;
@@ -78,7 +73,7 @@ struct Found {
 
 void note_error(Found& found, const fs::path& path, const std::error_code& ec) {
   if (found.error_exit == 0) found.error_exit = exit_code_for(ec);
-  print_error(path.string() + ": " + ec.message());
+  print_error(path.string() + ": " + cause_of(ec));
 }
 
 bool has_sidecar(const fs::path& dir) {

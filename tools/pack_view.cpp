@@ -10,7 +10,7 @@ namespace packlock::cli {
 namespace {
 
 // Commands in one-line descriptions are cut here; JSON has them whole.
-constexpr std::size_t kShortCommand = 60;
+constexpr std::size_t kShortCommand = 100;
 
 std::vector<Party> parties(const std::vector<LockParty>& seen) {
   std::vector<Party> out;
@@ -26,10 +26,6 @@ std::optional<Mode> mode_of(const std::vector<Party>& holders) {
     if (holder.mode == Mode::exclusive) return Mode::exclusive;
   }
   return Mode::shared;
-}
-
-std::string shorten(const std::string& text, std::size_t limit) {
-  return text.size() <= limit ? text : text.substr(0, limit - 3) + "...";
 }
 
 std::string describe_party(const Party& party) {
@@ -76,6 +72,10 @@ std::string command_of(pid_t pid, std::size_t limit) {
   while (command.size() < limit && file.get(c)) command += c == '\0' ? ' ' : c;
   while (!command.empty() && command.back() == ' ') command.pop_back();
   return command;
+}
+
+std::string shorten(const std::string& text, std::size_t limit) {
+  return text.size() <= limit ? text : text.substr(0, limit - 3) + "...";
 }
 
 std::string_view to_string(PackState state) noexcept {

@@ -43,6 +43,9 @@ PackView view_pack(const std::filesystem::path& pack, std::error_code& ec);
 // `limit` characters; empty when it cannot be read.
 std::string command_of(pid_t pid, std::size_t limit = 4096);
 
+// `text`, or its first `limit` - 3 characters and "...".
+std::string shorten(const std::string& text, std::size_t limit);
+
 std::string_view to_string(PackState state) noexcept;
 
 // "exclusive by 1234 (sleep 100)", "shared by 1234 (a), 1240 (b)", or

@@ -136,7 +136,7 @@ std::string table_of(const std::vector<PackView>& views) {
     rows.push_back({view.pack.string(), std::string(to_string(view.state)),
                     view.mode ? std::string(to_string(*view.mode)) : "-", pids_of(view.holders),
                     std::to_string(view.waiters.size()),
-                    command.empty() ? "-" : command.substr(0, kCommandColumn)});
+                    command.empty() ? "-" : shorten(command, kCommandColumn)});
   }
   std::ostringstream out;
   print_table(out, rows);

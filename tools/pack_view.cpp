@@ -69,7 +69,11 @@ std::string command_of(pid_t pid, std::size_t limit) {
   std::ifstream file("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
   std::string command;
   char c = 0;
-  while (command.size() < limit && file.get(c)) command += c == '\0' ? ' ' : c;
+  // Arguments are NUL-separated; a newline or other control character in
+  // one would break the one-line outputs.
+  while (command.size() < limit && file.get(c)) {
+    command += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
+  }
   while (!command.empty() && command.back() == ' ') command.pop_back();
   return command;
 }

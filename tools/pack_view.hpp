@@ -39,8 +39,9 @@ struct PackView {
 // error; a pack without a sidecar is free. Errors: those of observe().
 PackView view_pack(const std::filesystem::path& pack, std::error_code& ec);
 
-// The command line of a process, arguments separated by spaces, at most
-// `limit` characters; empty when it cannot be read.
+// The command line of a process, arguments separated by spaces and control
+// characters made spaces, at most `limit` characters; empty when it cannot
+// be read.
 std::string command_of(pid_t pid, std::size_t limit = 4096);
 
 // `text`, or its first `limit` - 3 characters and "...".

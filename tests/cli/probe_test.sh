@@ -64,6 +64,13 @@ check "both shared holders are named" \
 release_holder s1
 release_holder s2
 
+# --- a holder whose command line has a newline: still one line -----------------------
+start_holder newline flock "$A/.grex-lock" env X=$'two\nlines'
+expect 1 "a command with a newline" "$PACKLOCK" probe "$A"
+check "probe prints one line for it" test "$(wc -l <"$T/out")" -eq 1
+check "the newline became a space" grep -q "X=two lines" "$T/out"
+release_holder newline
+
 # --- a holder the kernel table does not show (another pid namespace) -----------------
 if unshare --pid --fork --mount-proc true 2>/dev/null; then
   start_holder hidden flock "$A/.grex-lock"

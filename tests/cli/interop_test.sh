@@ -14,9 +14,8 @@ PIDS[theirs]=$!
 echo packlock >>"$T/order"
 release_holder ours
 check "packlock run exits 0 after its command" test $? -eq 0
-wait "${PIDS[theirs]}"
+finish_job theirs
 check "the waiting flock(1) got the lock" test $? -eq 0
-unset "PIDS[theirs]"
 check "flock(1) ran after packlock released" test "$(tr '\n' ' ' <"$T/order")" = "packlock flock "
 
 # --- shared packlock beside shared flock(1) ------------------------------------
@@ -37,7 +36,7 @@ check "probe --json gives flock's pid" grep -q "\"pid\": ${PIDS[theirs]}," "$T/o
 start_waiter ours "$PACKLOCK" run -v "$P" -- sh -c 'echo packlock >>"$0"' "$T/order2"
 echo flock >>"$T/order2"
 release_holder theirs
-finish_waiter ours
+finish_job ours
 check "packlock run got the lock when flock(1) released" test $? -eq 0
 check "packlock ran after flock(1) released" test "$(tr '\n' ' ' <"$T/order2")" = "flock packlock "
 

@@ -79,10 +79,7 @@ start_holder() {
 # release_holder NAME: lets it go and waits for it; its exit code is returned.
 release_holder() {
   echo go 1<>"$T/$1.release"
-  wait "${PIDS[$1]}"
-  local status=$?
-  unset "PIDS[$1]"
-  return $status
+  finish_job "$1"
 }
 
 # start_waiter NAME COMMAND...: runs COMMAND (a `packlock run -v` that will
@@ -104,8 +101,9 @@ start_waiter() {
   exec {fd}<&-
 }
 
-# finish_waiter NAME: waits for it and returns its exit code.
-finish_waiter() {
+# finish_job NAME: waits for the background job PIDS[NAME] and returns its
+# exit code.
+finish_job() {
   wait "${PIDS[$1]}"
   local status=$?
   unset "PIDS[$1]"

@@ -48,11 +48,10 @@ check "the holder was not disturbed" kill -0 "${PIDS[holder]}"
 "$PACKLOCK" probe --wait 60 "$A" >"$T/waited" &
 PIDS[prober]=$!
 release_holder holder
-finish_waiter waiter
+finish_job waiter
 check "the waiter got its turn" test $? -eq 0
-wait "${PIDS[prober]}"
+finish_job prober
 check "--wait returns 0 once the pack is free" test $? -eq 0
-unset "PIDS[prober]"
 check "--wait prints the state it ended with" test "$(cat "$T/waited")" = "$A: free"
 
 # --- shared holders ---------------------------------------------------------------

@@ -25,37 +25,37 @@ for sig in INT TERM HUP QUIT USR1 USR2 WINCH; do
   PIDS[run]=$!
   read -r -t 60 _ <>"$T/ready.$sig" || fail "$sig: the command never started"
   kill -"$sig" "${PIDS[run]}"
-  wait "${PIDS[run]}"
+  finish_job run
   status=$?
-  unset "PIDS[run]"
   check "SIG$sig: run exits with the command's status" test "$status" -eq 7
   check "SIG$sig reached the command" test "$(cat "$T/got.$sig" 2>/dev/null)" = "$sig"
   check "SIG$sig: the pack is free afterwards" sidecar_free "$P"
 done
 
+# start_sleeper NAME: `packlock run P -- sleep 300` in the background as
+# PIDS[run]; the sleep's pid becomes PIDS[NAME].
+start_sleeper() {
+  local pid
+  mkfifo "$T/$1.pid"
+  "$PACKLOCK" run "$P" -- sh -c 'echo $$ >"$0"; exec sleep 300' "$T/$1.pid" &
+  PIDS[run]=$!
+  read -r -t 60 pid <>"$T/$1.pid"
+  PIDS[$1]=$pid
+}
+
 # --- SIGTERM to run: the command dies of it, run exits 143 ------------------
-mkfifo "$T/sleeper.pid"
-"$PACKLOCK" run "$P" -- sh -c 'echo $$ >"$0"; exec sleep 300' "$T/sleeper.pid" &
-PIDS[run]=$!
-read -r -t 60 sleeper <>"$T/sleeper.pid"
-PIDS[sleeper]=$sleeper
+start_sleeper sleeper
 kill -TERM "${PIDS[run]}"
-wait "${PIDS[run]}"
+finish_job run
 check "SIGTERM to run: exit 143" test $? -eq 143
-unset "PIDS[run]"
-check "SIGTERM to run: the command is gone" gone "$sleeper"
+check "SIGTERM to run: the command is gone" gone "${PIDS[sleeper]}"
 check "SIGTERM to run: the pack is free" sidecar_free "$P"
 
 # --- SIGKILL to run: the command gets SIGTERM (PR_SET_PDEATHSIG) -----------
-mkfifo "$T/orphan.pid"
-"$PACKLOCK" run "$P" -- sh -c 'echo $$ >"$0"; exec sleep 300' "$T/orphan.pid" &
-PIDS[run]=$!
-read -r -t 60 orphan <>"$T/orphan.pid"
-PIDS[orphan]=$orphan
+start_sleeper orphan
 kill -KILL "${PIDS[run]}"
-wait "${PIDS[run]}" 2>/dev/null
-unset "PIDS[run]"
-check "SIGKILL to run: the command dies too" gone "$orphan"
+finish_job run 2>/dev/null
+check "SIGKILL to run: the command dies too" gone "${PIDS[orphan]}"
 check "SIGKILL to run: the pack is free" sidecar_free "$P"
 
 # --- a stop signal during the wait ends it; the command never runs ---------
@@ -63,7 +63,7 @@ for sig in TERM INT HUP QUIT; do
   start_holder holder flock "$P/.grex-lock"
   start_waiter waiter "$PACKLOCK" run -v "$P" -- touch "$T/ran.$sig"
   kill -"$sig" "${PIDS[waiter]}"
-  finish_waiter waiter
+  finish_job waiter
   status=$?
   want=$((128 + $(kill -l "$sig")))
   check "SIG$sig during the wait: exit $want (got $status)" test "$status" -eq "$want"
@@ -91,7 +91,7 @@ done
 check "after 20 rounds of SIGCHLD and SIGUSR1 run still waits" kill -0 "${PIDS[waiter]}"
 check "and has not run the command" test ! -e "$T/ran.storm"
 release_holder holder
-finish_waiter waiter
+finish_job waiter
 check "after the storm run got the lock and ran the command" \
   bash -c "[[ $? -eq 0 && -e '$T/ran.storm' ]]"
 

@@ -59,12 +59,11 @@ check "--watch refreshes (3 tables seen)" test "$headers" -ge 3
 kill -TERM "${PIDS[watch]}"
 cat <&$watch_fd >/dev/null
 exec {watch_fd}<&-
-wait "${PIDS[watch]}"
+finish_job watch
 check "--watch ends with 0 when interrupted" test $? -eq 0
-unset "PIDS[watch]"
 
 release_holder holder
-finish_waiter waiter
+finish_job waiter
 expect 0 "after release" "$PACKLOCK" status --held "$R"
 check "--held: nothing held" test "$(wc -l <"$T/out")" -eq 1
 

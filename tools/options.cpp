@@ -86,9 +86,9 @@ PackLock open_pack_lock(const std::filesystem::path& pack, const LockSettings& s
   return PackLock::open(pack, ec);
 }
 
-std::vector<std::string> parse_arguments(const std::vector<std::string>& args,
-                                         const po::options_description& options,
-                                         const po::command_line_parser::style_parser& extra_parser) {
+std::vector<std::string> parse_arguments(
+    const std::vector<std::string>& args, const po::options_description& options,
+    const po::command_line_parser::style_parser& extra_parser) {
   namespace style = po::command_line_style;
   std::vector<std::string> positional;
   try {

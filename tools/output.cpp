@@ -33,7 +33,9 @@ std::size_t terminal_width() noexcept {
 void set_program_name(std::string name) { g_program = std::move(name); }
 const std::string& program_name() { return g_program; }
 
-void print_error(std::string_view message) { std::cerr << g_program << ": " << message << std::endl; }
+void print_error(std::string_view message) {
+  std::cerr << g_program << ": " << message << std::endl;
+}
 void print_note(std::string_view message) { print_error(message); }
 
 void print_help(std::ostream& out, std::string_view synopsis, std::string_view summary,

@@ -34,14 +34,19 @@ std::string describe_party(const Party& party) {
   return text;
 }
 
-nlohmann::ordered_json party_json(const Party& party) {
+using Json = nlohmann::ordered_json;
+
+// null rather than "" for what could not be read.
+Json string_or_null(const std::string& text) { return text.empty() ? Json() : Json(text); }
+
+Json party_json(const Party& party) {
   return {{"pid", party.pid},
           {"mode", to_string(party.mode)},
-          {"command", party.command.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(party.command)}};
+          {"command", string_or_null(party.command)}};
 }
 
-nlohmann::ordered_json parties_json(const std::vector<Party>& list) {
-  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+Json parties_json(const std::vector<Party>& list) {
+  Json out = Json::array();
   for (const Party& party : list) out.push_back(party_json(party));
   return out;
 }
@@ -111,7 +116,7 @@ std::string describe(const PackView& view) {
 nlohmann::ordered_json to_json(const PackView& view) {
   return {{"pack", view.pack.string()},
           {"state", to_string(view.state)},
-          {"mode", view.mode ? nlohmann::ordered_json(to_string(*view.mode)) : nlohmann::ordered_json()},
+          {"mode", view.mode ? Json(to_string(*view.mode)) : Json()},
           {"holders", parties_json(view.holders)},
           {"waiters", parties_json(view.waiters)}};
 }

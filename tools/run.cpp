@@ -118,7 +118,8 @@ po::options_description describe_options(RunOptions& options, Flags& flags) {
      "run CMD with the shell ($SHELL, else /bin/sh)");
   add_lock_options(described, options.lock);
   described.add_options()
-    ("verbose,v", po::bool_switch(&options.verbose), "say what it waits for, how long it took, what it runs")
+    ("verbose,v", po::bool_switch(&options.verbose),
+     "say what it waits for, how long it took, what it runs")
     ("quiet,q", po::bool_switch(&options.quiet), "print nothing but errors")
     ("help,h", po::bool_switch(&flags.help), "show this help and exit");
   return described;
@@ -213,59 +214,78 @@ struct WaitOutcome {
 };
 
 // Waits through the library's asynchronous acquire; a stop signal cancels
-// it, any other signal (SIGCHLD, SIGUSR1, ...) is let pass.
-WaitOutcome wait_for_lock(const PackLock& lock, const RunOptions& options,
-                          SignalCatcher& signals) {
-  asio::io_context io;
-  WaitOutcome outcome;
-  asio::cancellation_signal cancel;
-  asio::posix::stream_descriptor signal_events(io, ::dup(signals.fd()));
-  asio::steady_timer ticker(io);
-  WaitReport report(options);
-  const auto started = Clock::now();
+// it, any other signal (SIGCHLD, SIGUSR1, ...) is let pass. One use.
+class LockWait final {
+ public:
+  LockWait(const PackLock& lock, const RunOptions& options, SignalCatcher& signals)
+      : lock_(lock), options_(options), signals_(signals), report_(options) {}
 
-  auto acquired = [&](std::error_code ec, PackLockHold hold) {
-    outcome.ec = ec;
-    outcome.hold = std::move(hold);
-    signal_events.cancel();
-    ticker.cancel();
-  };
-  auto handler = asio::bind_cancellation_slot(cancel.slot(), acquired);
-  if (options.timeout) {
-    lock.async_acquire(io.get_executor(), options.mode,
-                       std::chrono::duration_cast<Clock::duration>(*options.timeout), handler);
-  } else {
-    lock.async_acquire(io.get_executor(), options.mode, handler);
+  WaitOutcome run() {
+    auto handler = asio::bind_cancellation_slot(
+        cancel_.slot(),
+        [this](std::error_code ec, PackLockHold hold) { acquired(ec, std::move(hold)); });
+    if (options_.timeout) {
+      lock_.async_acquire(io_.get_executor(), options_.mode,
+                          std::chrono::duration_cast<Clock::duration>(*options_.timeout), handler);
+    } else {
+      lock_.async_acquire(io_.get_executor(), options_.mode, handler);
+    }
+    watch_signals();
+    // Posted behind the acquire's first attempt, which registers this
+    // process as a waiter: once the report is out, status and probe see it.
+    asio::post(io_, [this] { tick(); });
+    io_.run();
+    report_.end();
+    return std::move(outcome_);
   }
 
-  std::function<void()> watch_signals = [&] {
-    signal_events.async_wait(asio::posix::stream_descriptor::wait_read, [&](std::error_code ec) {
-      if (ec) return;
-      for (const auto& caught : signals.take()) {
-        if (is_stop_signal(caught.signo) && outcome.stop_signal == 0) {
-          outcome.stop_signal = caught.signo;
-          cancel.emit(asio::cancellation_type::terminal);
+ private:
+  void acquired(std::error_code ec, PackLockHold hold) {
+    finished_ = true;
+    outcome_.ec = ec;
+    outcome_.hold = std::move(hold);
+    signal_events_.cancel();
+    ticker_.cancel();
+  }
+
+  // A signal or tick whose completion was already queued when the acquire
+  // completed must not start another wait: io_.run() would never return.
+  void watch_signals() {
+    using Stream = asio::posix::stream_descriptor;
+    signal_events_.async_wait(Stream::wait_read, [this](std::error_code ec) {
+      if (ec || finished_) return;
+      for (const auto& caught : signals_.take()) {
+        if (is_stop_signal(caught.signo) && outcome_.stop_signal == 0) {
+          outcome_.stop_signal = caught.signo;
+          cancel_.emit(asio::cancellation_type::terminal);
         }
       }
-      if (outcome.stop_signal == 0) watch_signals();
+      if (outcome_.stop_signal == 0) watch_signals();
     });
-  };
-  std::function<void()> tick = [&] {
-    report.update(Clock::now() - started);
-    if (!report.live()) return;
-    ticker.expires_after(std::chrono::seconds(1));
-    ticker.async_wait([&](std::error_code ec) {
+  }
+
+  void tick() {
+    if (finished_) return;
+    report_.update(Clock::now() - started_);
+    if (!report_.live()) return;
+    ticker_.expires_after(std::chrono::seconds(1));
+    ticker_.async_wait([this](std::error_code ec) {
       if (!ec) tick();
     });
-  };
-  watch_signals();
-  // Posted behind the acquire's first attempt, which registers this process
-  // as a waiter: once the report is out, status and probe can see it.
-  asio::post(io, tick);
-  io.run();
-  report.end();
-  return outcome;
-}
+  }
+
+  const PackLock& lock_;
+  const RunOptions& options_;
+  SignalCatcher& signals_;
+  asio::io_context io_;
+  asio::cancellation_signal cancel_;
+  asio::posix::stream_descriptor signal_events_{io_, ::dup(signals_.fd())};
+  asio::steady_timer ticker_{io_};
+  WaitReport report_;
+  const Clock::time_point started_ = Clock::now();
+  WaitOutcome outcome_;
+  bool finished_ = false;
+};
 
 std::string signal_name(int signo) {
   const char* abbrev = ::sigabbrev_np(signo);
@@ -286,7 +306,17 @@ int supervise(pid_t child, SignalCatcher& signals) {
   }
 }
 
+// A stop signal that came after the wait but before the command started
+// means the command never starts.
+int pending_stop_signal(SignalCatcher& signals) {
+  for (const auto& caught : signals.take()) {
+    if (is_stop_signal(caught.signo)) return caught.signo;
+  }
+  return 0;
+}
+
 int run_locked(const RunOptions& options, PackLockHold& hold, SignalCatcher& signals) {
+  if (const int signo = pending_stop_signal(signals)) return kExitSignalBase + signo;
   if (options.verbose) print_note(options.pack.string() + ": running " + joined(options.command));
   const std::vector<std::string> env{"PACKLOCK_PACK=" + hold.pack().string(),
                                      "PACKLOCK_MODE=" + std::string(to_string(hold.mode()))};
@@ -334,7 +364,7 @@ int lock_and_run(const RunOptions& options, SignalCatcher& signals) {
   const auto asked = Clock::now();
   PackLockHold hold = lock.try_acquire(options.mode, ec);
   if (ec == errc::busy && !options.nonblock) {
-    WaitOutcome outcome = wait_for_lock(lock, options, signals);
+    WaitOutcome outcome = LockWait(lock, options, signals).run();
     if (outcome.stop_signal != 0) {
       outcome.hold.release();
       if (options.verbose) {

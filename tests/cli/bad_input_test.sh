@@ -63,12 +63,18 @@ expect_error 66 "probe: name too long" "xxxxxxxx" "$PACKLOCK" probe "$long"
 # its signal pipe, the pack directory, the sidecar and the exec pipe are
 # in turn the ones that fail.
 mkdir -p "$T/fds"
-for limit in 4 5 6 7; do
-  expect_error 71 "run with $limit descriptors" "$T/fds" bash -c '
-    for fd in /proc/$$/fd/*; do fd=${fd##*/}; ((fd > 2)) && eval "exec $fd>&-"; done
-    ulimit -n '"$limit"'
-    exec "$0" run "$1" true' "$PACKLOCK" "$T/fds"
-done
+if ldd "$PACKLOCK" 2>/dev/null | grep -qE 'lib(a|t|ub)san'; then
+  # A sanitizer's runtime opens files of its own (/proc/self/maps) and
+  # reports false errors when it cannot.
+  echo "note: sanitizer build; descriptor exhaustion not tested" >&2
+else
+  for limit in 4 5 6 7; do
+    expect_error 71 "run with $limit descriptors" "$T/fds" bash -c '
+      for fd in /proc/$$/fd/*; do fd=${fd##*/}; ((fd > 2)) && eval "exec $fd>&-"; done
+      ulimit -n '"$limit"'
+      exec "$0" run "$1" true' "$PACKLOCK" "$T/fds"
+  done
+fi
 
 # --- the command cannot be run -------------------------------------------------------
 mkdir -p "$T/pack"

@@ -1,6 +1,7 @@
 #pragma once
 // The exit codes of every subcommand (sysexits.h, as SPEC section 3 lists
-// them) and the one mapping from an error to its code.
+// them), and the one mapping from an error to its code and to the words of
+// its error line.
 
 #include <stdexcept>
 #include <string>

@@ -3,6 +3,7 @@
 
 #include <sys/wait.h>
 
+#include <cerrno>
 #include <climits>
 #include <iostream>
 #include <optional>
@@ -303,6 +304,8 @@ int supervise(pid_t child, SignalCatcher& signals) {
     }
     const pid_t ended = ::waitpid(child, &status, WNOHANG);
     if (ended == child) return status;
+    // Cannot happen while packlock catches SIGCHLD; never wait for nothing.
+    if (ended < 0 && errno == ECHILD) return status;
   }
 }
 

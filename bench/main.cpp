@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
       {"wait_cpu", wait_cpu},
       {"async_waiters", async_waiters},
       {"counter", counter},
+      {"run_true", run_true},
   };
   std::vector<Figure> figures;
   for (const auto& [name, measure] : measurements) {

@@ -1,44 +1,67 @@
 #!/usr/bin/env bash
 # Set-up, build, and a short real demonstration:  scripts/demo.sh
 #
-# Two processes contend for one pack and take turns; util-linux flock(1)
-# sees packlock's lock, and packlock waits for flock(1)'s.
+# Two `packlock run` jobs contend for one pack and take turns; while the
+# first holds it, `packlock probe` and `packlock status` show who holds it
+# and who waits; util-linux flock(1) and packlock exclude each other.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
 
 "$root/scripts/bootstrap.sh"
 cmake -S "$root" -B "$build" >/dev/null
-cmake --build "$build" -j 2 --target packlock-example-hold >/dev/null
+cmake --build "$build" -j 2 --target packlock_cli >/dev/null
 
-hold=$build/examples/packlock-example-hold
+export PATH=$build/tools:$PATH
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-pack=$work/pack
+cd "$work"
+mkfifo started finish job2.err
+
+# job1 works until it is told to finish; it says when it has started.
+cat >job1 <<'JOB'
+#!/bin/sh
+echo "job 1: holding the pack, working..."
+echo >started; read -r _ <finish
+echo "job 1: done"
+JOB
+printf '#!/bin/sh\necho "job 2: my turn, job 1 has finished"\n' >job2
+chmod +x job1 job2
 
 say() { printf '\n== %s\n' "$*"; }
+show() { printf '$ %s\n' "$*"; "$@" || echo "(exit status $?)"; }
 
-say "two holders start together on $pack; the second waits for the first"
-"$hold" "$pack" 1 &
-"$hold" "$pack" 1 &
-sleep 0.3
-if flock -n "$pack/.grex-lock" true; then
-  echo "flock -n: the pack was free (unexpected)"
-else
-  echo "flock -n: the pack is locked, as packlock holds it"
-fi
+say "job 1 takes the pack:  packlock run srv/pack -- ./job1"
+packlock run srv/pack -- ./job1 &
+job1=$!
+read -r _ <started
+
+say "job 2 wants it too:  packlock run -v srv/pack -- ./job2"
+packlock run -v srv/pack -- ./job2 2>job2.err &
+job2=$!
+exec 3<job2.err
+while IFS= read -r line <&3; do
+  echo "$line"
+  [[ $line == *waiting* ]] && break
+done
+cat <&3 &
+
+say "while job 1 holds the pack, probe and status show the holder and the waiter"
+show packlock probe srv/pack
+show packlock status
+show flock -n srv/pack/.grex-lock echo "flock(1) got the lock"
+
+say "job 1 finishes; job 2 gets the lock at once"
+echo go >finish
+wait "$job1" "$job2"
+exec 3<&-
 wait
 
-say "flock(1) holds the pack for 1 s; packlock waits for it"
-flock "$pack/.grex-lock" sleep 1 &
-sleep 0.2
-"$hold" "$pack" 0
-wait
-
-say "shared holders share; flock -s gets in beside them, flock -x does not"
-"$hold" "$pack" 1 shared &
-"$hold" "$pack" 1 shared &
-sleep 0.3
-flock -s -n "$pack/.grex-lock" true && echo "flock -s -n: got a shared lock beside them"
-flock -x -n "$pack/.grex-lock" true || echo "flock -x -n: refused, the pack is shared-locked"
-wait
+say "flock(1) holds the pack now; packlock run -n says who holds it"
+flock srv/pack/.grex-lock sh -c 'echo >started; read -r _ <finish' &
+holder=$!
+read -r _ <started
+show packlock run -n srv/pack -- ./job2
+echo go >finish
+wait "$holder"
+show packlock probe srv/pack

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# packlock status: the packs at or below some paths, as a table or JSON;
+# --max-depth, --held, --watch.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+R=$T/tree
+mkdir -p "$R/plain/deeper" "$R/b"
+"$PACKLOCK" run "$R/a" true
+"$PACKLOCK" run "$R/b/c" true
+"$PACKLOCK" run "$R/plain/deeper/d" true
+ln -s .. "$R/b/loop"           # a link loop: never followed
+ln -s "$R/a" "$R/link-to-a"    # a link to a pack: not listed twice
+
+# --- the table ----------------------------------------------------------------------
+start_holder holder "$PACKLOCK" run "$R/b/c" --
+start_waiter waiter "$PACKLOCK" run -v "$R/b/c" true
+expect 0 "status of a tree" "$PACKLOCK" status "$R"
+check "a header and one row per pack" test "$(wc -l <"$T/out")" -eq 4
+check "the header" grep -q "^PACK  *STATE  *MODE  *HOLDERS  *WAITERS  *COMMAND$" "$T/out"
+check "the free pack" grep -q "^$R/a  *free  *-  *-  *0  *-$" "$T/out"
+check "the held pack with holder, waiter count and command" \
+  grep -q "^$R/b/c  *held  *exclusive  *${PIDS[holder]}  *1  *.*packlock run " "$T/out"
+check "the deep pack" grep -q "^$R/plain/deeper/d  *free" "$T/out"
+check "columns are aligned" test "$(awk '{print index($0, $2)}' "$T/out" | sort -u | wc -l)" -eq 1
+
+expect 0 "--held" "$PACKLOCK" status --held "$R"
+check "--held lists only the held pack" test "$(tail -n +2 "$T/out" | cut -d' ' -f1)" = "$R/b/c"
+expect 0 "--max-depth 1" "$PACKLOCK" status --max-depth 1 "$R"
+check "--max-depth 1: only a" test "$(tail -n +2 "$T/out" | cut -d' ' -f1)" = "$R/a"
+expect 0 "--max-depth 2" "$PACKLOCK" status --max-depth 2 "$R"
+check "--max-depth 2: a and b/c" test "$(tail -n +2 "$T/out" | cut -d' ' -f1 | tr '\n' ' ')" = "$R/a $R/b/c "
+expect 0 "--max-depth 0 on a pack" "$PACKLOCK" status --max-depth 0 "$R/a"
+check "--max-depth 0: the path itself" test "$(tail -n +2 "$T/out" | cut -d' ' -f1)" = "$R/a"
+expect 0 "--max-depth 0 on a plain directory" "$PACKLOCK" status --max-depth 0 "$R"
+check "--max-depth 0: nothing but the header" test "$(wc -l <"$T/out")" -eq 1
+expect 0 "several paths" "$PACKLOCK" status "$R/b" "$R/a"
+check "several paths: sorted" test "$(tail -n +2 "$T/out" | cut -d' ' -f1 | tr '\n' ' ')" = "$R/a $R/b/c "
+expect 0 "default path ." bash -c 'cd "$1/b" && "$0" status' "$PACKLOCK" "$R"
+check "default path: relative names" grep -q "^c  *held" "$T/out"
+
+# --- JSON ----------------------------------------------------------------------------
+expect 0 "--json" "$PACKLOCK" status --json "$R"
+check "--json: three packs" test "$(grep -c '"pack":' "$T/out")" -eq 3
+check "--json: the holder" grep -q "\"pid\": ${PIDS[holder]}," "$T/out"
+check "--json: the waiter" grep -q "\"pid\": ${PIDS[waiter]}," "$T/out"
+expect 0 "--json --held" "$PACKLOCK" status --json --held "$R"
+check "--json --held: one pack" test "$(grep -c '"pack":' "$T/out")" -eq 1
+
+# --- --watch ---------------------------------------------------------------------------
+mkfifo "$T/watch.out"
+"$PACKLOCK" status --watch --interval 50ms --held "$R" >"$T/watch.out" &
+PIDS[watch]=$!
+headers=0
+exec {watch_fd}<"$T/watch.out"
+while IFS= read -r -t 60 line <&$watch_fd; do
+  [[ $line == PACK* ]] && headers=$((headers + 1))
+  [[ $headers -ge 3 ]] && break
+done
+check "--watch refreshes (3 tables seen)" test "$headers" -ge 3
+kill -TERM "${PIDS[watch]}"
+cat <&$watch_fd >/dev/null
+exec {watch_fd}<&-
+finish_job watch
+check "--watch ends with 0 when interrupted" test $? -eq 0
+
+release_holder holder
+finish_job waiter
+expect 0 "after release" "$PACKLOCK" status --held "$R"
+check "--held: nothing held" test "$(wc -l <"$T/out")" -eq 1
+
+# --- help and the link -----------------------------------------------------------------
+expect 0 "status --help" "$PACKLOCK" status --help
+cp "$T/out" "$T/help.status"
+expect 0 "packlock-status --help" "$BIN_DIR/packlock-status" --help
+check "packlock-status is packlock status" cmp -s "$T/out" "$T/help.status"
+expect 0 "packlock-status lists" "$BIN_DIR/packlock-status" "$R/a"
+check "packlock-status output" grep -q "^$R/a  *free" "$T/out"
+
+finish

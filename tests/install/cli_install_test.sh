@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# cmake --install puts the packlock command, its three links, the manual
+# pages and the bash completion in place, and the installed command runs.
+set -euo pipefail
+build=$1
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+prefix=$scratch/prefix
+
+cmake --install "$build" --prefix "$prefix" >/dev/null
+for name in packlock packlock-run packlock-probe packlock-status; do
+  test -x "$prefix/bin/$name"
+  test -e "$prefix/share/bash-completion/completions/$name"
+done
+for link in packlock-run packlock-probe packlock-status; do
+  test "$(readlink "$prefix/bin/$link")" = packlock
+done
+for page in man1/packlock.1 man1/packlock-run.1 man1/packlock-probe.1 man1/packlock-status.1 \
+            man3/libpacklock.3; do
+  test -f "$prefix/share/man/$page"
+done
+"$prefix/bin/packlock" --version | grep -q '^packlock '
+"$prefix/bin/packlock-run" "$scratch/pack" -- sh -c 'test "$PACKLOCK_MODE" = exclusive'
+"$prefix/bin/packlock-probe" "$scratch/pack" | grep -q ': free$'
+"$prefix/bin/packlock-status" --help | grep -q -- '--max-depth'
+bash -c 'source "$1"; complete -p packlock-run' _ "$prefix/share/bash-completion/completions/packlock" >/dev/null
+echo "the command, its links, manual pages and completion are installed and work"

@@ -1,0 +1,63 @@
+#pragma once
+// Option values shared by the subcommands, and how Program_options reads
+// them: durations, the stale policy, and the lock settings every
+// subcommand that opens a pack understands.
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <boost/any.hpp>
+#include <boost/program_options.hpp>
+
+#include <packlock/pack_lock.hpp>
+
+namespace packlock::cli {
+
+namespace po = boost::program_options;
+
+// A command-line duration (see duration.hpp for the forms accepted).
+struct Duration {
+  std::chrono::nanoseconds value{};
+};
+
+// The stale policy of SPEC section 1. Mirrors packlock::StalePolicy of
+// <packlock/options.hpp>, which this library does not have yet.
+enum class StalePolicy { safe, mtime };
+
+// Program_options reads these types through these overloads; a bad value is
+// a usage error naming the option.
+void validate(boost::any& value, const std::vector<std::string>& tokens, Duration*, int);
+void validate(boost::any& value, const std::vector<std::string>& tokens, StalePolicy*, int);
+
+// How a pack is to be locked, beyond the mode: liveness settings and
+// whether the pack may be created.
+struct LockSettings {
+  Duration stale_after{std::chrono::seconds(30)};
+  Duration heartbeat{std::chrono::seconds(10)};
+  StalePolicy stale_policy = StalePolicy::safe;
+  bool no_create = false;
+};
+
+// --stale-after, --heartbeat, --stale-policy, --no-create (run).
+void add_lock_options(po::options_description& options, LockSettings& settings);
+// The heartbeat must be positive and shorter than the stale period, or every
+// holder would look stale between two beats.
+void check_lock_settings(const LockSettings& settings);
+
+// The one place where command-line settings become a library call: opens
+// the pack's lock. `no_create` is honoured by a check before the open: a
+// missing pack directory or sidecar gives ENOENT and nothing is created.
+PackLock open_pack_lock(const std::filesystem::path& pack, const LockSettings& settings,
+                        std::error_code& ec);
+
+// Parses a subcommand's arguments into the variables `options` names and
+// returns the positional ones. A Program_options error becomes a
+// UsageError. Long options must be spelled out: a prefix that is unique
+// today would become ambiguous, and break scripts, when an option is added.
+std::vector<std::string> parse_arguments(
+    const std::vector<std::string>& args, const po::options_description& options,
+    const po::command_line_parser::style_parser& extra_parser = {});
+
+}  // namespace packlock::cli

@@ -1,0 +1,177 @@
+// packlock probe: is this pack locked, by whom? For cron and CI: reads the
+// kernel's lock table, never blocks (unless --wait), never creates a
+// sidecar and never takes the lock (unless --try).
+
+#include <algorithm>
+#include <iostream>
+#include <optional>
+#include <thread>
+
+#include <packlock/error.hpp>
+
+#include "exit_codes.hpp"
+#include "options.hpp"
+#include "output.hpp"
+#include "pack_view.hpp"
+#include "signals.hpp"
+#include "subcommands.hpp"
+
+namespace packlock::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kSynopsis = "  packlock probe [OPTIONS] PACK...";
+constexpr const char* kSummary =
+    "Tell whether each PACK is free or held, and by whom, without locking it.";
+constexpr const char* kFooter =
+    "Exit status: 0 all free, 1 some held, 2 some stale (the worst wins);\n"
+    "66 no such pack (unless --missing-ok), 64 usage, 71 system error, 77 permission denied.\n"
+    "See packlock-probe(1).";
+
+// --wait re-reads the lock table on this back-off: probing must not queue
+// for the lock like an acquirer, so it cannot use the library's waiter.
+constexpr auto kFirstRecheck = std::chrono::milliseconds(10);
+constexpr auto kLongestRecheck = std::chrono::milliseconds(250);
+
+struct ProbeOptions {
+  std::vector<std::filesystem::path> packs;
+  bool json = false;
+  bool quiet = false;
+  bool try_lock = false;
+  bool missing_ok = false;
+  std::optional<std::chrono::nanoseconds> wait;
+  LockSettings lock;  // stale_after only
+};
+
+std::optional<ProbeOptions> parse(const std::vector<std::string>& args) {
+  ProbeOptions options;
+  bool help = false;
+  po::options_description described("packlock probe");
+  described.add_options()
+    ("json", po::bool_switch(&options.json), "print a JSON array, one object per pack")
+    ("quiet,q", po::bool_switch(&options.quiet), "print nothing; the exit status tells")
+    ("try", po::bool_switch(&options.try_lock),
+     "confirm \"free\" by taking and releasing the lock without waiting")
+    ("stale-after", po::value(&options.lock.stale_after)->value_name("DUR"),
+     "judge a holder stale when its heartbeat is older than DUR (default 30s)")
+    ("wait", po::value<Duration>()->value_name("DUR")->notifier(
+         [&](const Duration& d) { options.wait = d.value; }),
+     "wait up to DUR for every pack to be free")
+    ("missing-ok", po::bool_switch(&options.missing_ok),
+     "a pack that does not exist counts as free")
+    ("help,h", po::bool_switch(&help), "show this help and exit");
+  const std::vector<std::string> packs = parse_arguments(args, described);
+  if (help) {
+    print_help(std::cout, kSynopsis, kSummary, described, kFooter);
+    return std::nullopt;
+  }
+  if (packs.empty()) throw UsageError("no PACK given");
+  if (options.json && options.quiet) throw UsageError("--json and -q contradict each other");
+  if (options.lock.stale_after.value <= std::chrono::nanoseconds::zero()) {
+    throw UsageError("--stale-after must be longer than 0");
+  }
+  options.packs.assign(packs.begin(), packs.end());
+  return options;
+}
+
+// A pack the kernel table shows free may still be held from another host of
+// a network file system: --try asks the lock itself. Never creates: a pack
+// without a sidecar has nothing to lock.
+void confirm_free(PackView& view, std::error_code& ec) {
+  LockSettings existing_only;
+  existing_only.no_create = true;
+  const PackLock lock = open_pack_lock(view.pack, existing_only, ec);
+  if (ec == std::errc::no_such_file_or_directory) {
+    ec.clear();
+    return;
+  }
+  if (ec) return;
+  PackLockHold hold = lock.try_acquire(Mode::exclusive, ec);
+  if (ec == errc::busy) {
+    ec.clear();
+    view.state = PackState::held;
+  }
+}
+
+struct Probed {
+  std::vector<PackView> views;
+  int error_exit = 0;   // the first error's exit code
+  int stop_signal = 0;  // the signal that ended --wait, if one did
+};
+
+Probed probe_all(const ProbeOptions& options) {
+  Probed probed;
+  for (const auto& pack : options.packs) {
+    std::error_code ec;
+    PackView view = view_pack(pack, ec);
+    if (!ec && options.try_lock && view.state == PackState::free) confirm_free(view, ec);
+    if (!ec && view.state == PackState::missing && !options.missing_ok) {
+      ec = std::make_error_code(std::errc::no_such_file_or_directory);
+    }
+    if (ec) {
+      if (probed.error_exit == 0) probed.error_exit = exit_code_for(ec);
+      print_error(pack.string() + ": " + cause_of(ec));
+      continue;
+    }
+    probed.views.push_back(std::move(view));
+  }
+  return probed;
+}
+
+bool all_free(const Probed& probed) {
+  return std::all_of(probed.views.begin(), probed.views.end(),
+                     [](const PackView& view) { return view.state != PackState::held; });
+}
+
+// Re-probes until every pack is free, the time is up, or a stop signal.
+Probed probe_until_free(const ProbeOptions& options) {
+  SignalCatcher signals{SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+  const auto deadline = Clock::now() + *options.wait;
+  auto delay = std::chrono::duration_cast<Clock::duration>(kFirstRecheck);
+  for (;;) {
+    Probed probed = probe_all(options);
+    const auto now = Clock::now();
+    if (probed.error_exit != 0 || all_free(probed) || now >= deadline) return probed;
+    const auto pause = std::min(delay, deadline - now);
+    const auto caught =
+        signals.wait(static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(pause).count()));
+    for (const auto& signal : caught) {
+      if (is_stop_signal(signal.signo)) {
+        probed.stop_signal = signal.signo;
+        return probed;
+      }
+    }
+    delay = std::min<Clock::duration>(delay * 2, kLongestRecheck);
+  }
+}
+
+void print(const Probed& probed, const ProbeOptions& options) {
+  if (options.quiet) return;
+  if (options.json) {
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (const PackView& view : probed.views) list.push_back(to_json(view));
+    std::cout << list.dump(2) << '\n';
+    return;
+  }
+  for (const PackView& view : probed.views) std::cout << describe(view) << '\n';
+}
+
+int exit_code(const Probed& probed) {
+  if (probed.error_exit != 0) return probed.error_exit;
+  if (probed.stop_signal != 0) return kExitSignalBase + probed.stop_signal;
+  return all_free(probed) ? kExitOk : kExitHeld;
+}
+
+}  // namespace
+
+int probe_main(const std::vector<std::string>& args) {
+  const std::optional<ProbeOptions> options = parse(args);
+  if (!options) return kExitOk;
+  const Probed probed = options->wait ? probe_until_free(*options) : probe_all(*options);
+  print(probed, *options);
+  std::cout.flush();
+  return exit_code(probed);
+}
+
+}  // namespace packlock::cli

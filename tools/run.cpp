@@ -1,0 +1,409 @@
+// packlock run: takes the lock of a pack, runs a command as its child while
+// holding it, and exits with the command's status.
+
+#include <sys/wait.h>
+
+#include <cerrno>
+#include <climits>
+#include <iostream>
+#include <optional>
+
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <packlock/error.hpp>
+#include <packlock/pack_lock.hpp>
+
+#include "child.hpp"
+#include "duration.hpp"
+#include "exit_codes.hpp"
+#include "options.hpp"
+#include "output.hpp"
+#include "pack_view.hpp"
+#include "signals.hpp"
+#include "subcommands.hpp"
+
+namespace packlock::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kSynopsis =
+    "  packlock run [OPTIONS] PACK [--] COMMAND [ARG...]\n"
+    "  packlock run [OPTIONS] PACK -c 'SHELL COMMAND'";
+constexpr const char* kSummary =
+    "Run a command while holding the lock of PACK (flock(2) on PACK/.grex-lock).";
+constexpr const char* kFooter =
+    "Exit status: the command's; 75 (-E) when the lock is busy or the wait timed out;\n"
+    "64 usage, 66 no such pack, 71 system error, 73 cannot create the lock file,\n"
+    "77 permission denied, 126 cannot run, 127 not found, 128+N killed by signal N.\n"
+    "See packlock-run(1).";
+
+struct RunOptions {
+  std::filesystem::path pack;
+  std::vector<std::string> command;  // argv of the command
+  Mode mode = Mode::exclusive;
+  bool nonblock = false;
+  std::optional<std::chrono::nanoseconds> timeout;
+  int conflict_exit = kExitConflict;
+  LockSettings lock;
+  bool verbose = false;
+  bool quiet = false;
+};
+
+// Everything from PACK on is positional, so that the command's own options
+// (`packlock run PACK ls -l`) are not taken for packlock's. Program_options
+// also calls this with a single token to ask whether an option's value
+// looks like an option; a single token is left to its own rules, which
+// make a lone last PACK positional all the same.
+std::vector<po::option> rest_from_pack(std::vector<std::string>& args) {
+  if (args.size() < 2 || args[0].empty() || (args[0].size() > 1 && args[0][0] == '-')) return {};
+  std::vector<po::option> rest;
+  for (const std::string& arg : args) {
+    po::option positional;
+    positional.value.push_back(arg);
+    positional.original_tokens.push_back(arg);
+    positional.position_key = INT_MAX;  // any position; numbered by the parser
+    rest.push_back(positional);
+  }
+  args.clear();
+  return rest;
+}
+
+// flock(1) runs -c commands with $SHELL, falling back to /bin/sh.
+std::vector<std::string> shell_command(const std::string& text) {
+  const char* shell = std::getenv("SHELL");
+  return {shell != nullptr && *shell != '\0' ? shell : "/bin/sh", "-c", text};
+}
+
+// PACK's arguments after it: [--] COMMAND [ARG...] or -c 'SHELL COMMAND'.
+std::vector<std::string> command_from(std::vector<std::string> rest,
+                                      const std::optional<std::string>& shell_text) {
+  if (!rest.empty() && rest.front() == "--") {
+    rest.erase(rest.begin());
+  } else if (!rest.empty() && (rest.front() == "-c" || rest.front() == "--command")) {
+    if (shell_text) throw UsageError("-c given twice");
+    if (rest.size() != 2) throw UsageError("-c takes exactly one argument, the shell command");
+    return shell_command(rest[1]);
+  }
+  if (shell_text && !rest.empty()) throw UsageError("both -c and a command given");
+  if (shell_text) return shell_command(*shell_text);
+  if (rest.empty()) throw UsageError("no command given");
+  return rest;
+}
+
+struct Flags {
+  bool shared = false, exclusive = false, help = false;
+  std::optional<Duration> timeout;
+  std::optional<std::string> shell_text;
+  std::vector<std::string> positional;  // PACK and what follows it
+};
+
+po::options_description describe_options(RunOptions& options, Flags& flags) {
+  po::options_description described("packlock run");
+  described.add_options()
+    ("shared,s", po::bool_switch(&flags.shared), "take a shared lock")
+    ("exclusive,x", po::bool_switch(&flags.exclusive), "take an exclusive lock (the default)")
+    ("nonblock,n", po::bool_switch(&options.nonblock), "fail at once if the lock is busy")
+    ("timeout,w", po::value<Duration>()->value_name("DUR")->notifier(
+         [&](const Duration& d) { flags.timeout = d; }),
+     "give up after waiting DUR (0: as -n)")
+    ("conflict-exit-code,E", po::value(&options.conflict_exit)->value_name("N"),
+     "exit code when busy or timed out (default 75)")
+    ("command,c", po::value<std::string>()->value_name("CMD")->notifier(
+         [&](const std::string& text) { flags.shell_text = text; }),
+     "run CMD with the shell ($SHELL, else /bin/sh)");
+  add_lock_options(described, options.lock);
+  described.add_options()
+    ("verbose,v", po::bool_switch(&options.verbose),
+     "say what it waits for, how long it took, what it runs")
+    ("quiet,q", po::bool_switch(&options.quiet), "print nothing but errors")
+    ("help,h", po::bool_switch(&flags.help), "show this help and exit");
+  return described;
+}
+
+void check(const RunOptions& options, const Flags& flags) {
+  if (flags.shared && flags.exclusive) throw UsageError("-s and -x contradict each other");
+  if (options.nonblock && flags.timeout) throw UsageError("-n and -w contradict each other");
+  if (options.verbose && options.quiet) throw UsageError("-v and -q contradict each other");
+  if (options.conflict_exit < 0 || options.conflict_exit > 255) {
+    throw UsageError("-E takes an exit code from 0 to 255");
+  }
+  check_lock_settings(options.lock);
+}
+
+// nullopt after printing the help.
+std::optional<RunOptions> parse(const std::vector<std::string>& args) {
+  RunOptions options;
+  Flags flags;
+  const po::options_description described = describe_options(options, flags);
+  flags.positional = parse_arguments(args, described, rest_from_pack);
+  if (flags.help) {
+    print_help(std::cout, kSynopsis, kSummary, described, kFooter);
+    return std::nullopt;
+  }
+  if (flags.positional.empty()) throw UsageError("no PACK given");
+  if (flags.positional.front().empty()) throw UsageError("PACK is empty");
+  options.pack = flags.positional.front();
+  options.command = command_from({flags.positional.begin() + 1, flags.positional.end()},
+                                 flags.shell_text);
+  options.mode = flags.shared ? Mode::shared : Mode::exclusive;
+  check(options, flags);
+  // -w 0 means -n, as in flock(1): no waiter is set up at all.
+  if (flags.timeout && flags.timeout->value == std::chrono::nanoseconds::zero()) {
+    options.nonblock = true;
+  } else if (flags.timeout) {
+    options.timeout = flags.timeout->value;
+  }
+  return options;
+}
+
+std::string joined(const std::vector<std::string>& words) {
+  std::string text;
+  for (const std::string& word : words) text += (text.empty() ? "" : " ") + word;
+  return text;
+}
+
+// ", held exclusive by 1234 (sleep 100)", or "" when no holder is visible
+// (it may have just gone).
+std::string holder_clause(const std::filesystem::path& pack) {
+  std::error_code ec;
+  const PackView view = view_pack(pack, ec);
+  if (ec || view.holders.empty()) return "";
+  return ", held " + describe_holders(view);
+}
+
+// What the waiting looks like: a live line on a terminal, one plain line
+// with -v elsewhere, nothing with -q.
+class WaitReport final {
+ public:
+  explicit WaitReport(const RunOptions& options)
+      : options_(options), live_(!options.quiet && stderr_is_terminal()) {}
+
+  bool live() const noexcept { return live_; }
+
+  void update(Clock::duration waited) {
+    const std::string what = options_.pack.string() + ": waiting";
+    const std::string why =
+        (options_.mode == Mode::exclusive ? " for an exclusive lock" : " for a shared lock") +
+        holder_clause(options_.pack);
+    if (live_) {
+      line_.show(program_name() + ": " + what + " " + format_duration(waited) + why);
+    } else if (options_.verbose && !announced_) {
+      print_note(what + why);
+    }
+    announced_ = true;
+  }
+
+  void end() { line_.erase(); }
+
+ private:
+  const RunOptions& options_;
+  bool live_;
+  bool announced_ = false;
+  StatusLine line_;
+};
+
+struct WaitOutcome {
+  PackLockHold hold;
+  std::error_code ec;
+  int stop_signal = 0;  // the signal that ended the wait, if one did
+};
+
+// Waits through the library's asynchronous acquire; a stop signal cancels
+// it, any other signal (SIGCHLD, SIGUSR1, ...) is let pass. One use.
+class LockWait final {
+ public:
+  LockWait(const PackLock& lock, const RunOptions& options, SignalCatcher& signals)
+      : lock_(lock), options_(options), signals_(signals), report_(options) {}
+
+  WaitOutcome run() {
+    auto handler = asio::bind_cancellation_slot(
+        cancel_.slot(),
+        [this](std::error_code ec, PackLockHold hold) { acquired(ec, std::move(hold)); });
+    if (options_.timeout) {
+      lock_.async_acquire(io_.get_executor(), options_.mode,
+                          std::chrono::duration_cast<Clock::duration>(*options_.timeout), handler);
+    } else {
+      lock_.async_acquire(io_.get_executor(), options_.mode, handler);
+    }
+    watch_signals();
+    // Posted behind the acquire's first attempt, which registers this
+    // process as a waiter: once the report is out, status and probe see it.
+    asio::post(io_, [this] { tick(); });
+    io_.run();
+    report_.end();
+    return std::move(outcome_);
+  }
+
+ private:
+  void acquired(std::error_code ec, PackLockHold hold) {
+    finished_ = true;
+    outcome_.ec = ec;
+    outcome_.hold = std::move(hold);
+    signal_events_.cancel();
+    ticker_.cancel();
+  }
+
+  // A signal or tick whose completion was already queued when the acquire
+  // completed must not start another wait: io_.run() would never return.
+  void watch_signals() {
+    using Stream = asio::posix::stream_descriptor;
+    signal_events_.async_wait(Stream::wait_read, [this](std::error_code ec) {
+      if (ec || finished_) return;
+      for (const auto& caught : signals_.take()) {
+        if (is_stop_signal(caught.signo) && outcome_.stop_signal == 0) {
+          outcome_.stop_signal = caught.signo;
+          cancel_.emit(asio::cancellation_type::terminal);
+        }
+      }
+      if (outcome_.stop_signal == 0) watch_signals();
+    });
+  }
+
+  void tick() {
+    if (finished_) return;
+    report_.update(Clock::now() - started_);
+    if (!report_.live()) return;
+    ticker_.expires_after(std::chrono::seconds(1));
+    ticker_.async_wait([this](std::error_code ec) {
+      if (!ec) tick();
+    });
+  }
+
+  const PackLock& lock_;
+  const RunOptions& options_;
+  SignalCatcher& signals_;
+  asio::io_context io_;
+  asio::cancellation_signal cancel_;
+  asio::posix::stream_descriptor signal_events_{io_, ::dup(signals_.fd())};
+  asio::steady_timer ticker_{io_};
+  WaitReport report_;
+  const Clock::time_point started_ = Clock::now();
+  WaitOutcome outcome_;
+  bool finished_ = false;
+};
+
+std::string signal_name(int signo) {
+  const char* abbrev = ::sigabbrev_np(signo);
+  return abbrev != nullptr ? std::string("SIG") + abbrev : "signal " + std::to_string(signo);
+}
+
+// Forwards signals until the child ends; returns its wait status.
+int supervise(pid_t child, SignalCatcher& signals) {
+  int status = 0;
+  for (;;) {
+    for (const auto& caught : signals.wait(-1)) {
+      // A terminal's signals reach the whole foreground process group: the
+      // child has had this one already.
+      if (caught.signo != SIGCHLD && !caught.from_kernel) ::kill(child, caught.signo);
+    }
+    const pid_t ended = ::waitpid(child, &status, WNOHANG);
+    if (ended == child) return status;
+    // Cannot happen while packlock catches SIGCHLD; never wait for nothing.
+    if (ended < 0 && errno == ECHILD) return status;
+  }
+}
+
+// A stop signal that came after the wait but before the command started
+// means the command never starts.
+int pending_stop_signal(SignalCatcher& signals) {
+  for (const auto& caught : signals.take()) {
+    if (is_stop_signal(caught.signo)) return caught.signo;
+  }
+  return 0;
+}
+
+int run_locked(const RunOptions& options, PackLockHold& hold, SignalCatcher& signals) {
+  if (const int signo = pending_stop_signal(signals)) return kExitSignalBase + signo;
+  if (options.verbose) print_note(options.pack.string() + ": running " + joined(options.command));
+  const std::vector<std::string> env{"PACKLOCK_PACK=" + hold.pack().string(),
+                                     "PACKLOCK_MODE=" + std::string(to_string(hold.mode()))};
+  const Spawned spawned = spawn_child(options.command, env, signals);
+  if (spawned.os_error) {
+    print_error(options.pack.string() + ": cannot start " + options.command.front() + ": " +
+                spawned.os_error.message());
+    return kExitOsError;
+  }
+  if (spawned.exec_error) {
+    print_error(options.pack.string() + ": cannot run " + options.command.front() + ": " +
+                spawned.exec_error.message());
+    return exit_code_for_exec_error(spawned.exec_error);
+  }
+  const int status = supervise(spawned.pid, signals);
+  if (const std::error_code ec = hold.release()) {
+    print_error(options.pack.string() + ": release: " + ec.message());
+  }
+  const int code = exit_code_of(status);
+  if (options.verbose) {
+    print_note(options.pack.string() + ": released; " + options.command.front() +
+               (WIFSIGNALED(status) ? " was killed by " + signal_name(WTERMSIG(status))
+                                    : " exited with " + std::to_string(code)));
+  }
+  return code;
+}
+
+int report_conflict(const RunOptions& options, const std::error_code& ec) {
+  if (!options.quiet) {
+    const std::string what = ec == errc::timeout ? "still locked after " +
+                                                       format_duration(*options.timeout)
+                                                 : "locked";
+    print_note(options.pack.string() + ": " + what + holder_clause(options.pack));
+  }
+  return options.conflict_exit;
+}
+
+int lock_and_run(const RunOptions& options, SignalCatcher& signals) {
+  std::error_code ec;
+  const PackLock lock = open_pack_lock(options.pack, options.lock, ec);
+  if (ec) {
+    print_error(options.pack.string() + ": cannot open the lock: " + cause_of(ec));
+    return exit_code_for(ec);
+  }
+  const auto asked = Clock::now();
+  PackLockHold hold = lock.try_acquire(options.mode, ec);
+  if (ec == errc::busy && !options.nonblock) {
+    WaitOutcome outcome = LockWait(lock, options, signals).run();
+    if (outcome.stop_signal != 0) {
+      outcome.hold.release();
+      if (options.verbose) {
+        print_note(options.pack.string() + ": " + signal_name(outcome.stop_signal) +
+                   " while waiting; the command was not run");
+      }
+      return kExitSignalBase + outcome.stop_signal;
+    }
+    hold = std::move(outcome.hold);
+    ec = outcome.ec;
+  }
+  if (ec == errc::busy || ec == errc::timeout) return report_conflict(options, ec);
+  if (ec) {
+    print_error(options.pack.string() + ": cannot lock: " + cause_of(ec));
+    return exit_code_for(ec);
+  }
+  if (options.verbose) {
+    print_note(options.pack.string() + ": locked (" + std::string(to_string(options.mode)) +
+               ") after " + format_duration(Clock::now() - asked));
+  }
+  return run_locked(options, hold, signals);
+}
+
+}  // namespace
+
+int run_main(const std::vector<std::string>& args) {
+  const std::optional<RunOptions> parsed = parse(args);
+  if (!parsed) return kExitOk;
+  const RunOptions& options = *parsed;
+  try {
+    SignalCatcher signals{SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD};
+    return lock_and_run(options, signals);
+  } catch (const std::system_error& e) {
+    print_error(options.pack.string() + ": " + e.what());
+    return kExitOsError;
+  }
+}
+
+}  // namespace packlock::cli

@@ -1,0 +1,185 @@
+// packlock status: every pack at or below some paths, as a table or JSON.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include "exit_codes.hpp"
+#include "options.hpp"
+#include "output.hpp"
+#include "pack_view.hpp"
+#include "signals.hpp"
+#include "subcommands.hpp"
+
+namespace packlock::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kSynopsis = "  packlock status [OPTIONS] [PATH...]";
+constexpr const char* kSummary =
+    "List the packs at or below each PATH (default .) with their holders and waiters.";
+constexpr const char* kFooter =
+    "Exit status: 0, or the code of the first error: 66 no such PATH,\n"
+    "77 permission denied, 71 system error; 64 usage. See packlock-status(1).";
+
+constexpr std::size_t kCommandColumn = 50;
+
+struct StatusOptions {
+  std::vector<fs::path> paths;
+  bool json = false;
+  bool held_only = false;
+  bool watch = false;
+  int max_depth = INT_MAX;
+  std::chrono::nanoseconds interval = std::chrono::seconds(1);
+};
+
+std::optional<StatusOptions> parse(const std::vector<std::string>& args) {
+  StatusOptions options;
+  bool help = false;
+  po::options_description described("packlock status");
+  described.add_options()
+    ("json", po::bool_switch(&options.json), "print a JSON array, one object per pack")
+    ("max-depth", po::value(&options.max_depth)->value_name("N"),
+     "look at most N directories below each PATH (0: PATH only)")
+    ("held", po::bool_switch(&options.held_only), "show only packs that are held")
+    ("watch", po::bool_switch(&options.watch), "refresh until interrupted")
+    ("interval", po::value<Duration>()->value_name("DUR")->notifier(
+         [&](const Duration& d) { options.interval = d.value; }),
+     "with --watch, refresh every DUR (default 1s)")
+    ("help,h", po::bool_switch(&help), "show this help and exit");
+  std::vector<std::string> paths = parse_arguments(args, described);
+  if (help) {
+    print_help(std::cout, kSynopsis, kSummary, described, kFooter);
+    return std::nullopt;
+  }
+  if (options.max_depth < 0) throw UsageError("--max-depth takes a number from 0 up");
+  if (options.interval <= std::chrono::nanoseconds::zero()) {
+    throw UsageError("--interval must be longer than 0");
+  }
+  if (paths.empty()) paths.emplace_back(".");
+  options.paths.assign(paths.begin(), paths.end());
+  return options;
+}
+
+struct Found {
+  std::vector<PackView> views;
+  int error_exit = 0;  // the first error's exit code
+};
+
+void note_error(Found& found, const fs::path& path, const std::error_code& ec) {
+  if (found.error_exit == 0) found.error_exit = exit_code_for(ec);
+  print_error(path.string() + ": " + cause_of(ec));
+}
+
+bool has_sidecar(const fs::path& dir) {
+  std::error_code ec;
+  return fs::exists(fs::symlink_status(dir / ".grex-lock", ec));
+}
+
+// Depth first; symbolic links to directories are not followed, so a link
+// cannot make the walk loop or leave the tree.
+void find_packs(const fs::path& dir, int depth_left, std::vector<fs::path>& packs, Found& found) {
+  if (has_sidecar(dir)) packs.push_back(dir.lexically_normal());
+  if (depth_left == 0) return;
+  std::error_code ec;
+  for (fs::directory_iterator entry(dir, ec), end; !ec && entry != end; entry.increment(ec)) {
+    std::error_code type_ec;
+    if (entry->is_directory(type_ec) && !entry->is_symlink(type_ec)) {
+      find_packs(entry->path(), depth_left - 1, packs, found);
+    }
+  }
+  if (ec) note_error(found, dir, ec);
+}
+
+Found look(const StatusOptions& options) {
+  Found found;
+  std::vector<fs::path> packs;
+  for (const fs::path& path : options.paths) {
+    std::error_code ec;
+    if (!fs::is_directory(path, ec)) {
+      note_error(found, path, ec ? ec : std::make_error_code(std::errc::not_a_directory));
+      continue;
+    }
+    find_packs(path, options.max_depth, packs, found);
+  }
+  std::sort(packs.begin(), packs.end());
+  packs.erase(std::unique(packs.begin(), packs.end()), packs.end());
+  for (const fs::path& pack : packs) {
+    std::error_code ec;
+    PackView view = view_pack(pack, ec);
+    if (ec) {
+      note_error(found, pack, ec);
+    } else if (view.state == PackState::held || !options.held_only) {
+      found.views.push_back(std::move(view));
+    }
+  }
+  return found;
+}
+
+std::string pids_of(const std::vector<Party>& parties) {
+  if (parties.empty()) return "-";
+  std::string text;
+  for (const Party& party : parties) text += (text.empty() ? "" : ",") + std::to_string(party.pid);
+  return text;
+}
+
+std::string table_of(const std::vector<PackView>& views) {
+  std::vector<std::vector<std::string>> rows{
+      {"PACK", "STATE", "MODE", "HOLDERS", "WAITERS", "COMMAND"}};
+  for (const PackView& view : views) {
+    const std::string command = view.holders.empty() ? "-" : view.holders.front().command;
+    rows.push_back({view.pack.string(), std::string(to_string(view.state)),
+                    view.mode ? std::string(to_string(*view.mode)) : "-", pids_of(view.holders),
+                    std::to_string(view.waiters.size()),
+                    command.empty() ? "-" : shorten(command, kCommandColumn)});
+  }
+  std::ostringstream out;
+  print_table(out, rows);
+  return out.str();
+}
+
+std::string render(const Found& found, const StatusOptions& options) {
+  if (!options.json) return table_of(found.views);
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const PackView& view : found.views) list.push_back(to_json(view));
+  // --watch --json writes one document per line.
+  return (options.watch ? list.dump() : list.dump(2)) + '\n';
+}
+
+// Until a stop signal: a refreshed screen on a terminal, successive
+// snapshots elsewhere.
+int watch(const StatusOptions& options) {
+  SignalCatcher signals{SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+  const bool terminal = ::isatty(STDOUT_FILENO) == 1;
+  const int interval_ms = static_cast<int>(std::min<long long>(
+      std::chrono::ceil<std::chrono::milliseconds>(options.interval).count(), INT_MAX));
+  for (;;) {
+    const Found found = look(options);
+    if (terminal) std::cout << "\033[H\033[2J";
+    std::cout << render(found, options);
+    if (!terminal && !options.json) std::cout << '\n';
+    std::cout.flush();
+    for (const auto& caught : signals.wait(interval_ms)) {
+      // Interrupting is how a watch ends: not a failure.
+      if (is_stop_signal(caught.signo)) return kExitOk;
+    }
+  }
+}
+
+}  // namespace
+
+int status_main(const std::vector<std::string>& args) {
+  const std::optional<StatusOptions> options = parse(args);
+  if (!options) return kExitOk;
+  if (options->watch) return watch(*options);
+  const Found found = look(*options);
+  std::cout << render(found, *options) << std::flush;
+  return found.error_exit;
+}
+
+}  // namespace packlock::cli

@@ -27,6 +27,7 @@ enum class errc {
   unlock_unsuccessful,  // UnlockFunc: "could not unlock store"
   hijacked,             // the sidecar no longer names the held inode
   not_open,             // a default-constructed or moved-from PackLock
+  conflicting_options,  // LockManager::request: options that exclude each other
 };
 
 const std::error_category& category() noexcept;

@@ -239,6 +239,26 @@ CallbackResult<Callback> call_holding(Ticket& ticket, Callback& callback, OnRele
   }
 }
 
+// Steps shared by the operations below. `self` is an async_compose
+// operation whose next step takes (std::error_code, PackLockHold).
+
+// Waits for the ticket's lock in the engine, then runs `self`.
+template <typename Self>
+void wait_in_engine(Self& self, const Ticket& ticket, const asio::any_io_executor& executor,
+                    Mode mode, const Timeout& timeout) {
+  // Waiting has no side effects: any cancellation type may end it.
+  self.reset_cancellation_state(asio::enable_total_cancellation());
+  AcquireInitiation(ticket.pack(), executor, deadline_of(timeout))(std::move(self), mode);
+}
+
+// Runs `self` with `ec` and no hold once the current step has returned:
+// the handler must never run inside the initiating call.
+template <typename Self>
+void resume_soon(Self& self, std::error_code ec) {
+  const auto executor = self.get_executor();
+  asio::post(executor, [self = std::move(self), ec]() mutable { self(ec, PackLockHold()); });
+}
+
 // async_acquire's operation: open the ticket, wait in the engine, keep the
 // hold under a handle.
 class AsyncNamedAcquire {
@@ -254,16 +274,8 @@ class AsyncNamedAcquire {
   void operator()(Self& self) {
     std::error_code ec;
     ticket_ = open_ticket(state_, name_, options_.mode, ec);
-    if (ec) {
-      // The handler must not run inside the initiating call.
-      const auto executor = self.get_executor();
-      asio::post(executor, [self = std::move(self), ec]() mutable { self.complete(ec, {}); });
-      return;
-    }
-    // Waiting has no side effects: any cancellation type may end it.
-    self.reset_cancellation_state(asio::enable_total_cancellation());
-    AcquireInitiation(ticket_.pack(), executor_, deadline_of(options_.timeout))(std::move(self),
-                                                                                 options_.mode);
+    if (ec) return resume_soon(self, ec);
+    wait_in_engine(self, ticket_, executor_, options_.mode, options_.timeout);
   }
 
   template <typename Self>
@@ -310,15 +322,8 @@ class AsyncRequest {
     if (!ec && (options_.if_available || options_.steal)) {
       take_now(ticket_, options_, /*tied_to_thread=*/false, ec);
     }
-    if (ec || options_.if_available || options_.steal) {
-      // Decided at once: the next step must not run inside the initiating call.
-      const auto executor = self.get_executor();
-      asio::post(executor, [self = std::move(self), ec]() mutable { self(ec, PackLockHold()); });
-      return;
-    }
-    self.reset_cancellation_state(asio::enable_total_cancellation());
-    AcquireInitiation(ticket_.pack(), executor_, deadline_of(options_.timeout))(std::move(self),
-                                                                                 options_.mode);
+    if (ec || options_.if_available || options_.steal) return resume_soon(self, ec);
+    wait_in_engine(self, ticket_, executor_, options_.mode, options_.timeout);
   }
 
   // The request is decided: granted (a hold from the engine, or one

@@ -16,7 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string client_id(pid_t pid, std::uint64_t client) {
+std::string format_client_id(pid_t pid, std::uint64_t client) {
   return std::to_string(pid) + '/' + std::to_string(client);
 }
 
@@ -34,7 +34,7 @@ void add_own_requests(const fs::path& lock_dir, LockManagerSnapshot& snapshot) {
   for (const auto& entry : detail::RequestRegistry::instance().snapshot()) {
     std::string name = entry->pack()->path().lexically_relative(lock_dir).generic_string();
     if (!detail::is_lock_name(name)) continue;  // a lock of another directory
-    LockInfo info{std::move(name), entry->mode(), client_id(self, entry->client()), self};
+    LockInfo info{std::move(name), entry->mode(), format_client_id(self, entry->client()), self};
     (entry->granted() ? snapshot.held : snapshot.pending).push_back(std::move(info));
   }
 }
@@ -74,6 +74,8 @@ void add_other_processes_below(const fs::path& lock_dir, LockManagerSnapshot& sn
 }
 
 }  // namespace
+
+std::string LockManager::client_id() const { return format_client_id(::getpid(), state_->client()); }
 
 LockManagerSnapshot LockManager::query(std::error_code& ec) const {
   LockManagerSnapshot snapshot;

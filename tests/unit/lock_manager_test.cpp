@@ -221,7 +221,7 @@ BOOST_FIXTURE_TEST_CASE(shared_handles_coexist_and_exclude_exclusive_ones, Manag
   const LockHandle first = manager.acquire("x", {std::nullopt, Mode::shared});
   // Another thread: the holding thread asking again would be re-entry.
   std::optional<LockHandle> second;
-  std::thread([&] { second = manager.try_acquire("x", Mode::shared); }).join();
+  std::jthread([&] { second = manager.try_acquire("x", Mode::shared); }).join();
   BOOST_REQUIRE(second);
   BOOST_TEST(!manager.try_acquire("x", Mode::exclusive));
   BOOST_TEST(flock_nonblocking(sidecar("x"), "-s") == 0);
@@ -254,7 +254,7 @@ BOOST_FIXTURE_TEST_CASE(acquire_times_out_while_another_process_holds, ManagerFi
 BOOST_FIXTURE_TEST_CASE(acquire_waits_for_another_process_to_release, ManagerFixture) {
   Process other = holder("x");
   std::promise<LockHandle> got;
-  std::thread waiter([&] { got.set_value(manager.acquire("x", {30s})); });
+  std::jthread waiter([&] { got.set_value(manager.acquire("x", {30s})); });
   BOOST_REQUIRE(eventually([&] { return waiting_here(lock_dir / "x"); }));
   other.close_stdin();
   const LockHandle handle = got.get_future().get();
@@ -276,7 +276,7 @@ BOOST_FIXTURE_TEST_CASE(the_holding_thread_asking_again_is_busy_not_a_deadlock, 
 BOOST_FIXTURE_TEST_CASE(a_handle_may_be_released_by_another_thread, ManagerFixture) {
   const LockHandle handle = manager.acquire("x");
   std::error_code ec;
-  std::thread([&] { manager.release(handle, ec); }).join();
+  std::jthread([&] { manager.release(handle, ec); }).join();
   BOOST_TEST(!ec, ec.message());
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
   // The acquiring thread holds nothing now: no re-entry.
@@ -377,7 +377,7 @@ BOOST_FIXTURE_TEST_CASE(async_acquire_waits_for_the_holder_with_use_future, Mana
   asio::io_context io;
   std::future<LockHandle> future =
       manager.async_acquire(io.get_executor(), "x", {}, asio::use_future);
-  std::thread runner([&] { io.run(); });
+  std::jthread runner([&] { io.run(); });
   BOOST_REQUIRE(eventually([&] { return waiting_here(lock_dir / "x"); }));
   BOOST_TEST((future.wait_for(0s) == std::future_status::timeout));
   other.close_stdin();

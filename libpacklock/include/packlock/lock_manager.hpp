@@ -199,8 +199,8 @@ struct AwaitableTraits {
   static constexpr bool is_awaitable = false;
   using value_type = T;
 };
-template <typename T, typename Executor>
-struct AwaitableTraits<asio::awaitable<T, Executor>> {
+template <typename T>
+struct AwaitableTraits<asio::awaitable<T>> {
   static constexpr bool is_awaitable = true;
   using value_type = T;
 };
@@ -344,22 +344,21 @@ class AsyncRequest {
  private:
   template <typename Self>
   void call_back(Self& self) {
-    std::exception_ptr error;
     if constexpr (kReturnsAwaitable) {
-      std::optional<CallbackResult<Callback>> work;
-      try {
-        work.emplace(std::invoke(callback_, ticket_.lock()));
-      } catch (...) {
-        error = std::current_exception();
-      }
-      if (error) return fail(self, error);
-      // The lock is held until the awaitable finishes. Once granted, a
-      // request is not cancelled (as in Web Locks): the awaitable gets no
-      // cancellation slot.
+      // co_spawn keeps the function it runs alive until it finishes, and
+      // that function owns the callback: a callback that is a coroutine
+      // lambda may use its captures until its awaitable finishes. The lock
+      // is held until then. Once granted, a request is not cancelled (as in
+      // Web Locks): the awaitable gets no cancellation slot.
+      auto run = [callback = std::move(callback_),
+                  lock = ticket_.lock()]() mutable -> asio::awaitable<Value> {
+        co_return co_await std::invoke(callback, std::move(lock));
+      };
       const auto executor = executor_;
-      asio::co_spawn(executor, std::move(*work),
+      asio::co_spawn(executor, std::move(run),
                      asio::bind_cancellation_slot(asio::cancellation_slot(), std::move(self)));
     } else if constexpr (std::is_void_v<Value>) {
+      std::exception_ptr error;
       try {
         std::invoke(callback_, ticket_.lock());
       } catch (...) {
@@ -371,10 +370,9 @@ class AsyncRequest {
       try {
         result.emplace(std::invoke(callback_, ticket_.lock()));
       } catch (...) {
-        error = std::current_exception();
+        return fail(self, std::current_exception());
       }
-      if (error) return fail(self, error);
-      finish(self, error, std::move(*result));
+      finish(self, nullptr, std::move(*result));
     }
   }
 
@@ -415,6 +413,8 @@ class LockManager {
   explicit LockManager(const std::filesystem::path& lock_dir);
 
   const std::filesystem::path& lock_dir() const noexcept;
+  // How query() names this manager's requests: "<pid>/<n>".
+  std::string client_id() const;
 
   // ---- ext_lock face -----------------------------------------------------
 
@@ -512,8 +512,10 @@ class LockManager {
   }
 
   // request() as an Asio operation. `callback(std::optional<Lock>)` may
-  // return a value or an asio::awaitable<T>; the lock is then held until
-  // the awaitable finishes (it runs on `executor`). The completion
+  // return a value or an asio::awaitable<T> (of asio::any_io_executor); the
+  // lock is then held until the awaitable finishes (it runs on `executor`,
+  // and the callback is kept alive until then, so a coroutine lambda may
+  // use its captures). The completion
   // signature is
   //   void(std::exception_ptr, T)   or   void(std::exception_ptr)
   // for a callback (or awaitable) that returns T or void, as co_spawn's:

@@ -43,6 +43,35 @@ struct WebLocksFixture {
     child.expect_line("locked");
     return child;
   }
+  // An async request for "x" whose awaitable, once granted, waits for its
+  // gate to be cancelled, then completes with 42.
+  struct GatedRequest {
+    explicit GatedRequest(asio::io_context& io) : gate(io, std::chrono::hours(1)) {}
+    asio::steady_timer gate;
+    bool suspended = false;  // the awaitable waits at its gate
+    bool lost = false;       // lock->lost() once through the gate
+    bool completed = false;
+    int value = 0;
+    std::exception_ptr error;
+  };
+  void start(GatedRequest& request) {
+    manager.async_request(
+        io.get_executor(), "x", {},
+        [&request](std::optional<Lock> lock) -> asio::awaitable<int> {
+          request.suspended = true;
+          std::error_code ec;
+          co_await request.gate.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          request.lost = !lock || lock->lost();
+          co_return 42;
+        },
+        [&request](std::exception_ptr e, int v) {
+          request.error = e;
+          request.value = v;
+          request.completed = true;
+        });
+    run_until(io, [&] { return request.suspended; });
+  }
+
   // How many requests of this process wait in the lock table for `name`.
   std::size_t queued(const std::string& name) const {
     return waiting_count(PackLock::open(lock_dir / name));
@@ -461,35 +490,19 @@ BOOST_FIXTURE_TEST_CASE(async_request_calls_back_on_the_executor_and_completes_w
 
 BOOST_FIXTURE_TEST_CASE(the_awaitable_form_holds_the_lock_until_the_awaitable_completes,
                         WebLocksFixture) {
-  asio::steady_timer gate(io, std::chrono::hours(1));
-  bool suspended = false;
-  bool completed = false;
-  int value = 0;
-  std::exception_ptr error;
-  manager.async_request(
-      io.get_executor(), "x", {},
-      [&](std::optional<Lock> lock) -> asio::awaitable<int> {
-        suspended = true;
-        std::error_code ec;
-        co_await gate.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        co_return lock && !lock->lost() ? 42 : -1;
-      },
-      [&](std::exception_ptr e, int v) {
-        error = e;
-        value = v;
-        completed = true;
-      });
-  run_until(io, [&] { return suspended; });
+  GatedRequest request(io);
+  start(request);
   io.restart();
   io.run_for(20ms);
   // The callback returned its awaitable long ago; the lock is still held.
-  BOOST_TEST(!completed);
+  BOOST_TEST(!request.completed);
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 1);
   BOOST_TEST(manager.query().held.size() == 1u);
-  gate.cancel();
-  run_until(io, [&] { return completed; });
-  BOOST_TEST(!error);
-  BOOST_TEST(value == 42);
+  request.gate.cancel();
+  run_until(io, [&] { return request.completed; });
+  BOOST_TEST(!request.error);
+  BOOST_TEST(!request.lost);
+  BOOST_TEST(request.value == 42);
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
   BOOST_TEST(manager.query().held.empty());
 }
@@ -592,35 +605,16 @@ BOOST_FIXTURE_TEST_CASE(steal_takes_the_lock_from_a_request_in_this_process_at_o
 
 BOOST_FIXTURE_TEST_CASE(an_awaitable_whose_lock_is_stolen_sees_it_and_its_request_says_so,
                         WebLocksFixture) {
-  asio::steady_timer gate(io, std::chrono::hours(1));
-  bool suspended = false;
-  bool completed = false;
-  bool lost_after = false;
-  int value = 0;
-  std::exception_ptr error;
-  manager.async_request(
-      io.get_executor(), "x", {},
-      [&](std::optional<Lock> lock) -> asio::awaitable<int> {
-        suspended = true;
-        std::error_code ec;
-        co_await gate.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        lost_after = lock->lost();
-        co_return 9;
-      },
-      [&](std::exception_ptr e, int v) {
-        error = e;
-        value = v;
-        completed = true;
-      });
-  run_until(io, [&] { return suspended; });
+  GatedRequest request(io);
+  start(request);
   RequestOptions steal;
   steal.steal = true;
   BOOST_TEST(manager.request("x", steal, [](std::optional<Lock> lock) { return lock.has_value(); }));
-  gate.cancel();
-  run_until(io, [&] { return completed; });
-  BOOST_TEST(lost_after);
-  BOOST_TEST((code_of(error) == errc::hijacked));
-  BOOST_TEST(value == 9);  // the result is not lost with the lock
+  request.gate.cancel();
+  run_until(io, [&] { return request.completed; });
+  BOOST_TEST(request.lost);
+  BOOST_TEST((code_of(request.error) == errc::hijacked));
+  BOOST_TEST(request.value == 42);  // the result is not lost with the lock
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
 }
 

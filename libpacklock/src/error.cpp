@@ -18,7 +18,7 @@ class Category final : public std::error_category {
       case errc::not_held: return "lock is not held";
       case errc::lock_unsuccessful: return "store is locked";
       case errc::unlock_unsuccessful: return "could not unlock store";
-      case errc::hijacked: return "lock was lost: the sidecar was unlinked or replaced";
+      case errc::hijacked: return "lock was lost: stolen, or the sidecar was unlinked or replaced";
       case errc::not_open: return "pack lock is not open";
       case errc::conflicting_options: return "conflicting lock request options";
     }

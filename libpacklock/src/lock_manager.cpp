@@ -65,8 +65,8 @@ Ticket open_ticket(const std::shared_ptr<ManagerState>& state, std::string_view 
   if (ec) return {};
   std::shared_ptr<const Pack> pack = Pack::open(pack_of(*state, name), PackOptions{}, ec);
   if (ec) return {};
-  auto entry = std::make_shared<RequestEntry>(std::string(name), mode, state->client(),
-                                              std::move(pack));
+  auto entry =
+      std::make_shared<RequestEntry>(std::string(name), mode, state->client(), std::move(pack));
   RequestRegistry::instance().add(entry);
   return Ticket(std::move(entry));
 } catch (const std::bad_alloc&) {
@@ -92,8 +92,8 @@ void take_now(Ticket& ticket, const RequestOptions& options, bool tied_to_thread
   const std::shared_ptr<const Pack> pack = ticket.pack();
   std::unique_ptr<Hold> hold;
   if (options.steal) {
-    hold = acquire_ahead(pack, options.mode, thread,
-                         [&] { RequestRegistry::instance().revoke_holders(*pack); }, ec);
+    hold = acquire_ahead(
+        pack, options.mode, thread, [&] { RequestRegistry::instance().revoke_holders(*pack); }, ec);
   } else {
     hold = try_acquire(pack, options.mode, ec, thread);
   }

@@ -75,7 +75,9 @@ void add_other_processes_below(const fs::path& lock_dir, LockManagerSnapshot& sn
 
 }  // namespace
 
-std::string LockManager::client_id() const { return format_client_id(::getpid(), state_->client()); }
+std::string LockManager::client_id() const {
+  return format_client_id(::getpid(), state_->client());
+}
 
 LockManagerSnapshot LockManager::query(std::error_code& ec) const {
   LockManagerSnapshot snapshot;

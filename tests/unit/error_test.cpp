@@ -112,8 +112,8 @@ BOOST_AUTO_TEST_CASE(packlock_codes_compare_equal_to_their_lock_errc) {
       {errc::lock_unsuccessful, lock_errc::acquire_failed},
       {errc::conflicting_options, lock_errc::generic},
   };
-  const lock_errc all[] = {lock_errc::generic,  lock_errc::acquire_failed, lock_errc::release_failed,
-                           lock_errc::timeout,  lock_errc::not_held,       lock_errc::invalid_name};
+  const lock_errc all[] = {lock_errc::generic, lock_errc::acquire_failed, lock_errc::release_failed,
+                           lock_errc::timeout, lock_errc::not_held,       lock_errc::invalid_name};
   for (const auto& [code, lock_code] : expected) {
     const std::error_code ec = code;
     BOOST_TEST_CONTEXT(ec.message()) {
@@ -136,7 +136,8 @@ BOOST_AUTO_TEST_CASE(os_errors_are_acquire_failures_and_keep_their_errno) {
   const std::error_code denied(EACCES, std::system_category());
   BOOST_TEST((denied == lock_errc::acquire_failed));
   BOOST_TEST((denied != lock_errc::generic));
-  BOOST_TEST((std::make_error_code(std::errc::no_such_file_or_directory) == lock_errc::acquire_failed));
+  const std::error_code missing = std::make_error_code(std::errc::no_such_file_or_directory);
+  BOOST_TEST((missing == lock_errc::acquire_failed));
   BOOST_TEST(denied.value() == EACCES);
   BOOST_TEST((lock_errc_of(std::error_code()) == lock_errc{}));
   BOOST_TEST((std::error_code() != lock_errc::generic));

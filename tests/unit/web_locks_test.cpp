@@ -55,8 +55,7 @@ struct WebLocksFixture {
     std::exception_ptr error;
   };
   void start(GatedRequest& request) {
-    manager.async_request(
-        io.get_executor(), "x", {},
+    manager.async_request(io.get_executor(), "x", {},
         [&request](std::optional<Lock> lock) -> asio::awaitable<int> {
           request.suspended = true;
           std::error_code ec;
@@ -224,14 +223,15 @@ BOOST_FIXTURE_TEST_CASE(a_shared_request_excludes_exclusive_holders_only, WebLoc
 }
 
 BOOST_FIXTURE_TEST_CASE(a_throwing_callback_still_releases, WebLocksFixture) {
-  BOOST_CHECK_THROW(manager.request("x", {}, [](std::optional<Lock>) -> int {
-    throw std::logic_error("callback failed");
-  }),
-                    std::logic_error);
+  BOOST_CHECK_THROW(
+      manager.request(
+          "x", {}, [](std::optional<Lock>) -> int { throw std::logic_error("callback failed"); }),
+      std::logic_error);
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
   BOOST_TEST(manager.query().held.empty());
   std::error_code ec;
-  BOOST_CHECK_THROW(manager.request("x", {}, [](std::optional<Lock>) { throw 7; }, ec), int);
+  BOOST_CHECK_THROW(manager.request("x", {}, [](std::optional<Lock>) { throw 7; }, ec),
+                    int);
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
   // And this thread does not hold it any more: no re-entry.
   BOOST_TEST(manager.request("x", [](std::optional<Lock> lock) { return lock.has_value(); }));
@@ -256,10 +256,13 @@ BOOST_FIXTURE_TEST_CASE(if_available_while_held_calls_back_without_a_lock, WebLo
   Gate inside, done;
   Log errors;
   std::jthread holding([&] {
-    request_in_thread(manager, "x", kWaiting, [&](std::optional<Lock>) {
-      inside.open();
-      done.wait();
-    }, errors);
+    request_in_thread(
+        manager, "x", kWaiting,
+        [&](std::optional<Lock>) {
+          inside.open();
+          done.wait();
+        },
+        errors);
   });
   BOOST_REQUIRE(inside.wait());
   BOOST_TEST(!manager.request("x", if_available, has_lock));
@@ -309,18 +312,26 @@ BOOST_FIXTURE_TEST_CASE(shared_requests_are_granted_together_exclusive_ones_in_f
   std::vector<std::jthread> threads;
   // s1, s2 blocking; s3 asynchronous; e4 exclusive; s5 shared behind it;
   // e6 exclusive. Each is queued before the next one starts.
-  threads.emplace_back([&] { request_in_thread(manager, "x", with_mode(Mode::shared), shared_callback("s1"), log); });
+  threads.emplace_back([&] {
+    request_in_thread(manager, "x", with_mode(Mode::shared), shared_callback("s1"), log);
+  });
   BOOST_REQUIRE(eventually([&] { return queued("x") == 1; }));
-  threads.emplace_back([&] { request_in_thread(manager, "x", with_mode(Mode::shared), shared_callback("s2"), log); });
+  threads.emplace_back([&] {
+    request_in_thread(manager, "x", with_mode(Mode::shared), shared_callback("s2"), log);
+  });
   BOOST_REQUIRE(eventually([&] { return queued("x") == 2; }));
   manager.async_request(io.get_executor(), "x", with_mode(Mode::shared), shared_callback("s3"),
                         [&](std::exception_ptr e) { log.add(e ? "error s3" : "done s3"); });
   BOOST_REQUIRE(eventually([&] { return queued("x") == 3; }));
-  threads.emplace_back([&] { request_in_thread(manager, "x", kWaiting, exclusive_callback("e4"), log); });
+  threads.emplace_back(
+      [&] { request_in_thread(manager, "x", kWaiting, exclusive_callback("e4"), log); });
   BOOST_REQUIRE(eventually([&] { return queued("x") == 4; }));
-  threads.emplace_back([&] { request_in_thread(manager, "x", with_mode(Mode::shared), shared_callback("s5"), log); });
+  threads.emplace_back([&] {
+    request_in_thread(manager, "x", with_mode(Mode::shared), shared_callback("s5"), log);
+  });
   BOOST_REQUIRE(eventually([&] { return queued("x") == 5; }));
-  threads.emplace_back([&] { request_in_thread(manager, "x", kWaiting, exclusive_callback("e6"), log); });
+  threads.emplace_back(
+      [&] { request_in_thread(manager, "x", kWaiting, exclusive_callback("e6"), log); });
   BOOST_REQUIRE(eventually([&] { return queued("x") == 6; }));
   BOOST_TEST(log.events().empty());
 
@@ -356,7 +367,8 @@ BOOST_FIXTURE_TEST_CASE(exclusive_requests_are_served_in_fifo_order, WebLocksFix
   for (int id = 0; id < 6; ++id) {
     const auto callback = [&log, id](std::optional<Lock>) { log.add(std::to_string(id)); };
     if (id % 2 == 0) {
-      threads.emplace_back([&, callback] { request_in_thread(manager, "x", kWaiting, callback, log); });
+      threads.emplace_back(
+          [&, callback] { request_in_thread(manager, "x", kWaiting, callback, log); });
     } else {
       manager.async_request(io.get_executor(), "x", {}, callback, [](std::exception_ptr) {});
     }
@@ -391,8 +403,9 @@ BOOST_FIXTURE_TEST_CASE(a_request_times_out_without_calling_back, WebLocksFixtur
     BOOST_TEST(e.path() == sidecar("x"));
   }
   std::exception_ptr async_error;
-  manager.async_request(io.get_executor(), "x", options, [&](std::optional<Lock>) { called = true; },
-                        [&](std::exception_ptr e) { async_error = e; });
+  manager.async_request(
+      io.get_executor(), "x", options, [&](std::optional<Lock>) { called = true; },
+      [&](std::exception_ptr e) { async_error = e; });
   io.run();
   BOOST_TEST((code_of(async_error) == errc::timeout));
   BOOST_TEST(!called);
@@ -409,8 +422,7 @@ BOOST_FIXTURE_TEST_CASE(a_waiting_request_is_cancelled_by_every_cancellation_typ
       int completions = 0;
       bool called = false;
       std::exception_ptr error;
-      manager.async_request(
-          io.get_executor(), "x", {}, [&](std::optional<Lock>) { called = true; },
+      manager.async_request(io.get_executor(), "x", {}, [&](std::optional<Lock>) { called = true; },
           asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e) {
             ++completions;
             error = e;
@@ -450,9 +462,9 @@ BOOST_FIXTURE_TEST_CASE(options_that_exclude_each_other_are_refused, WebLocksFix
     BOOST_CHECK_THROW(manager.request("x", options, [&](std::optional<Lock>) { called = true; }),
                       Error);
     std::exception_ptr async_error;
-    manager.async_request(io.get_executor(), "x", options,
-                          [&](std::optional<Lock>) { called = true; },
-                          [&](std::exception_ptr e) { async_error = e; });
+    manager.async_request(
+        io.get_executor(), "x", options, [&](std::optional<Lock>) { called = true; },
+        [&](std::exception_ptr e) { async_error = e; });
     io.restart();
     io.run();
     BOOST_TEST((code_of(async_error) == errc::conflicting_options));
@@ -468,8 +480,7 @@ BOOST_FIXTURE_TEST_CASE(async_request_calls_back_on_the_executor_and_completes_w
   int flock_saw = -1;
   int value = 0;
   std::exception_ptr error;
-  manager.async_request(
-      io.get_executor(), "x", {},
+  manager.async_request(io.get_executor(), "x", {},
       [&](std::optional<Lock> lock) {
         ran_inside = !initiated;
         flock_saw = flock_nonblocking(sidecar("x"));
@@ -516,8 +527,7 @@ BOOST_FIXTURE_TEST_CASE(a_throwing_awaitable_still_releases_and_the_exception_re
       [&]() -> asio::awaitable<void> {
         const auto executor = co_await asio::this_coro::executor;
         try {
-          co_await manager.async_request(
-              executor, "x", {},
+          co_await manager.async_request(executor, "x", {},
               [&](std::optional<Lock>) -> asio::awaitable<void> {
                 flock_saw = flock_nonblocking(sidecar("x"));
                 throw std::runtime_error("awaitable failed");
@@ -543,8 +553,7 @@ BOOST_FIXTURE_TEST_CASE(a_throwing_awaitable_still_releases_and_the_exception_re
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
 }
 
-BOOST_FIXTURE_TEST_CASE(async_if_available_while_held_calls_back_without_a_lock,
-                        WebLocksFixture) {
+BOOST_FIXTURE_TEST_CASE(async_if_available_while_held_calls_back_without_a_lock, WebLocksFixture) {
   Process other = holder("x");
   RequestOptions options;
   options.if_available = true;
@@ -570,8 +579,7 @@ BOOST_FIXTURE_TEST_CASE(steal_takes_the_lock_from_a_request_in_this_process_at_o
   bool lost_at_the_end = false;
   std::error_code victim_result;
   std::jthread victim([&] {
-    const int value = manager.request(
-        "x", {},
+    const int value = manager.request("x", {},
         [&](std::optional<Lock> lock) {
           victim_lock = lock;
           inside.open();
@@ -609,7 +617,8 @@ BOOST_FIXTURE_TEST_CASE(an_awaitable_whose_lock_is_stolen_sees_it_and_its_reques
   start(request);
   RequestOptions steal;
   steal.steal = true;
-  BOOST_TEST(manager.request("x", steal, [](std::optional<Lock> lock) { return lock.has_value(); }));
+  BOOST_TEST(
+      manager.request("x", steal, [](std::optional<Lock> lock) { return lock.has_value(); }));
   request.gate.cancel();
   run_until(io, [&] { return request.completed; });
   BOOST_TEST(request.lost);
@@ -625,19 +634,20 @@ BOOST_FIXTURE_TEST_CASE(steal_is_granted_ahead_of_queued_requests, WebLocksFixtu
   std::vector<std::jthread> waiters;
   for (int id = 0; id < 2; ++id) {
     waiters.emplace_back([&, id] {
-      request_in_thread(manager, "x", kWaiting,
-                        [&, id](std::optional<Lock>) { log.add("waiter " + std::to_string(id)); }, log);
+      request_in_thread(
+          manager, "x", kWaiting,
+          [&, id](std::optional<Lock>) { log.add("waiter " + std::to_string(id)); }, log);
     });
     BOOST_REQUIRE(eventually([&] { return queued("x") == static_cast<std::size_t>(id) + 1; }));
   }
   RequestOptions steal;
   steal.steal = true;
   auto future = manager.async_request(io.get_executor(), "x", steal,
-                                      [&](std::optional<Lock> lock) {
-                                        log.add("stealer");
-                                        return lock.has_value();
-                                      },
-                                      asio::use_future);
+      [&](std::optional<Lock> lock) {
+        log.add("stealer");
+        return lock.has_value();
+      },
+      asio::use_future);
   io.run();
   BOOST_TEST(future.get());
   for (auto& waiter : waiters) waiter.join();
@@ -654,7 +664,8 @@ BOOST_FIXTURE_TEST_CASE(steal_is_granted_ahead_of_queued_requests, WebLocksFixtu
 BOOST_FIXTURE_TEST_CASE(steal_of_a_lock_nobody_holds_is_a_plain_grant, WebLocksFixture) {
   RequestOptions steal;
   steal.steal = true;
-  BOOST_TEST(manager.request("x", steal, [](std::optional<Lock> lock) { return lock.has_value(); }));
+  BOOST_TEST(
+      manager.request("x", steal, [](std::optional<Lock> lock) { return lock.has_value(); }));
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
 }
 
@@ -685,7 +696,8 @@ BOOST_FIXTURE_TEST_CASE(query_lists_this_process_exactly, WebLocksFixture) {
   const LockHandle b = second.acquire("db/b", {std::nullopt, Mode::shared});
   Log errors;
   std::jthread waiter([&] {
-    request_in_thread(manager, "a", with_mode(Mode::shared), [](std::optional<Lock>) {}, errors);
+    request_in_thread(
+        manager, "a", with_mode(Mode::shared), [](std::optional<Lock>) {}, errors);
   });
   BOOST_REQUIRE(eventually([&] { return queued("a") == 1; }));
   const LockManagerSnapshot snapshot = manager.query();

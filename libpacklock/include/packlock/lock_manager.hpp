@@ -210,8 +210,7 @@ using CallbackResult = std::invoke_result_t<std::decay_t<Callback>&, std::option
 // What async_request completes with: the callback's result, or the result
 // of the awaitable it returns.
 template <typename Callback>
-using RequestValue =
-    std::decay_t<typename AwaitableTraits<CallbackResult<Callback>>::value_type>;
+using RequestValue = std::decay_t<typename AwaitableTraits<CallbackResult<Callback>>::value_type>;
 template <typename Value>
 struct RequestSignature {
   using type = void(std::exception_ptr, Value);
@@ -456,8 +455,7 @@ class LockManager {
   // already granted. options.timeout: errc::timeout.
   template <typename Executor,
             typename CompletionToken = asio::default_completion_token_t<Executor>>
-  auto async_acquire(const Executor& executor, std::string_view name,
-                     const AcquireOptions& options,
+  auto async_acquire(const Executor& executor, std::string_view name, const AcquireOptions& options,
                      CompletionToken&& token = asio::default_completion_token_t<Executor>()) const {
     return asio::async_compose<CompletionToken, void(std::error_code, LockHandle)>(
         detail::AsyncNamedAcquire(state_, std::string(name), options,
@@ -507,8 +505,7 @@ class LockManager {
                                            Callback&& callback, std::error_code& ec) const {
     detail::Ticket ticket = detail::begin_request(state_, name, options, ec);
     if (ec) return detail::CallbackResult<Callback>();
-    return detail::call_holding(ticket, callback,
-                                [&](std::error_code released) { ec = released; });
+    return detail::call_holding(ticket, callback, [&](std::error_code released) { ec = released; });
   }
 
   // request() as an Asio operation. `callback(std::optional<Lock>)` may
@@ -534,8 +531,8 @@ class LockManager {
   // runs to its end, as in Web Locks.
   template <typename Executor, typename Callback,
             typename CompletionToken = asio::default_completion_token_t<Executor>>
-  auto async_request(const Executor& executor, std::string_view name,
-                     const RequestOptions& options, Callback&& callback,
+  auto async_request(const Executor& executor, std::string_view name, const RequestOptions& options,
+                     Callback&& callback,
                      CompletionToken&& token = asio::default_completion_token_t<Executor>()) const {
     using Operation = detail::AsyncRequest<std::decay_t<Callback>>;
     using Signature = typename detail::RequestSignature<typename Operation::Value>::type;

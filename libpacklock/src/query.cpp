@@ -32,6 +32,7 @@ bool not_a_lock_here(const std::error_code& ec) noexcept {
 void add_own_requests(const fs::path& lock_dir, LockManagerSnapshot& snapshot) {
   const pid_t self = ::getpid();
   for (const auto& entry : detail::RequestRegistry::instance().snapshot()) {
+    if (entry->lost()) continue;  // stolen: it holds nothing, though its callback may run on
     std::string name = entry->pack()->path().lexically_relative(lock_dir).generic_string();
     if (!detail::is_lock_name(name)) continue;  // a lock of another directory
     LockInfo info{std::move(name), entry->mode(), format_client_id(self, entry->client()), self};

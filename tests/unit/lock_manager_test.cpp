@@ -12,6 +12,7 @@
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/experimental/deferred.hpp>
 #include <asio/io_context.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
@@ -409,6 +410,21 @@ BOOST_FIXTURE_TEST_CASE(async_acquire_with_use_awaitable, ManagerFixture) {
   BOOST_TEST(handle.name == "x");
   BOOST_TEST((timeout == lock_errc::timeout));
   manager.release(handle);
+}
+
+BOOST_FIXTURE_TEST_CASE(async_acquire_with_deferred_starts_when_launched, ManagerFixture) {
+  asio::io_context io;
+  auto operation = manager.async_acquire(io.get_executor(), "x", {}, asio::experimental::deferred);
+  io.run();
+  BOOST_TEST(!manager.is_locked("x"));  // nothing happened yet
+  Outcome outcome;
+  std::move(operation)(record(outcome));
+  io.restart();
+  io.run();
+  BOOST_TEST(outcome.calls == 1);
+  BOOST_TEST(!outcome.ec, outcome.ec.message());
+  BOOST_TEST(manager.is_locked("x"));
+  manager.release(outcome.handle);
 }
 
 BOOST_FIXTURE_TEST_CASE(async_acquire_is_cancelled_by_every_cancellation_type, ManagerFixture) {

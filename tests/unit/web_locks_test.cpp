@@ -595,12 +595,15 @@ BOOST_FIXTURE_TEST_CASE(steal_takes_the_lock_from_a_request_in_this_process_at_o
   RequestOptions steal;
   steal.steal = true;
   int flock_saw = -1;
+  std::size_t holders_seen = 0;
   const bool granted = manager.request("x", steal, [&](std::optional<Lock> lock) {
     flock_saw = flock_nonblocking(sidecar("x"));
+    holders_seen = manager.query().held.size();
     return lock.has_value() && !lock->lost();
   });
   BOOST_TEST(granted);
   BOOST_TEST(flock_saw == 1);
+  BOOST_TEST(holders_seen == 1u);  // the stealer; the victim runs on without the lock
   BOOST_TEST(victim_lock->lost());
   finish.open();
   victim.join();

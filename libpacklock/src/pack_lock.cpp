@@ -1,6 +1,5 @@
 #include <packlock/pack_lock.hpp>
 
-#include <algorithm>
 
 #include "engine.hpp"
 #include "hold.hpp"

@@ -1,6 +1,5 @@
 #include <packlock/pack_lock.hpp>
 
-
 #include "engine.hpp"
 #include "hold.hpp"
 #include "pack.hpp"

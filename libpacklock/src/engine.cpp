@@ -18,7 +18,7 @@ bool expired(const Deadline& deadline) noexcept {
 // A waiter whose owner blocks its own thread until its turn comes.
 class BlockingWaiter final : public Waiter {
  public:
-  explicit BlockingWaiter(Mode mode) noexcept : Waiter(mode, this_thread_token()) {}
+  BlockingWaiter(Mode mode, ThreadToken thread) noexcept : Waiter(mode, thread) {}
 
   // False when the deadline passed first.
   bool wait_for_turn(const Deadline& deadline) {
@@ -29,6 +29,11 @@ class BlockingWaiter final : public Waiter {
       return true;
     }
     return cv_.wait_until(lock, *deadline, turn);
+  }
+
+  bool turn_has_come() {
+    std::lock_guard lock(mutex_);
+    return turn_;
   }
 
  private:
@@ -87,11 +92,26 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
   }
 }
 
+// The waiter's turn has come: contend, then hold or leave the queue.
+std::unique_ptr<Hold> take_turn(const std::shared_ptr<const Pack>& pack, BlockingWaiter& waiter,
+                                bool may_wait, const Deadline& deadline, Backoff backoff,
+                                WaiterRegistration& registration, std::error_code& ec) noexcept {
+  Sidecar sidecar =
+      contend(*pack, waiter.mode(), may_wait, deadline, backoff, registration, ec);
+  registration.reset();
+  if (ec) {
+    pack->queue().withdraw(waiter);
+    return nullptr;
+  }
+  pack->queue().granted(waiter);
+  return std::make_unique<Hold>(pack, std::move(sidecar), waiter.mode(), waiter.thread());
+}
+
 std::unique_ptr<Hold> acquire_as(const std::shared_ptr<const Pack>& pack, Mode mode,
-                                 bool may_wait, const Deadline& deadline, Backoff backoff,
-                                 std::error_code& ec) noexcept {
+                                 ThreadToken thread, bool may_wait, const Deadline& deadline,
+                                 Backoff backoff, std::error_code& ec) noexcept {
   ec.clear();
-  BlockingWaiter waiter(mode);
+  BlockingWaiter waiter(mode, thread);
   WaiterRegistration registration;  // visible to other processes while waiting
   PackQueue& queue = pack->queue();
   switch (queue.admit(waiter, may_wait)) {
@@ -110,27 +130,41 @@ std::unique_ptr<Hold> acquire_as(const std::shared_ptr<const Pack>& pack, Mode m
     case PackQueue::Admission::proceed:
       break;
   }
-  Sidecar sidecar = contend(*pack, mode, may_wait, deadline, backoff, registration, ec);
-  registration.reset();
-  if (ec) {
-    queue.withdraw(waiter);
-    return nullptr;
-  }
-  queue.granted(waiter);
-  return std::make_unique<Hold>(pack, std::move(sidecar), mode, waiter.thread());
+  return take_turn(pack, waiter, may_wait, deadline, backoff, registration, ec);
 }
 
 }  // namespace
 
 std::unique_ptr<Hold> try_acquire(const std::shared_ptr<const Pack>& pack, Mode mode,
-                                  std::error_code& ec) noexcept {
-  return acquire_as(pack, mode, /*may_wait=*/false, std::nullopt, Backoff{}, ec);
+                                  std::error_code& ec, ThreadToken thread) noexcept {
+  return acquire_as(pack, mode, thread, /*may_wait=*/false, std::nullopt, Backoff{}, ec);
 }
 
 std::unique_ptr<Hold> acquire(const std::shared_ptr<const Pack>& pack, Mode mode,
                               const Deadline& deadline, std::error_code& ec,
                               Backoff backoff) noexcept {
-  return acquire_as(pack, mode, /*may_wait=*/true, deadline, backoff, ec);
+  return acquire_as(pack, mode, this_thread_token(), /*may_wait=*/true, deadline, backoff, ec);
+}
+
+std::unique_ptr<Hold> acquire_ahead(const std::shared_ptr<const Pack>& pack, Mode mode,
+                                    ThreadToken thread, const std::function<void()>& clear_the_way,
+                                    std::error_code& ec) noexcept {
+  ec.clear();
+  BlockingWaiter waiter(mode, thread);
+  PackQueue& queue = pack->queue();
+  const PackQueue::Admission admission = queue.admit_ahead(waiter);
+  if (admission == PackQueue::Admission::reentry) {
+    ec = errc::busy;
+    return nullptr;
+  }
+  clear_the_way();
+  if (admission != PackQueue::Admission::proceed && !waiter.turn_has_come()) {
+    queue.withdraw(waiter);
+    ec = errc::busy;
+    return nullptr;
+  }
+  WaiterRegistration registration;  // never used: no waiting
+  return take_turn(pack, waiter, /*may_wait=*/false, std::nullopt, Backoff{}, registration, ec);
 }
 
 }  // namespace packlock::detail

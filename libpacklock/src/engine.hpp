@@ -2,6 +2,7 @@
 // The engine's synchronous entry points: every face that takes a lock
 // without an event loop comes through here. noexcept; errors go to `ec`.
 
+#include <functional>
 #include <memory>
 #include <system_error>
 
@@ -14,9 +15,23 @@
 namespace packlock::detail {
 
 // Never waits: errc::busy when another process, another holder in this
-// process, a queued waiter, or the calling thread itself is in the way.
+// process, a queued waiter, or the holding thread itself is in the way.
+// `thread` holds the lock for the re-entry check (kNoThread: not tied to
+// a thread, as for asynchronous requests).
 std::unique_ptr<Hold> try_acquire(const std::shared_ptr<const Pack>& pack, Mode mode,
-                                  std::error_code& ec) noexcept;
+                                  std::error_code& ec,
+                                  ThreadToken thread = this_thread_token()) noexcept;
+
+// The in-process part of a steal. Never waits: enters this process's queue
+// for the pack ahead of every waiter whose turn has not come, calls
+// `clear_the_way` (which must not throw, and releases the holds of this
+// process that are to give way), then makes one non-blocking attempt.
+// errc::busy when the lock is still held, by another process or by a
+// holder in this process that `clear_the_way` left alone, or on re-entry;
+// the waiter has then left the queue.
+std::unique_ptr<Hold> acquire_ahead(const std::shared_ptr<const Pack>& pack, Mode mode,
+                                    ThreadToken thread, const std::function<void()>& clear_the_way,
+                                    std::error_code& ec) noexcept;
 
 // Waits in FIFO order behind this process's other waiters, then for the
 // kernel lock, until `deadline` (none: forever). errc::busy at once on

@@ -18,8 +18,9 @@ class Category final : public std::error_category {
       case errc::not_held: return "lock is not held";
       case errc::lock_unsuccessful: return "store is locked";
       case errc::unlock_unsuccessful: return "could not unlock store";
-      case errc::hijacked: return "lock was lost: the sidecar was unlinked or replaced";
+      case errc::hijacked: return "lock was lost: stolen, or the sidecar was unlinked or replaced";
       case errc::not_open: return "pack lock is not open";
+      case errc::conflicting_options: return "conflicting lock request options";
     }
     return "unknown packlock error";
   }
@@ -32,6 +33,7 @@ class Category final : public std::error_category {
       case errc::timeout: return std::errc::timed_out;
       case errc::busy: return std::errc::resource_unavailable_try_again;
       case errc::not_a_regular_file: return std::errc::invalid_argument;
+      case errc::conflicting_options: return std::errc::invalid_argument;
       default: return {value, *this};
     }
   }

@@ -47,6 +47,21 @@ PackQueue::Admission PackQueue::admit(Waiter& waiter, bool may_wait) {
   return Admission::queued;
 }
 
+PackQueue::Admission PackQueue::admit_ahead(Waiter& waiter) {
+  std::lock_guard lock(mutex_);
+  forget_parent_after_fork();
+  if (held_by(waiter.thread())) return Admission::reentry;
+  const auto first_waiting = std::find_if(waiters_.begin(), waiters_.end(),
+                                          [](const Waiter* w) { return !w->turn_given_; });
+  const bool at_head = first_waiting == waiters_.begin();
+  waiters_.insert(first_waiting, &waiter);
+  if (at_head && compatible(waiter.mode())) {
+    waiter.turn_given_ = true;
+    return Admission::proceed;
+  }
+  return Admission::queued;
+}
+
 void PackQueue::granted(Waiter& waiter) {
   std::lock_guard lock(mutex_);
   forget_parent_after_fork();

@@ -81,6 +81,11 @@ class PackQueue final {
   };
 
   Admission admit(Waiter& waiter, bool may_wait);
+  // For a steal: places the waiter ahead of every waiter whose turn has not
+  // come (a head already contending keeps its place). proceed when it is
+  // then the head and compatible with this process's holders; otherwise
+  // queued, and turn_came() follows once the holders in its way release.
+  Admission admit_ahead(Waiter& waiter);
   // The head obtained the kernel lock: it leaves the queue and becomes a holder.
   void granted(Waiter& waiter);
   // The waiter leaves without the lock (timeout, cancellation, error).

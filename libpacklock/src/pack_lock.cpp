@@ -1,7 +1,5 @@
 #include <packlock/pack_lock.hpp>
 
-#include <algorithm>
-
 #include "engine.hpp"
 #include "hold.hpp"
 #include "pack.hpp"
@@ -10,11 +8,6 @@ namespace packlock {
 namespace {
 
 const std::filesystem::path kNoPath;
-
-detail::Deadline deadline_of(const Timeout& timeout) noexcept {
-  if (!timeout) return std::nullopt;
-  return detail::deadline_after(std::max(*timeout, detail::Clock::duration::zero()));
-}
 
 // `path` is only called on failure: building it costs more than the
 // uncontended acquisition it would report on.
@@ -84,7 +77,7 @@ PackLockHold PackLock::acquire(Mode mode, Timeout timeout, std::error_code& ec) 
     ec = errc::not_open;
     return {};
   }
-  return PackLockHold(detail::acquire(pack_, mode, deadline_of(timeout), ec));
+  return PackLockHold(detail::acquire(pack_, mode, detail::deadline_of(timeout), ec));
 }
 
 PackLockHold PackLock::acquire(Mode mode, Timeout timeout) const {

@@ -42,15 +42,7 @@ struct AsyncFixture : PackDir {
     partner.write_line(line);
     partner.expect_line(answer);
   }
-  // Runs the io_context until `done` holds (the test's own safety limit).
-  void run_until(const std::function<bool()>& done) {
-    const auto limit = std::chrono::steady_clock::now() + 20s;
-    while (!done() && std::chrono::steady_clock::now() < limit) {
-      io.run_for(5ms);
-      if (io.stopped()) io.restart();
-    }
-    BOOST_REQUIRE(done());
-  }
+  void run_until(const std::function<bool()>& done) { test::run_until(io, done); }
   // Runs the io_context until this process watches the sidecar: the async
   // waiter is the head and waits at the kernel level.
   void run_until_waiting_at_kernel() {

@@ -85,6 +85,32 @@ int child_server(const fs::path& pack) {
   return kChildOk;
 }
 
+// Holds the lock NAME of a LockManager of LOCK_DIR through FACE ("acquire":
+// ext_lock's handle, "request": Web Locks' callback) until stdin closes;
+// prints "locked" once it holds.
+int child_named_hold(const fs::path& lock_dir, const std::string& name, Mode mode,
+                     const std::string& face) {
+  const LockManager manager(lock_dir);
+  const auto wait_for_eof = [] {
+    std::cout << "locked" << std::endl;
+    std::string line;
+    while (std::getline(std::cin, line)) {
+    }
+  };
+  std::error_code ec;
+  if (face == "request") {
+    RequestOptions options;
+    options.mode = mode;
+    manager.request(name, options, [&](std::optional<Lock>) { wait_for_eof(); }, ec);
+    return ec ? kChildError : kChildOk;
+  }
+  const LockHandle handle = manager.acquire(name, {std::nullopt, mode}, ec);
+  if (ec) return kChildError;
+  wait_for_eof();
+  manager.release(handle, ec);
+  return ec ? kChildError : kChildOk;
+}
+
 // Exit kChildOk when this user's wake channel for PACK is usable for
 // polling (read-write) or absent, kChildError when it is open read-only.
 int child_wake_channel(const fs::path& pack) {
@@ -216,6 +242,9 @@ int child_main(int argc, char** argv) {
   if (role == "wake_channel" && argc == 2) return child_wake_channel(argv[1]);
   if (role == "churn" && argc == 3) return child_churn(argv[1], argv[2]);
   if (role == "fd_exhaustion" && argc == 3) return child_fd_exhaustion(argv[1], argv[2]);
+  if (role == "named_hold" && argc == 5) {
+    return child_named_hold(argv[1], argv[2], parse_mode(argv[3]), argv[4]);
+  }
   std::cerr << "unknown child role " << role << '\n';
   return kChildUsage;
 }

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,9 @@ inline constexpr int kChildUsage = 64;
 //   hold PACK MODE   acquire (blocking), print "locked", wait for stdin EOF, release
 //   try PACK MODE    try_acquire; exit kChildOk if it got the lock, kChildBusy if busy
 //   server PACK      answer commands on stdin: hold, release, try (see support.cpp)
+//   named_hold LOCK_DIR NAME MODE FACE
+//                    hold a named lock (FACE: acquire or request), print
+//                    "locked", wait for stdin EOF, release
 int child_main(int argc, char** argv);
 
 class TempDir {
@@ -105,6 +109,18 @@ std::vector<std::string> child_as_nobody(const TempDir& dir, std::vector<std::st
 // Polls `condition` until it holds or `limit` passes; returns its last value.
 // For states a test cannot be told about (a thread queued in the lock table).
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds limit = 10s);
+
+// Runs the Asio context `io` until `done` holds; fails the test when it
+// does not within 20 s (a safety limit, not a measurement).
+template <typename Context>
+void run_until(Context& io, const std::function<bool()>& done) {
+  const auto limit = std::chrono::steady_clock::now() + 20s;
+  while (!done() && std::chrono::steady_clock::now() < limit) {
+    io.restart();
+    io.run_for(5ms);
+  }
+  if (!done()) throw std::runtime_error("run_until: the condition never held");
+}
 
 // The in-process queue of the pack of `lock`.
 std::shared_ptr<detail::PackQueue> queue_of(const PackLock& lock);

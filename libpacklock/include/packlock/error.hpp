@@ -25,8 +25,9 @@ enum class errc {
   not_held,             // release of something that is not held
   lock_unsuccessful,    // try_lock / try_rlock: "store is locked"
   unlock_unsuccessful,  // UnlockFunc: "could not unlock store"
-  hijacked,             // the sidecar no longer names the held inode
+  hijacked,             // lost: stolen, or the sidecar no longer names the held inode
   not_open,             // a default-constructed or moved-from PackLock
+  conflicting_options,  // LockManager::request: options that exclude each other
 };
 
 const std::error_category& category() noexcept;

@@ -10,6 +10,7 @@
 // Thread-safety: a PackLock is immutable after open(); copies share the open
 // pack, and any thread may call any member at any time.
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -94,6 +95,13 @@ inline std::optional<std::chrono::steady_clock::time_point> deadline_after(
   const auto now = std::chrono::steady_clock::now();
   if (timeout > std::chrono::steady_clock::time_point::max() - now) return std::nullopt;
   return now + timeout;
+}
+
+// The deadline of a Timeout; a negative one has passed already.
+inline std::optional<std::chrono::steady_clock::time_point> deadline_of(
+    const Timeout& timeout) noexcept {
+  if (!timeout) return std::nullopt;
+  return deadline_after(std::max(*timeout, std::chrono::steady_clock::duration::zero()));
 }
 
 // Adapts any completion handler to the engine: keeps the handler's executor

@@ -2,6 +2,8 @@
 // The whole public API of libpacklock.
 
 #include <packlock/error.hpp>
+#include <packlock/lock_errc.hpp>
+#include <packlock/lock_manager.hpp>
 #include <packlock/mode.hpp>
 #include <packlock/observe.hpp>
 #include <packlock/pack_lock.hpp>

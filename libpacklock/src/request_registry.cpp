@@ -1,0 +1,71 @@
+#include "request_registry.hpp"
+
+#include <algorithm>
+
+#include <packlock/error.hpp>
+
+namespace packlock::detail {
+
+void RequestEntry::grant(PackLockHold hold) noexcept {
+  std::lock_guard lock(mutex_);
+  hold_ = std::move(hold);
+  granted_.store(true, std::memory_order_release);
+}
+
+void RequestEntry::revoke() noexcept {
+  std::lock_guard lock(mutex_);
+  if (!hold_.held()) return;
+  lost_.store(true, std::memory_order_release);
+  // Whatever LOCK_UN says, the descriptor is closed: the lock is gone.
+  (void)hold_.release();
+}
+
+std::error_code RequestEntry::release() noexcept {
+  std::lock_guard lock(mutex_);
+  if (lost()) return errc::hijacked;
+  if (!hold_.held()) return {};
+  if (hold_.release()) return errc::unlock_unsuccessful;
+  return {};
+}
+
+RequestRegistry& RequestRegistry::instance() {
+  static RequestRegistry* const registry = new RequestRegistry;
+  return *registry;
+}
+
+void RequestRegistry::add(std::shared_ptr<RequestEntry> entry) {
+  std::lock_guard lock(mutex_);
+  forget_parent_after_fork();
+  entries_.push_back(std::move(entry));
+}
+
+void RequestRegistry::remove(const RequestEntry& entry) noexcept {
+  std::lock_guard lock(mutex_);
+  forget_parent_after_fork();
+  const auto it = std::find_if(entries_.begin(), entries_.end(),
+                               [&](const auto& e) { return e.get() == &entry; });
+  if (it != entries_.end()) entries_.erase(it);
+}
+
+std::vector<std::shared_ptr<RequestEntry>> RequestRegistry::snapshot() {
+  std::lock_guard lock(mutex_);
+  forget_parent_after_fork();
+  return entries_;
+}
+
+void RequestRegistry::revoke_holders(const Pack& pack) noexcept {
+  std::lock_guard lock(mutex_);
+  forget_parent_after_fork();
+  for (const auto& entry : entries_) {
+    // One queue per lock in this process, whichever path or manager named it.
+    if (&entry->pack()->queue() == &pack.queue()) entry->revoke();
+  }
+}
+
+void RequestRegistry::forget_parent_after_fork() noexcept {
+  if (generation_ == fork_generation()) return;
+  generation_ = fork_generation();
+  entries_.clear();
+}
+
+}  // namespace packlock::detail

@@ -1,0 +1,90 @@
+#pragma once
+// Every named-lock request of this process, pending or granted, whichever
+// LockManager made it.
+//
+// Why it exists: query() must report this process's requests exactly (the
+// kernel shows one line per lock, not who asked for it), and a steal must
+// reach every holder of the name in this process to take the lock from it.
+// Managers of one lock directory in one process share the locks exactly as
+// processes do, so the bookkeeping is process-wide, not per manager.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <packlock/mode.hpp>
+#include <packlock/pack_lock.hpp>
+
+#include "pack.hpp"
+
+namespace packlock::detail {
+
+// One request. The description is immutable; the hold is guarded by
+// mutex_, since the owner's release and a steal may race.
+class RequestEntry final {
+ public:
+  RequestEntry(std::string name, Mode mode, std::uint64_t client,
+               std::shared_ptr<const Pack> pack) noexcept
+      : name_(std::move(name)), mode_(mode), client_(client), pack_(std::move(pack)) {}
+  RequestEntry(const RequestEntry&) = delete;
+  RequestEntry& operator=(const RequestEntry&) = delete;
+
+  const std::string& name() const noexcept { return name_; }
+  Mode mode() const noexcept { return mode_; }
+  // The serial of the LockManager that made the request.
+  std::uint64_t client() const noexcept { return client_; }
+  const std::shared_ptr<const Pack>& pack() const noexcept { return pack_; }
+
+  bool granted() const noexcept { return granted_.load(std::memory_order_acquire); }
+  bool lost() const noexcept { return lost_.load(std::memory_order_acquire); }
+
+  void grant(PackLockHold hold) noexcept;
+  // A steal takes the lock: released now, and lost() from now on. Nothing
+  // happens to a request that does not hold (any more).
+  void revoke() noexcept;
+  // The owner is done: releases what is still held. errc::hijacked when the
+  // lock was taken away, errc::unlock_unsuccessful when the kernel refused
+  // to unlock (the descriptor is closed all the same, so the lock is gone).
+  std::error_code release() noexcept;
+
+ private:
+  const std::string name_;
+  const Mode mode_;
+  const std::uint64_t client_;
+  const std::shared_ptr<const Pack> pack_;
+  std::mutex mutex_;
+  PackLockHold hold_;
+  std::atomic<bool> granted_{false};
+  std::atomic<bool> lost_{false};
+};
+
+// All members take one mutex. Lock order: the registry, then an entry,
+// then (releasing its hold) the pack's queue; nothing takes them the other
+// way round.
+class RequestRegistry final {
+ public:
+  // Never destroyed: requests may end during exit.
+  static RequestRegistry& instance();
+
+  void add(std::shared_ptr<RequestEntry> entry);
+  void remove(const RequestEntry& entry) noexcept;
+  // The requests, in the order they were made.
+  std::vector<std::shared_ptr<RequestEntry>> snapshot();
+  // Revokes every granted request for the lock `pack` names (its queue in
+  // the lock table).
+  void revoke_holders(const Pack& pack) noexcept;
+
+ private:
+  // In a forked child, the requests are the parent's.
+  void forget_parent_after_fork() noexcept;
+
+  std::mutex mutex_;
+  std::vector<std::shared_ptr<RequestEntry>> entries_;
+  unsigned generation_ = fork_generation();
+};
+
+}  // namespace packlock::detail

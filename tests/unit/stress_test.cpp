@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
 #include <numeric>
 #include <random>
@@ -22,6 +23,12 @@ namespace {
 
 constexpr int kCrashRounds = 100;
 constexpr int kChurnersPerRound = 3;
+// 16 processes: library mixers of 2,000 turns each, and packlock(1) loops
+// (each turn a process start: fewer turns keep the suite short).
+constexpr int kLibraryMixers = 14;
+constexpr int kMixerIterations = 2000;
+constexpr int kCommandMixers = 2;
+constexpr int kCommandIterations = 150;
 
 struct LogLine {
   char event;  // 'B' entered the critical section, 'E' left it
@@ -95,6 +102,49 @@ BOOST_AUTO_TEST_CASE(random_sigkills_never_leave_the_pack_unusable) {
   BOOST_TEST_MESSAGE(kills << " SIGKILLs, " << lines.size() / 2 << " critical sections");
   BOOST_TEST(lines.size() > static_cast<std::size_t>(kCrashRounds));
   check_exclusion(lines, killed);
+}
+
+// Mutual exclusion under load: library processes and packlock(1) runs mix
+// exclusive increments and shared reads that check the counter is whole;
+// the final count is exact.
+BOOST_AUTO_TEST_CASE(library_and_command_holders_never_lose_an_update) {
+  const char* cli = std::getenv("PACKLOCK_CLI");
+  BOOST_REQUIRE_MESSAGE(cli, "PACKLOCK_CLI names the packlock command");
+  PackDir dir;
+  const fs::path counter = dir.dir / "counter";
+  write_file(counter, "0\n0\n");
+  std::vector<Process> mixers;
+  for (int i = 0; i < kLibraryMixers; ++i) {
+    mixers.push_back(Process::child(
+        {"mixer", dir.pack.string(), counter.string(), std::to_string(kMixerIterations)}));
+  }
+  // Each command-line mixer: a shell loop of packlock run, exclusive
+  // increments and shared checks, that prints its increments.
+  const std::string loop =
+      "n=0; i=0; while [ $i -lt " + std::to_string(kCommandIterations) + " ]; do"
+      "  if [ $((i % 4)) -eq 0 ]; then"
+      "    \"$0\" run -s \"$1\" -- sh -c '{ read a; read b; } < \"$0\"; [ \"$a\" = \"$b\" ]' \"$2\""
+      "      || exit 9;"
+      "  else"
+      "    \"$0\" run \"$1\" -- sh -c '{ read a; read b; } < \"$0\"; [ \"$a\" = \"$b\" ] || exit 9;"
+      "      echo $((a + 1)) > \"$0\"; echo $((a + 1)) >> \"$0\"' \"$2\" || exit 9;"
+      "    n=$((n + 1));"
+      "  fi; i=$((i + 1));"
+      "done; echo $n";
+  for (int i = 0; i < kCommandMixers; ++i) {
+    mixers.push_back(Process({"sh", "-c", loop, cli, dir.pack.string(), counter.string()}));
+  }
+  long increments = 0;
+  for (Process& mixer : mixers) {
+    mixer.close_stdin();
+    const auto made = mixer.read_line(300s);
+    BOOST_REQUIRE_MESSAGE(made, "a mixer saw a torn counter or failed");
+    increments += std::stol(*made);
+    BOOST_TEST(mixer.exit_code(60s) == 0);
+  }
+  BOOST_TEST_MESSAGE(increments << " increments by " << mixers.size() << " processes");
+  BOOST_TEST(read_file(counter) == std::to_string(increments) + "\n" +
+                                       std::to_string(increments) + "\n");
 }
 
 // With the descriptor limit just above what is open, every call either

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -151,6 +152,50 @@ int child_churn(const fs::path& pack, const fs::path& log) {
   }
 }
 
+// The counter file of the mutual-exclusion test: the same number on two
+// lines, written by two separate writes, so that a reader that overlaps a
+// writer sees them differ (or the file short).
+std::optional<long> read_counter(int fd) {
+  char text[64] = {};
+  if (::pread(fd, text, sizeof text - 1, 0) < 0) return std::nullopt;
+  long first = -1, second = -2;
+  if (std::sscanf(text, "%ld\n%ld\n", &first, &second) != 2 || first != second) {
+    return std::nullopt;
+  }
+  return first;
+}
+
+bool write_counter(int fd, long value) {
+  const std::string line = std::to_string(value) + "\n";
+  return ::ftruncate(fd, 0) == 0 &&
+         ::pwrite(fd, line.data(), line.size(), 0) == static_cast<ssize_t>(line.size()) &&
+         ::pwrite(fd, line.data(), line.size(), static_cast<off_t>(line.size())) ==
+             static_cast<ssize_t>(line.size());
+}
+
+// ITERATIONS turns on PACK: three in four an exclusive increment of FILE,
+// the others a shared read that checks FILE is whole. Prints how many
+// increments it made; exits kChildError when a read saw a torn counter.
+int child_mixer(const fs::path& pack, const fs::path& file, int iterations) {
+  const PackLock lock = PackLock::open(pack);
+  const detail::UniqueFd counter(::open(file.c_str(), O_RDWR | O_CLOEXEC));
+  std::minstd_rand random(static_cast<unsigned>(::getpid()));
+  long increments = 0;
+  for (int i = 0; i < iterations; ++i) {
+    if (random() % 4 == 0) {
+      PackLockHold hold = lock.acquire(Mode::shared);
+      if (!read_counter(counter.get())) return kChildError;
+    } else {
+      PackLockHold hold = lock.acquire(Mode::exclusive);
+      const auto value = read_counter(counter.get());
+      if (!value || !write_counter(counter.get(), *value + 1)) return kChildError;
+      ++increments;
+    }
+  }
+  std::cout << increments << std::endl;
+  return kChildOk;
+}
+
 std::size_t open_descriptor_count() {
   return static_cast<std::size_t>(
       std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator{}));
@@ -241,6 +286,7 @@ int child_main(int argc, char** argv) {
   if (role == "server" && argc == 2) return child_server(argv[1]);
   if (role == "wake_channel" && argc == 2) return child_wake_channel(argv[1]);
   if (role == "churn" && argc == 3) return child_churn(argv[1], argv[2]);
+  if (role == "mixer" && argc == 4) return child_mixer(argv[1], argv[2], std::stoi(argv[3]));
   if (role == "fd_exhaustion" && argc == 3) return child_fd_exhaustion(argv[1], argv[2]);
   if (role == "named_hold" && argc == 5) {
     return child_named_hold(argv[1], argv[2], parse_mode(argv[3]), argv[4]);

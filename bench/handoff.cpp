@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/file.h>
-#include <sys/inotify.h>
 
 #include <atomic>
 #include <cstdio>
@@ -100,24 +99,6 @@ class PollingLocker final : public RawLocker {
   }
 };
 
-// Diagnostic: the bare event mechanism packlock uses, without packlock.
-class InotifyLocker final : public RawLocker {
-  using RawLocker::RawLocker;
-  void wait_for_lock(int fd) override {
-    const int in = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    const std::string link = "/proc/self/fd/" + std::to_string(fd);
-    ::inotify_add_watch(in, link.c_str(), IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
-    char buffer[4096];
-    while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      pollfd pfd{in, POLLIN, 0};
-      ::poll(&pfd, 1, -1);
-      while (::read(in, buffer, sizeof buffer) > 0) {
-      }
-    }
-    ::close(in);
-  }
-};
-
 using LockerFactory = std::function<std::unique_ptr<Locker>()>;
 
 void wait_for(const std::atomic<int>& value, int wanted) {
@@ -184,11 +165,6 @@ void handoff(std::vector<Figure>& figures) {
                            [&] { return std::make_unique<KernelLocker>(sidecar); }));
     append(ours, measure(kMaxRounds / kBlocks,
                          [&] { return std::make_unique<PackLockLocker>(pack); }));
-  }
-  if (std::getenv("PACKLOCK_BENCH_DIAG")) {
-    const auto bare = measure(kMaxRounds, [&] { return std::make_unique<InotifyLocker>(sidecar); });
-    std::fprintf(stderr, "bare inotify: p50 %.1f us p99 %.1f us\n", median(bare) / 1000,
-                 percentile(bare, 0.99) / 1000);
   }
   const auto polling = measure(40, [&] { return std::make_unique<PollingLocker>(sidecar); });
   const std::string info = "rounds " + std::to_string(kMaxRounds) + " in " + std::to_string(kBlocks) + " alternating blocks" +

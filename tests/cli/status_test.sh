@@ -13,6 +13,11 @@ ln -s "$R/a" "$R/link-to-a"    # a link to a pack: not listed twice
 # --- the table ----------------------------------------------------------------------
 start_holder holder "$PACKLOCK" run "$R/b/c" --
 start_waiter waiter "$PACKLOCK" run -v "$R/b/c" true
+# The waiter says it waits a moment before the kernel's table shows it.
+for _ in $(seq 100); do
+  "$PACKLOCK" status "$R/b/c" | grep -q "^$R/b/c  *held  *exclusive  *[0-9]*  *1 " && break
+  sleep 0.05
+done
 expect 0 "status of a tree" "$PACKLOCK" status "$R"
 check "a header and one row per pack" test "$(wc -l <"$T/out")" -eq 4
 check "the header" grep -q "^PACK  *STATE  *MODE  *HOLDERS  *WAITERS  *COMMAND$" "$T/out"

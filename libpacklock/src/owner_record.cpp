@@ -108,9 +108,10 @@ std::optional<std::int64_t> integer_field(const Json& object, const char* key, s
                                           std::int64_t high) {
   const auto it = object.find(key);
   if (it == object.end() || !it->is_number_integer()) return std::nullopt;
-  if (it->is_number_unsigned()) {
+  if (it->is_number_unsigned()) {  // every non-negative number parses as unsigned
     const auto value = it->get<std::uint64_t>();
     if (value > static_cast<std::uint64_t>(high)) return std::nullopt;
+    if (static_cast<std::int64_t>(value) < low) return std::nullopt;
     return static_cast<std::int64_t>(value);
   }
   const auto value = it->get<std::int64_t>();

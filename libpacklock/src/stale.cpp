@@ -141,7 +141,7 @@ std::optional<Staleness> StaleRecovery::judge(const Sidecar& sidecar,
       skewed_mtime_ = *mtime;
       skewed_since_ = steady_now;
     }
-    staleness.stale = steady_now - skewed_since_ > staleness.period;
+    staleness.stale = steady_now - skewed_since_ >= staleness.period;
   }
   return staleness;
 }

@@ -31,6 +31,7 @@ void uncontended(std::vector<Figure>& figures);
 void handoff(std::vector<Figure>& figures);
 void wait_cpu(std::vector<Figure>& figures);
 void async_waiters(std::vector<Figure>& figures);
+void holds(std::vector<Figure>& figures);
 
 // Helpers shared by the measurements.
 double now_ns();

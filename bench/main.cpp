@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
       {"handoff", handoff},
       {"wait_cpu", wait_cpu},
       {"async_waiters", async_waiters},
+      {"holds", holds},
   };
   std::vector<Figure> figures;
   for (const auto& [name, measure] : measurements) {

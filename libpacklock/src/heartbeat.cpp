@@ -71,6 +71,15 @@ void push_front(List& list, HeartbeatEntry* entry, Links HeartbeatEntry::*links)
 }
 
 template <typename List, typename Links>
+void insert_after(List& list, HeartbeatEntry* at, HeartbeatEntry* entry,
+                  Links HeartbeatEntry::*links) noexcept {
+  (entry->*links).prev = at;
+  (entry->*links).next = (at->*links).next;
+  ((at->*links).next ? ((at->*links).next->*links).prev : list.back) = entry;
+  (at->*links).next = entry;
+}
+
+template <typename List, typename Links>
 void erase(List& list, HeartbeatEntry* entry, Links HeartbeatEntry::*links) noexcept {
   Links& own = entry->*links;
   (own.prev ? (own.prev->*links).next : list.front) = own.next;
@@ -183,11 +192,21 @@ void HeartbeatService::add(HeartbeatEntry& entry, const Pack& pack, const Sideca
     --idle_watches_;  // in use again before it was forgotten
     watch.idle_until = {};
   }
-  push_back(watch.entries, &entry, &HeartbeatEntry::in_watch_);
   entry.watch_ = &watch;
   entry.schedule_ = &schedule;
   entry.due_ = Clock::now() + period;
-  push_back(schedule.entries, &entry, &HeartbeatEntry::in_schedule_);
+  // Beside a hold of the same pack and inode, if there is one: from its
+  // first beat on, the two share a refresh and a check (earlier than its
+  // own period would have it, never later).
+  HeartbeatEntry* const peer = watch.entries.back;
+  if (peer && peer->scheduled_ && peer->pack_ == entry.pack_ && peer->refresh_ == refresh &&
+      peer->schedule_ == &schedule && peer->due_ <= entry.due_) {
+    entry.due_ = peer->due_;
+    insert_after(schedule.entries, peer, &entry, &HeartbeatEntry::in_schedule_);
+  } else {
+    push_back(schedule.entries, &entry, &HeartbeatEntry::in_schedule_);
+  }
+  push_back(watch.entries, &entry, &HeartbeatEntry::in_watch_);
   entry.registered_ = entry.scheduled_ = true;
   // The thread plans its wake-ups; only a hold due before the next one
   // costs a system call.
@@ -337,6 +356,7 @@ void HeartbeatService::check_now(Watch& watch, Clock::time_point now) noexcept {
 void HeartbeatService::beat_due(std::unique_lock<std::mutex>& lock, std::vector<Call>& calls) {
   const auto now = Clock::now();
   batch_.clear();
+  ++round_;
   for (const auto& schedule : schedules_) {
     const auto horizon = now + schedule->period / 8;
     while (HeartbeatEntry* entry = schedule->entries.front) {
@@ -344,6 +364,7 @@ void HeartbeatService::beat_due(std::unique_lock<std::mutex>& lock, std::vector<
       erase(schedule->entries, entry, &HeartbeatEntry::in_schedule_);
       entry->scheduled_ = false;
       entry->beating_ = true;
+      join_round(*entry);
       batch_.push_back(entry);
     }
   }
@@ -364,19 +385,39 @@ void HeartbeatService::beat_due(std::unique_lock<std::mutex>& lock, std::vector<
   if (beat_waiters_ > 0) beat_done_.notify_all();
 }
 
+// The first entry of a round for a (pack, inode) leads; the others with
+// the same refresh take its result (shared holders of one pack).
+void HeartbeatService::join_round(HeartbeatEntry& entry) noexcept {
+  auto& watch = *static_cast<Watch*>(entry.watch_);
+  HeartbeatEntry* const leader = watch.round == round_ ? watch.leader : nullptr;
+  if (leader && leader->pack_ == entry.pack_ && leader->refresh_ == entry.refresh_) {
+    entry.leader_ = leader;
+    return;
+  }
+  entry.leader_ = nullptr;
+  watch.round = round_;
+  watch.leader = &entry;
+}
+
 void HeartbeatService::beat(HeartbeatEntry& entry, std::vector<Call>& calls) {
   const Pack& pack = *entry.pack_;
-  if (entry.refresh_) {
-    const RefreshFunction replaced = refresh_function.load(std::memory_order_acquire);
-    if (const int err = replaced ? replaced(entry.fd_) : refresh_mtime(entry.fd_)) {
-      if (auto call = pack.log_call(LogEventKind::refresh_failed,
-                                    "heartbeat could not refresh the sidecar's mtime",
-                                    {err, std::system_category()})) {
-        calls.push_back(std::move(call));
+  if (entry.leader_) {
+    // The leader comes first in the batch and cannot leave during it.
+    entry.path_gone_ = entry.leader_->path_gone_;
+  } else {
+    if (entry.refresh_) {
+      const RefreshFunction replaced = refresh_function.load(std::memory_order_acquire);
+      if (const int err = replaced ? replaced(entry.fd_) : refresh_mtime(entry.fd_)) {
+        if (auto call = pack.log_call(LogEventKind::refresh_failed,
+                                      "heartbeat could not refresh the sidecar's mtime",
+                                      {err, std::system_category()})) {
+          calls.push_back(std::move(call));
+        }
       }
     }
+    entry.path_gone_ = !path_names_inode(pack.dir_fd(), pack.sidecar_name(), entry.dev_, entry.ino_);
   }
-  if (path_names_inode(pack.dir_fd(), pack.sidecar_name(), entry.dev_, entry.ino_)) return;
+  if (!entry.path_gone_) return;
   std::function<void()> on_lost;
   {
     std::lock_guard lock(entry.callback_mutex_);

@@ -8,7 +8,8 @@
 // unregistering take O(1) and allocate nothing. The thread sleeps until the
 // earliest due time and then beats every entry due within an eighth of its
 // period, so holds taken at scattered times cost a few wake-ups per period,
-// not one each.
+// not one each. Holds of one pack on one inode (shared holders) beating in
+// the same round share one refresh and one check.
 //
 // A beat refreshes the mtime with futimens(UTIME_OMIT, UTIME_NOW): setting
 // the mtime alone is reported by inotify as IN_MODIFY, which waiters do not
@@ -81,6 +82,10 @@ class HeartbeatEntry final {
   bool registered_ = false;
   bool scheduled_ = false;  // in its schedule's FIFO: neither beating nor lost
   bool beating_ = false;    // a beat runs outside the lock
+  // In a round: the entry whose refresh and check stand for this one's, and
+  // (for a leader) whether its path was found naming another inode.
+  HeartbeatEntry* leader_ = nullptr;
+  bool path_gone_ = false;
   // Set once, by the heartbeat thread.
   std::atomic<bool> lost_{false};
   std::mutex callback_mutex_;
@@ -130,6 +135,8 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   struct Watch {
     int wd = -1;
     List entries;
+    unsigned round = 0;                // the last round that beat an entry of it
+    HeartbeatEntry* leader = nullptr;  // that round's first entry
     std::chrono::steady_clock::time_point idle_until{};  // meaningful while entries is empty
   };
   using Call = std::function<void()>;
@@ -140,6 +147,7 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   void sleep_until_planned() noexcept;
   void take_events();
   void beat_due(std::unique_lock<std::mutex>& lock, std::vector<Call>& calls);
+  void join_round(HeartbeatEntry& entry) noexcept;
   void beat(HeartbeatEntry& entry, std::vector<Call>& calls);
   void forget_idle_watches(std::chrono::steady_clock::time_point now) noexcept;
   void watch_left(Watch& watch, std::chrono::nanoseconds linger) noexcept;
@@ -162,6 +170,7 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   std::size_t idle_watches_ = 0;
   std::chrono::steady_clock::time_point next_sweep_ = std::chrono::steady_clock::time_point::max();
   std::vector<HeartbeatEntry*> batch_;  // the thread's, reused between beats
+  unsigned round_ = 0;
   UniqueFd inotify_;
   UniqueFd wakeup_;  // eventfd: a registration due earlier, or stop
   std::thread thread_;

@@ -139,7 +139,7 @@ BOOST_FIXTURE_TEST_CASE(a_stopped_holder_is_recovered_under_mtime_and_told_on_si
              recovered.front().message);
   BOOST_TEST(sidecar_inode(pack) != inode);
   const PackObservation seen = observe(pack, 300ms, ec);
-  BOOST_TEST(seen.holders.size() == 1u);
+  BOOST_REQUIRE(seen.holders.size() == 1u);
   BOOST_TEST(seen.holders.front().pid == ::getpid());
 
   holder.kill(SIGCONT);
@@ -212,7 +212,7 @@ BOOST_FIXTURE_TEST_CASE(many_recoverers_of_one_stale_lock_end_with_one_holder, S
     if (!holding) continue;
     std::error_code ec;
     const PackObservation seen = observe(pack, 300ms, ec);
-    BOOST_TEST(seen.holders.size() == 1u);
+    BOOST_REQUIRE(seen.holders.size() == 1u);
     BOOST_TEST(seen.holders.front().pid == recoverers[*holding].pid());
     BOOST_TEST(sidecar_inode(pack) != stale_inode);
     served.insert(*holding);

@@ -70,7 +70,9 @@ struct PackObservation {
   // record's mode as the kernel shows. Absent for a holder that wrote none.
   std::optional<OwnerRecord> owner;
   // The sidecar's record as read, believed or not (for display: an earlier
-  // holder's record describes nobody).
+  // holder's record describes nobody). Read only when the lock is held or
+  // try_lock is asked for: opening the sidecar would wake waiters that
+  // watch it for a close.
   std::optional<OwnerRecord> record;
   // The sidecar's mtime, and its age against the filesystem's clock (for a
   // network filesystem the mtime the pack's wake FIFO gets when touched, if

@@ -87,6 +87,16 @@ void erase(List& list, HeartbeatEntry* entry, Links HeartbeatEntry::*links) noex
   own = Links{};
 }
 
+// Queues a call for after the round; without memory for it, it is dropped
+// (the beat itself must finish, or remove() would wait for ever).
+template <typename MakeCall>
+void add_call(std::vector<std::function<void()>>& calls, MakeCall make) noexcept {
+  try {
+    if (auto call = make()) calls.push_back(std::move(call));
+  } catch (...) {
+  }
+}
+
 timespec to_timespec(Clock::duration d) noexcept {
   const auto secs = std::chrono::duration_cast<std::chrono::seconds>(d);
   const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d - secs);
@@ -164,6 +174,7 @@ bool HeartbeatService::start_locked() noexcept try {
   if (!wakeup_) return false;  // without it the thread could not be stopped
   if (!inotify_) inotify_ = UniqueFd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
   thread_ = std::thread(thread_main, this, weak_from_this());
+  ::pthread_setname_np(thread_.native_handle(), kHeartbeatThreadName);  // for ps -L and tests
   started_ = true;
   return true;
 } catch (...) {
@@ -264,7 +275,15 @@ HeartbeatService::Watch& HeartbeatService::watch_for(const Sidecar& sidecar) {
 
 void HeartbeatService::thread_main(HeartbeatService* service, std::weak_ptr<HeartbeatService> weak) {
   std::vector<Call> calls;
-  while (service->step(calls)) {
+  for (;;) {
+    bool running = true;
+    try {
+      running = service->step(calls);
+    } catch (const std::bad_alloc&) {
+      // Out of memory for a batch or an event: what was left is beaten in
+      // a later round.
+    }
+    if (!running) return;
     if (calls.empty()) continue;
     // Loggers and callbacks run with the service held, so that one which
     // drops the last reference destroys it here, after they have all run.
@@ -291,7 +310,12 @@ bool HeartbeatService::step(std::vector<Call>& calls) {
   const auto now = Clock::now();
   if (idle_watches_ > 0 && now >= next_sweep_) forget_idle_watches(now);
   planned_wake_ = next_wake();
-  return !stop_;
+  lock.unlock();
+  // Removing a watch stalls until the kernel has torn it down: not under
+  // the lock, which acquisitions and releases take.
+  for (const int wd : forgotten_wds_) ::inotify_rm_watch(inotify_.get(), wd);
+  forgotten_wds_.clear();
+  return true;
 }
 
 void HeartbeatService::sleep_until_planned() noexcept {
@@ -361,11 +385,11 @@ void HeartbeatService::beat_due(std::unique_lock<std::mutex>& lock, std::vector<
     const auto horizon = now + schedule->period / 8;
     while (HeartbeatEntry* entry = schedule->entries.front) {
       if (entry->due_ > horizon) break;
+      batch_.push_back(entry);  // first: it may throw
       erase(schedule->entries, entry, &HeartbeatEntry::in_schedule_);
       entry->scheduled_ = false;
       entry->beating_ = true;
       join_round(*entry);
-      batch_.push_back(entry);
     }
   }
   if (batch_.empty()) return;
@@ -408,11 +432,11 @@ void HeartbeatService::beat(HeartbeatEntry& entry, std::vector<Call>& calls) {
     if (entry.refresh_) {
       const RefreshFunction replaced = refresh_function.load(std::memory_order_acquire);
       if (const int err = replaced ? replaced(entry.fd_) : refresh_mtime(entry.fd_)) {
-        if (auto call = pack.log_call(LogEventKind::refresh_failed,
-                                      "heartbeat could not refresh the sidecar's mtime",
-                                      {err, std::system_category()})) {
-          calls.push_back(std::move(call));
-        }
+        add_call(calls, [&] {
+          return pack.log_call(LogEventKind::refresh_failed,
+                               "heartbeat could not refresh the sidecar's mtime",
+                               {err, std::system_category()});
+        });
       }
     }
     entry.path_gone_ = !path_names_inode(pack.dir_fd(), pack.sidecar_name(), entry.dev_, entry.ino_);
@@ -425,14 +449,14 @@ void HeartbeatService::beat(HeartbeatEntry& entry, std::vector<Call>& calls) {
     on_lost = std::move(entry.on_lost_);
     entry.on_lost_ = nullptr;
   }
-  if (auto call = pack.log_call(LogEventKind::hijacked,
-                                "lock lost: the sidecar was unlinked or replaced", {})) {
-    calls.push_back(std::move(call));
-  }
-  if (on_lost) calls.push_back(std::move(on_lost));
+  add_call(calls, [&] {
+    return pack.log_call(LogEventKind::hijacked, "lock lost: the sidecar was unlinked or replaced",
+                         {});
+  });
+  add_call(calls, [&] { return std::move(on_lost); });
 }
 
-void HeartbeatService::forget_idle_watches(Clock::time_point now) noexcept {
+void HeartbeatService::forget_idle_watches(Clock::time_point now) {
   next_sweep_ = Clock::time_point::max();
   for (auto it = watches_.begin(); it != watches_.end();) {
     Watch& watch = it->second;
@@ -443,7 +467,7 @@ void HeartbeatService::forget_idle_watches(Clock::time_point now) noexcept {
       ++it;
     } else {
       if (watch.wd >= 0) {
-        ::inotify_rm_watch(inotify_.get(), watch.wd);
+        forgotten_wds_.push_back(watch.wd);
         watch_of_wd_.erase(watch.wd);
       }
       --idle_watches_;

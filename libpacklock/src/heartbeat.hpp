@@ -47,6 +47,9 @@ namespace packlock::detail {
 class Pack;
 class HeartbeatService;
 
+// The heartbeat thread's name (/proc/self/task/TID/comm).
+inline constexpr const char* kHeartbeatThreadName = "packlock-beat";
+
 // A hold's membership in the service; lives inside its Hold.
 // Thread-safety: lost() and on_lost() from any thread; the rest is the
 // service's, guarded by its mutex.
@@ -149,7 +152,7 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   void beat_due(std::unique_lock<std::mutex>& lock, std::vector<Call>& calls);
   void join_round(HeartbeatEntry& entry) noexcept;
   void beat(HeartbeatEntry& entry, std::vector<Call>& calls);
-  void forget_idle_watches(std::chrono::steady_clock::time_point now) noexcept;
+  void forget_idle_watches(std::chrono::steady_clock::time_point now);
   void watch_left(Watch& watch, std::chrono::nanoseconds linger) noexcept;
   std::chrono::steady_clock::time_point next_wake() const noexcept;
   void check_now(Watch& watch, std::chrono::steady_clock::time_point now) noexcept;
@@ -168,6 +171,7 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   std::map<std::pair<dev_t, ino_t>, Watch> watches_;
   std::unordered_map<int, std::pair<dev_t, ino_t>> watch_of_wd_;
   std::size_t idle_watches_ = 0;
+  std::vector<int> forgotten_wds_;  // the thread's: removed after the lock
   std::chrono::steady_clock::time_point next_sweep_ = std::chrono::steady_clock::time_point::max();
   std::vector<HeartbeatEntry*> batch_;  // the thread's, reused between beats
   unsigned round_ = 0;

@@ -241,13 +241,15 @@ void HeartbeatService::remove(HeartbeatEntry& entry) noexcept {
   if (entry.scheduled_) erase(schedule.entries, &entry, &HeartbeatEntry::in_schedule_);
   auto& watch = *static_cast<Watch*>(entry.watch_);
   erase(watch.entries, &entry, &HeartbeatEntry::in_watch_);
-  if (!watch.entries.front) watch_left(watch, schedule.period);
+  if (!watch.entries.front) watch_left(watch, entry.due_);
   entry.registered_ = entry.scheduled_ = false;
 }
 
-void HeartbeatService::watch_left(Watch& watch, std::chrono::nanoseconds linger) noexcept {
+void HeartbeatService::watch_left(Watch& watch, Clock::time_point until) noexcept {
   ++idle_watches_;
-  watch.idle_until = Clock::now() + linger;
+  // About a period from now (the due time of the hold that left), without
+  // reading the clock on the release path.
+  watch.idle_until = std::max(until, Clock::time_point{} + Clock::duration(1));
   // No wake-up: the thread already plans one for the hold that just left.
   next_sweep_ = std::min(next_sweep_, watch.idle_until);
 }

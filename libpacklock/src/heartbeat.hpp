@@ -153,7 +153,7 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   void join_round(HeartbeatEntry& entry) noexcept;
   void beat(HeartbeatEntry& entry, std::vector<Call>& calls);
   void forget_idle_watches(std::chrono::steady_clock::time_point now);
-  void watch_left(Watch& watch, std::chrono::nanoseconds linger) noexcept;
+  void watch_left(Watch& watch, std::chrono::steady_clock::time_point until) noexcept;
   std::chrono::steady_clock::time_point next_wake() const noexcept;
   void check_now(Watch& watch, std::chrono::steady_clock::time_point now) noexcept;
   Schedule& schedule_for(std::chrono::nanoseconds period);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <climits>
@@ -259,26 +260,25 @@ std::shared_ptr<const detail::ProcessFacts> read_process_facts() {
   return facts;
 }
 
-// 64 random bits; seeded from getrandom(2) per thread and again in a forked
-// child, so no two acquisitions share a token.
+// 64 random bits (splitmix64 over one atomic state), seeded from
+// getrandom(2) in each process: a forked child reseeds, so parent and child
+// never hand out the same tokens. No thread-local state: reaching it from a
+// shared library costs a call on every acquisition.
 std::uint64_t random64() noexcept {
-  struct State {
-    bool seeded = false;
-    unsigned generation = 0;
-    std::uint64_t state = 0;
-  };
-  thread_local State rng;
-  if (!rng.seeded || rng.generation != detail::fork_generation()) {
-    if (::getrandom(&rng.state, sizeof rng.state, GRND_NONBLOCK) != sizeof rng.state) {
-      rng.state ^= static_cast<std::uint64_t>(
-          std::chrono::steady_clock::now().time_since_epoch().count()) ^
-          (static_cast<std::uint64_t>(::getpid()) << 32) ^ reinterpret_cast<std::uintptr_t>(&rng);
+  static std::atomic<std::uint64_t> state{0};
+  static std::atomic<unsigned> seeded_in{~0u};  // the fork generation seeded
+  const unsigned generation = detail::fork_generation();
+  if (seeded_in.load(std::memory_order_acquire) != generation) {
+    std::uint64_t seed = 0;
+    if (::getrandom(&seed, sizeof seed, GRND_NONBLOCK) != sizeof seed) {
+      seed = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+             (static_cast<std::uint64_t>(::getpid()) << 32);
     }
-    rng.seeded = true;
-    rng.generation = detail::fork_generation();
+    state.store(seed, std::memory_order_relaxed);
+    seeded_in.store(generation, std::memory_order_release);
   }
-  // splitmix64
-  std::uint64_t z = (rng.state += 0x9e3779b97f4a7c15ULL);
+  constexpr std::uint64_t kGamma = 0x9e3779b97f4a7c15ULL;
+  std::uint64_t z = state.fetch_add(kGamma, std::memory_order_relaxed) + kGamma;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
@@ -435,19 +435,29 @@ bool OwnerRecordWriter::build(Template& out) const try {
   return false;
 }
 
-int OwnerRecordWriter::write(int fd, std::chrono::system_clock::time_point acquired_at) const noexcept {
-  std::shared_ptr<const Template> current;
-  {
-    std::lock_guard lock(mutex_);
-    if (!template_ || template_->generation != fork_generation()) {
-      // A forked child writes its own pid and start time.
-      auto fresh = std::make_shared<Template>();
-      if (!build(*fresh)) return ENOMEM;
-      template_ = std::move(fresh);
-    }
-    current = template_;
+const OwnerRecordWriter::Template* OwnerRecordWriter::current() const noexcept try {
+  std::call_once(built_, [this] {
+    auto fresh = std::make_shared<Template>();
+    if (build(*fresh)) template_ = std::move(fresh);
+  });
+  if (template_ && template_->generation == fork_generation()) return template_.get();
+  // A forked child writes its own pid and start time. Once built for this
+  // process the child's template is never replaced here.
+  std::lock_guard lock(child_mutex_);
+  if (!child_template_ || child_template_->generation != fork_generation()) {
+    auto fresh = std::make_shared<Template>();
+    if (!build(*fresh)) return nullptr;
+    child_template_ = std::move(fresh);
   }
-  const Template& t = *current;
+  return child_template_.get();
+} catch (...) {
+  return nullptr;
+}
+
+int OwnerRecordWriter::write(int fd, std::chrono::system_clock::time_point acquired_at) const noexcept {
+  const Template* current_template = current();
+  if (!current_template) return ENOMEM;
+  const Template& t = *current_template;
   std::array<char, kOwnerRecordMaxSize> buffer;
   std::memcpy(buffer.data(), t.block.data(), t.block.size());
   format_utc(acquired_at, buffer.data() + t.time_at);  // else the placeholder: unknown owner

@@ -55,12 +55,17 @@ class OwnerRecordWriter final {
     std::uint64_t prefix_hash = 0;  // of block[0, time_at)
   };
   bool build(Template& out) const;
+  // The template for this process: built once, then read without a lock;
+  // a forked child (another pid) builds its own under the mutex.
+  const Template* current() const noexcept;
 
   std::chrono::nanoseconds heartbeat_;
   std::chrono::nanoseconds stale_after_;
   std::optional<std::string> command_;
-  mutable std::mutex mutex_;
-  mutable std::shared_ptr<const Template> template_;
+  mutable std::once_flag built_;
+  mutable std::shared_ptr<const Template> template_;  // written once, under built_
+  mutable std::mutex child_mutex_;
+  mutable std::shared_ptr<const Template> child_template_;
 };
 
 }  // namespace packlock::detail

@@ -56,13 +56,11 @@ void Pack::keep_sidecar(Sidecar&& sidecar) const noexcept {
   idle_ = std::move(sidecar);
 }
 
-std::shared_ptr<HeartbeatService> Pack::heartbeat() const noexcept try {
-  std::lock_guard lock(heartbeat_mutex_);
+HeartbeatService* Pack::heartbeat(std::shared_ptr<HeartbeatService>& keep) const noexcept try {
+  if (heartbeat_->generation() == fork_generation()) return heartbeat_.get();
   // A service from before a fork has no thread in this process.
-  if (!heartbeat_ || heartbeat_->generation() != fork_generation()) {
-    heartbeat_ = HeartbeatService::shared();
-  }
-  return heartbeat_;
+  keep = HeartbeatService::shared();
+  return keep.get();
 } catch (...) {
   return nullptr;
 }

@@ -22,8 +22,8 @@
 namespace packlock::detail {
 
 // Shared freely between threads, copies of a PackLock and the holds taken
-// through it: everything is immutable after open() but the idle descriptor
-// and the heartbeat service of a forked child, which mutexes guard.
+// through it: everything is immutable after open() but the idle descriptor,
+// which its own mutex guards.
 class Pack final {
  public:
   // Opens (creating with options.create) the pack directory and sidecar.
@@ -73,9 +73,11 @@ class Pack final {
     return path_names_inode(dir_fd(), options_.sidecar_name, sidecar);
   }
 
-  // The process's heartbeat service, for this process (a forked child gets
-  // its own); null when it could not be had.
-  std::shared_ptr<HeartbeatService> heartbeat() const noexcept;
+  // The heartbeat service for a hold taken now: the one the Pack was opened
+  // with, without a lock or a reference count; in a forked child, whose
+  // process that one does not serve, the child's own, kept alive by
+  // `keep`. Null when none could be had.
+  HeartbeatService* heartbeat(std::shared_ptr<HeartbeatService>& keep) const noexcept;
   const OwnerRecordWriter& record_writer() const noexcept { return record_writer_; }
 
   // Tells the logger, if there is one; `message()` builds the text only then.
@@ -106,8 +108,7 @@ class Pack final {
   OwnerRecordWriter record_writer_;
   mutable std::mutex idle_mutex_;
   mutable Sidecar idle_;
-  mutable std::mutex heartbeat_mutex_;
-  mutable std::shared_ptr<HeartbeatService> heartbeat_;
+  const std::shared_ptr<HeartbeatService> heartbeat_;
 };
 
 }  // namespace packlock::detail

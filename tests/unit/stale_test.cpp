@@ -233,6 +233,34 @@ BOOST_FIXTURE_TEST_CASE(many_recoverers_of_one_stale_lock_end_with_one_holder, S
   BOOST_TEST(holder.wait_for("on_lost").has_value());
 }
 
+BOOST_FIXTURE_TEST_CASE(waiters_of_other_processes_follow_a_recovered_sidecar, StaleFixture) {
+  auto [holder, stale_inode] = stopped_holder();
+  // A waiter that would not recover for 100 s: it waits on the stale inode.
+  Process waiter = Process::child({"agent", pack.string(), "heartbeat=50", "stale=100000",
+                                   "policy=mtime", "timeout=20000"});
+  waiter.write_line("acquire");
+  BOOST_REQUIRE(eventually([&] {
+    std::error_code ec;
+    for (const LockParty& party : observe(pack, 300ms, ec).waiters) {
+      if (party.pid == waiter.pid()) return true;
+    }
+    return false;
+  }));
+  until_stale();
+  const PackLock lock = PackLock::open(pack, options(StalePolicy::mtime));
+  std::error_code ec;
+  PackLockHold hold = lock.acquire(Mode::exclusive, 5s, ec);
+  BOOST_REQUIRE_MESSAGE(!ec, ec.message());
+  const ino_t recovered_inode = sidecar_inode(pack);
+  BOOST_TEST(recovered_inode != stale_inode);
+  hold.release();
+  // The unlink woke the waiter off the old inode; the release hands it the new one.
+  const auto locked = waiter.wait_for("locked");
+  BOOST_REQUIRE(locked.has_value());
+  BOOST_TEST(inode_in(*locked) == recovered_inode);
+  holder.kill(SIGCONT);
+}
+
 BOOST_FIXTURE_TEST_CASE(a_reader_uses_the_holder_s_recorded_period, StaleFixture) {
   // The holder heartbeats every second and is stale only after 5 s.
   Process holder = Process::child({"agent", pack.string(), "heartbeat=1000", "stale=5000"});

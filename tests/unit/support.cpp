@@ -195,8 +195,8 @@ int child_main(int argc, char** argv) {
   return kChildUsage;
 }
 
-TempDir::TempDir() {
-  std::string pattern = (fs::temp_directory_path() / "packlock-test-XXXXXX").string();
+TempDir::TempDir(const fs::path& base) {
+  std::string pattern = (base / "packlock-test-XXXXXX").string();
   check(::mkdtemp(pattern.data()) != nullptr, "mkdtemp");
   path_ = pattern;
 }

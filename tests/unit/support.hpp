@@ -41,7 +41,8 @@ int child_main(int argc, char** argv);
 
 class TempDir {
  public:
-  TempDir();
+  TempDir() : TempDir(fs::temp_directory_path()) {}
+  explicit TempDir(const fs::path& base);
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <set>
 
@@ -195,7 +196,9 @@ BOOST_FIXTURE_TEST_CASE(many_recoverers_of_one_stale_lock_end_with_one_holder, S
   constexpr int kRecoverers = 8;
   std::vector<Process> recoverers;
   for (int i = 0; i < kRecoverers; ++i) {
-    recoverers.push_back(Process::child({"agent", pack.string(), "heartbeat=50", "stale=300",
+    // Stale after 800 ms: the winner's heartbeat must not look stale to the
+    // others on a loaded machine.
+    recoverers.push_back(Process::child({"agent", pack.string(), "heartbeat=50", "stale=800",
                                          "policy=mtime", "timeout=20000"}));
   }
   for (Process& recoverer : recoverers) recoverer.write_line("acquire");
@@ -248,16 +251,34 @@ BOOST_FIXTURE_TEST_CASE(waiters_of_other_processes_follow_a_recovered_sidecar, S
   }));
   until_stale();
   const PackLock lock = PackLock::open(pack, options(StalePolicy::mtime));
-  std::error_code ec;
-  PackLockHold hold = lock.acquire(Mode::exclusive, 5s, ec);
+  auto recovering = std::async(std::launch::async, [&] {
+    std::error_code ec;
+    PackLockHold hold = lock.acquire(Mode::exclusive, 10s, ec);
+    return std::make_pair(std::move(hold), ec);
+  });
+  // The unlink wakes the waiter off the old inode: whichever of the two
+  // takes the new sidecar first, the other gets it after.
+  std::optional<std::string> waiter_locked;
+  const auto limit = std::chrono::steady_clock::now() + 20s;  // against hanging only
+  while (!waiter_locked && recovering.wait_for(0s) != std::future_status::ready) {
+    BOOST_REQUIRE(std::chrono::steady_clock::now() < limit);
+    waiter_locked = waiter.wait_for("locked", 20ms);
+  }
+  if (waiter_locked) {
+    waiter.write_line("release");
+    BOOST_REQUIRE(waiter.wait_for("released"));
+  }
+  auto [hold, ec] = recovering.get();
   BOOST_REQUIRE_MESSAGE(!ec, ec.message());
   const ino_t recovered_inode = sidecar_inode(pack);
   BOOST_TEST(recovered_inode != stale_inode);
-  hold.release();
-  // The unlink woke the waiter off the old inode; the release hands it the new one.
-  const auto locked = waiter.wait_for("locked");
-  BOOST_REQUIRE(locked.has_value());
-  BOOST_TEST(inode_in(*locked) == recovered_inode);
+  BOOST_TEST(events.of(LogEventKind::stale_recovered).size() == 1u);
+  if (!waiter_locked) {
+    hold.release();
+    waiter_locked = waiter.wait_for("locked");
+  }
+  BOOST_REQUIRE(waiter_locked.has_value());
+  BOOST_TEST(inode_in(*waiter_locked) == recovered_inode);
   holder.kill(SIGCONT);
 }
 

@@ -404,10 +404,7 @@ std::optional<std::uint64_t> process_start_time(pid_t pid) noexcept try {
   return std::nullopt;
 }
 
-OwnerRecordWriter::OwnerRecordWriter(const LockOptions& options) noexcept
-    : heartbeat_(options.heartbeat), stale_after_(options.stale_after), command_(options.command) {}
-
-bool OwnerRecordWriter::build(Template& out) const try {
+OwnerRecord record_of_this_process(const LockOptions& options) {
   const auto facts = process_facts();
   OwnerRecord record;
   record.pid = facts->pid;
@@ -415,9 +412,21 @@ bool OwnerRecordWriter::build(Template& out) const try {
   record.boot_id = facts->boot_id;
   record.pid_namespace = facts->pid_namespace;
   record.start_time = facts->start_time;
-  record.command = command_ ? *command_ : facts->command;
-  record.heartbeat = heartbeat_;
-  record.stale_after = stale_after_;
+  record.command = options.command ? *options.command : facts->command;
+  record.heartbeat = options.heartbeat;
+  record.stale_after = options.stale_after;
+  return record;
+}
+
+OwnerRecordWriter::OwnerRecordWriter(const LockOptions& options)
+    : heartbeat_(options.heartbeat), stale_after_(options.stale_after), command_(options.command) {}
+
+bool OwnerRecordWriter::build(Template& out) const try {
+  LockOptions options;
+  options.heartbeat = heartbeat_;
+  options.stale_after = stale_after_;
+  options.command = command_;
+  OwnerRecord record = record_of_this_process(options);
   std::string line = record_line(record, kTimePlaceholder, kTokenPlaceholder);
   if (line.size() >= kOwnerRecordMaxSize) {  // only with a hostile host name
     record.command.clear();

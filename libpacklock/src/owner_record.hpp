@@ -34,6 +34,10 @@ struct ProcessFacts {
 
 std::shared_ptr<const ProcessFacts> process_facts();
 
+// The record this process's exclusive holds write under `options`, but for
+// the acquisition time and token.
+OwnerRecord record_of_this_process(const LockOptions& options);
+
 // The start time of `pid` (/proc/PID/stat, field 22), or nullopt when no
 // such process runs here or it is a zombie.
 std::optional<std::uint64_t> process_start_time(pid_t pid) noexcept;
@@ -41,7 +45,7 @@ std::optional<std::uint64_t> process_start_time(pid_t pid) noexcept;
 // The record of one Pack's exclusive holds. Thread-safe.
 class OwnerRecordWriter final {
  public:
-  explicit OwnerRecordWriter(const LockOptions& options) noexcept;
+  explicit OwnerRecordWriter(const LockOptions& options);
 
   // Writes the record of an acquisition made at `acquired_at` into `fd`.
   // Returns 0, or the errno of the write (EIO for a short one).

@@ -23,16 +23,9 @@ using namespace packlock::test;
 namespace {
 
 OwnerRecord sample_record() {
-  const auto facts = detail::process_facts();
-  OwnerRecord record;
-  record.pid = facts->pid;
-  record.host = facts->host;
-  record.boot_id = facts->boot_id;
-  record.pid_namespace = facts->pid_namespace;
-  record.start_time = facts->start_time;
-  record.command = "make install";
-  record.heartbeat = 10s;
-  record.stale_after = 30s;
+  LockOptions options;
+  options.command = "make install";
+  OwnerRecord record = detail::record_of_this_process(options);
   record.acquired_at = std::chrono::system_clock::now();
   record.token = "0123456789abcdef0123456789abcdef";
   return record;

@@ -33,6 +33,7 @@ void wait_cpu(std::vector<Figure>& figures);
 void async_waiters(std::vector<Figure>& figures);
 void counter(std::vector<Figure>& figures);
 void run_true(std::vector<Figure>& figures);
+void holds(std::vector<Figure>& figures);
 
 // Helpers shared by the measurements.
 double now_ns();

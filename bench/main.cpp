@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
       {"async_waiters", async_waiters},
       {"counter", counter},
       {"run_true", run_true},
+      {"holds", holds},
   };
   std::vector<Figure> figures;
   for (const auto& [name, measure] : measurements) {

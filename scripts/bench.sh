@@ -4,9 +4,9 @@
 #
 #   scripts/bench.sh [--json FILE] [--only NAME[,NAME...]]
 #
-# NAME is one of async_waiters, handoff, run_true, uncontended, wait_cpu.
-# Exits 1 when a figure misses its bar. Takes about 35 s (wait_cpu alone
-# waits 10 s).
+# NAME is one of async_waiters, counter, handoff, holds, run_true,
+# uncontended, wait_cpu. Exits 1 when a figure misses its bar. Takes about
+# a minute (wait_cpu alone waits 10 s).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BUILD_DIR:-$root/build}

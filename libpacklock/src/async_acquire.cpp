@@ -22,6 +22,7 @@
 #include "kernel_lock.hpp"
 #include "pack.hpp"
 #include "release_watch.hpp"
+#include "stale.hpp"
 #include "waiter_registry.hpp"
 
 namespace packlock::detail {
@@ -177,6 +178,19 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
       case Attempt::busy:
         break;
     }
+    // A cancelled operation is done before it gets here: no recovery then.
+    if (!recovery_) recovery_.emplace(*pack_);
+    switch (recovery_->after_busy(sidecar_, mode())) {
+      case Recovery::locked:
+        return finish({}, std::move(sidecar_));
+      case Recovery::retry:
+        sidecar_ = pack_->open_sidecar(ec);
+        if (ec) return finish(ec, nullptr);
+        watch_.watch(sidecar_);
+        return contend();
+      case Recovery::none:
+        break;
+    }
     if (!registration_.active()) registration_ = WaiterRegistration(*pack_, mode());
     // As in the blocking acquire: events drained now may announce a
     // release that came after the attempt; try again before waiting.
@@ -274,6 +288,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
   AsyncCompletion completion_;
   Sidecar sidecar_;
   ReleaseWatch watch_;
+  std::optional<StaleRecovery> recovery_;
   WaiterRegistration registration_;
   std::optional<asio::posix::stream_descriptor> events_;       // inotify
   std::optional<asio::posix::stream_descriptor> wake_events_;  // wake channel

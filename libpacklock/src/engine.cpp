@@ -6,6 +6,7 @@
 #include <packlock/error.hpp>
 
 #include "kernel_lock.hpp"
+#include "stale.hpp"
 #include "waiter_registry.hpp"
 
 namespace packlock::detail {
@@ -15,25 +16,37 @@ bool expired(const Deadline& deadline) noexcept {
   return deadline && Clock::now() >= *deadline;
 }
 
-// A waiter whose owner blocks its own thread until its turn comes.
-class BlockingWaiter final : public Waiter {
- public:
-  BlockingWaiter(Mode mode, ThreadToken thread) noexcept : Waiter(mode, thread) {}
+bool cancelled(const Cancellation* cancel) noexcept { return cancel && cancel->cancelled(); }
 
-  // False when the deadline passed first.
-  bool wait_for_turn(const Deadline& deadline) {
-    std::unique_lock lock(mutex_);
-    const auto turn = [this] { return turn_; };
-    if (!deadline) {
-      cv_.wait(lock, turn);
-      return true;
-    }
-    return cv_.wait_until(lock, *deadline, turn);
-  }
+// A waiter whose owner blocks its own thread until its turn comes, the
+// deadline passes, or its cancellation fires.
+class BlockingWaiter final : public Waiter, Cancellation::Listener {
+ public:
+  enum class Outcome { turn, timeout, cancelled };
+
+  BlockingWaiter(Mode mode, ThreadToken thread, Cancellation* cancel) noexcept
+      : Waiter(mode, thread), cancel_(cancel) {}
 
   bool turn_has_come() {
     std::lock_guard lock(mutex_);
     return turn_;
+  }
+
+  Outcome wait_for_turn(const Deadline& deadline) {
+    if (cancel_ && !cancel_->subscribe(*this)) return Outcome::cancelled;
+    Outcome outcome;
+    {
+      std::unique_lock lock(mutex_);
+      const auto woken = [this] { return turn_ || cancelled_; };
+      if (!deadline) {
+        cv_.wait(lock, woken);
+      } else {
+        cv_.wait_until(lock, *deadline, woken);
+      }
+      outcome = turn_ ? Outcome::turn : cancelled_ ? Outcome::cancelled : Outcome::timeout;
+    }
+    if (cancel_) cancel_->unsubscribe(*this);
+    return outcome;
   }
 
  private:
@@ -42,32 +55,62 @@ class BlockingWaiter final : public Waiter {
     turn_ = true;
     cv_.notify_one();
   }
+  void cancelled() noexcept override {
+    std::lock_guard lock(mutex_);
+    cancelled_ = true;
+    cv_.notify_one();
+  }
 
+  Cancellation* cancel_;
   std::mutex mutex_;
   std::condition_variable cv_;
   bool turn_ = false;
+  bool cancelled_ = false;
 };
 
+// Why the head of the queue stops contending without the lock.
+std::error_code stop_reason(bool may_wait, const Deadline& deadline, const Cancellation* cancel) {
+  if (!may_wait) return errc::busy;
+  if (cancelled(cancel)) return errc::cancelled;
+  if (expired(deadline)) return errc::timeout;
+  return {};
+}
+
 // The head of the in-process queue contends for the kernel lock: attempt,
-// and while busy wait for a release event (or the back-off step) and
-// attempt again. Returns the locked sidecar, or sets `ec`.
+// and while busy recover a stale lock or wait for a release event (or the
+// back-off step) and attempt again. Returns the locked sidecar, or sets `ec`.
 Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& deadline,
-                Backoff backoff, WaiterRegistration& registration, std::error_code& ec) noexcept {
+                Backoff backoff, Cancellation* cancel, WaiterRegistration& registration,
+                std::error_code& ec) noexcept {
   Sidecar sidecar = pack.take_sidecar(ec);
   if (ec) return {};
   ReleaseWatch watch(backoff, &pack.wake());
   // Watch before the first attempt, so a release between a busy attempt and
   // the wait is not lost.
   if (may_wait) watch.watch(sidecar);
+  StaleRecovery recovery(pack);
+  bool recovered = false;  // a try recovers once
   for (;;) {
     switch (attempt_kernel_lock(pack, sidecar, mode, ec)) {
       case Attempt::locked: return sidecar;
       case Attempt::failed: return {};
       case Attempt::busy: break;
     }
-    if (!may_wait) {
+    // A wait that is over, cancelled or past its deadline, recovers nothing.
+    if (!cancelled(cancel) && !expired(deadline) && (may_wait || !recovered)) {
+      const Recovery recovery_result = recovery.after_busy(sidecar, mode);
+      if (recovery_result == Recovery::locked) return sidecar;
+      if (recovery_result == Recovery::retry) {
+        recovered = true;
+        sidecar = pack.open_sidecar(ec);
+        if (ec) return {};
+        if (may_wait) watch.watch(sidecar);
+        continue;
+      }
+    }
+    if (const std::error_code reason = stop_reason(may_wait, deadline, cancel)) {
       pack.keep_sidecar(std::move(sidecar));
-      ec = errc::busy;
+      ec = reason;
       return {};
     }
     if (!registration.active()) registration = WaiterRegistration(pack, mode);
@@ -83,21 +126,17 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
       continue;
     }
     watch.watch(sidecar);
-    if (expired(deadline)) {
-      pack.keep_sidecar(std::move(sidecar));
-      ec = errc::timeout;
-      return {};
-    }
-    if (!missed_events) watch.wait_until(deadline);
+    if (!missed_events) watch.wait_until(deadline, cancel ? cancel->native_handle() : -1);
   }
 }
 
 // The waiter's turn has come: contend, then hold or leave the queue.
 std::unique_ptr<Hold> take_turn(const std::shared_ptr<const Pack>& pack, BlockingWaiter& waiter,
                                 bool may_wait, const Deadline& deadline, Backoff backoff,
-                                WaiterRegistration& registration, std::error_code& ec) noexcept {
+                                Cancellation* cancel, WaiterRegistration& registration,
+                                std::error_code& ec) noexcept {
   Sidecar sidecar =
-      contend(*pack, waiter.mode(), may_wait, deadline, backoff, registration, ec);
+      contend(*pack, waiter.mode(), may_wait, deadline, backoff, cancel, registration, ec);
   registration.reset();
   if (ec) {
     pack->queue().withdraw(waiter);
@@ -109,9 +148,10 @@ std::unique_ptr<Hold> take_turn(const std::shared_ptr<const Pack>& pack, Blockin
 
 std::unique_ptr<Hold> acquire_as(const std::shared_ptr<const Pack>& pack, Mode mode,
                                  ThreadToken thread, bool may_wait, const Deadline& deadline,
-                                 Backoff backoff, std::error_code& ec) noexcept {
+                                 Backoff backoff, Cancellation* cancel,
+                                 std::error_code& ec) noexcept {
   ec.clear();
-  BlockingWaiter waiter(mode, thread);
+  BlockingWaiter waiter(mode, thread, cancel);
   WaiterRegistration registration;  // visible to other processes while waiting
   PackQueue& queue = pack->queue();
   switch (queue.admit(waiter, may_wait)) {
@@ -121,36 +161,44 @@ std::unique_ptr<Hold> acquire_as(const std::shared_ptr<const Pack>& pack, Mode m
       return nullptr;
     case PackQueue::Admission::queued:
       registration = WaiterRegistration(*pack, mode);
-      if (!waiter.wait_for_turn(deadline)) {
-        queue.withdraw(waiter);
-        ec = errc::timeout;
-        return nullptr;
+      switch (waiter.wait_for_turn(deadline)) {
+        case BlockingWaiter::Outcome::turn: break;
+        case BlockingWaiter::Outcome::timeout:
+          queue.withdraw(waiter);
+          ec = errc::timeout;
+          return nullptr;
+        case BlockingWaiter::Outcome::cancelled:
+          queue.withdraw(waiter);
+          ec = errc::cancelled;
+          return nullptr;
       }
       break;
     case PackQueue::Admission::proceed:
       break;
   }
-  return take_turn(pack, waiter, may_wait, deadline, backoff, registration, ec);
+  return take_turn(pack, waiter, may_wait, deadline, backoff, cancel, registration, ec);
 }
 
 }  // namespace
 
 std::unique_ptr<Hold> try_acquire(const std::shared_ptr<const Pack>& pack, Mode mode,
                                   std::error_code& ec, ThreadToken thread) noexcept {
-  return acquire_as(pack, mode, thread, /*may_wait=*/false, std::nullopt, Backoff{}, ec);
+  return acquire_as(pack, mode, thread, /*may_wait=*/false, std::nullopt, Backoff{}, nullptr,
+                    ec);
 }
 
 std::unique_ptr<Hold> acquire(const std::shared_ptr<const Pack>& pack, Mode mode,
-                              const Deadline& deadline, std::error_code& ec,
-                              Backoff backoff) noexcept {
-  return acquire_as(pack, mode, this_thread_token(), /*may_wait=*/true, deadline, backoff, ec);
+                              const Deadline& deadline, std::error_code& ec, Backoff backoff,
+                              Cancellation* cancel) noexcept {
+  return acquire_as(pack, mode, this_thread_token(), /*may_wait=*/true, deadline, backoff, cancel,
+                    ec);
 }
 
 std::unique_ptr<Hold> acquire_ahead(const std::shared_ptr<const Pack>& pack, Mode mode,
                                     ThreadToken thread, const std::function<void()>& clear_the_way,
                                     std::error_code& ec) noexcept {
   ec.clear();
-  BlockingWaiter waiter(mode, thread);
+  BlockingWaiter waiter(mode, thread, nullptr);
   PackQueue& queue = pack->queue();
   const PackQueue::Admission admission = queue.admit_ahead(waiter);
   if (admission == PackQueue::Admission::reentry) {
@@ -164,7 +212,8 @@ std::unique_ptr<Hold> acquire_ahead(const std::shared_ptr<const Pack>& pack, Mod
     return nullptr;
   }
   WaiterRegistration registration;  // never used: no waiting
-  return take_turn(pack, waiter, /*may_wait=*/false, std::nullopt, Backoff{}, registration, ec);
+  return take_turn(pack, waiter, /*may_wait=*/false, std::nullopt, Backoff{}, nullptr,
+                   registration, ec);
 }
 
 }  // namespace packlock::detail

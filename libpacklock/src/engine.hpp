@@ -8,6 +8,7 @@
 
 #include <packlock/mode.hpp>
 
+#include "cancellation.hpp"
 #include "hold.hpp"
 #include "pack.hpp"
 #include "release_watch.hpp"
@@ -17,7 +18,8 @@ namespace packlock::detail {
 // Never waits: errc::busy when another process, another holder in this
 // process, a queued waiter, or the holding thread itself is in the way.
 // `thread` holds the lock for the re-entry check (kNoThread: not tied to
-// a thread, as for asynchronous requests).
+// a thread, as for asynchronous requests). A busy lock that is stale, where
+// the pack's policy allows, is recovered and attempted once more.
 std::unique_ptr<Hold> try_acquire(const std::shared_ptr<const Pack>& pack, Mode mode,
                                   std::error_code& ec,
                                   ThreadToken thread = this_thread_token()) noexcept;
@@ -34,10 +36,14 @@ std::unique_ptr<Hold> acquire_ahead(const std::shared_ptr<const Pack>& pack, Mod
                                     std::error_code& ec) noexcept;
 
 // Waits in FIFO order behind this process's other waiters, then for the
-// kernel lock, until `deadline` (none: forever). errc::busy at once on
-// re-entry by a thread that holds the pack; errc::timeout at the deadline.
+// kernel lock (recovering it when it turns stale, as the pack's policy
+// allows), until `deadline` (none: forever) or `cancel`. errc::busy at once
+// on re-entry by a thread that holds the pack; errc::timeout at the
+// deadline; errc::cancelled once `cancel` is cancelled, and then no stale
+// lock is recovered (Go parity). The first attempt is made even when
+// `cancel` already is.
 std::unique_ptr<Hold> acquire(const std::shared_ptr<const Pack>& pack, Mode mode,
                               const Deadline& deadline, std::error_code& ec,
-                              Backoff backoff = {}) noexcept;
+                              Backoff backoff = {}, Cancellation* cancel = nullptr) noexcept;
 
 }  // namespace packlock::detail

@@ -50,7 +50,14 @@ const std::error_category& category() noexcept {
   return instance;
 }
 
-Error::Error(std::error_code ec, std::string verb, std::filesystem::path path)
-    : std::system_error(ec, describe(verb, path)), path_(std::move(path)) {}
+Error::Error(std::error_code ec, std::string verb, std::filesystem::path path,
+             std::error_code cause)
+    : std::system_error(ec, describe(verb, path)), path_(std::move(path)), cause_(cause) {
+  if (cause_) what_ = std::string(std::system_error::what()) + ": " + cause_.message();
+}
+
+const char* Error::what() const noexcept {
+  return cause_ ? what_.c_str() : std::system_error::what();
+}
 
 }  // namespace packlock

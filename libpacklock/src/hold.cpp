@@ -15,7 +15,35 @@ Hold::Hold(std::shared_ptr<const Pack> pack, Sidecar sidecar, Mode mode,
       mode_(mode),
       thread_(thread),
       acquired_at_(std::chrono::system_clock::now()),
-      fork_generation_(fork_generation()) {}
+      fork_generation_(fork_generation()),
+      heartbeat_(pack_->heartbeat(child_heartbeat_)) {
+  announce();
+  if (heartbeat_) heartbeat_->add(heartbeat_entry_, *pack_, sidecar_, sidecar_.writable);
+}
+
+void Hold::announce() noexcept {
+  if (!sidecar_.writable) {
+    pack_->log(LogEventKind::read_only,
+               [] { return std::string("holding through a read-only descriptor: no owner record, no heartbeat"); },
+               {});
+  } else if (mode_ == Mode::exclusive) {
+    if (const int err = pack_->record_writer().write(sidecar_.fd.get(), acquired_at_)) {
+      pack_->log(LogEventKind::record_failed,
+                 [] { return std::string("could not write the owner record"); },
+                 {err, std::system_category()});
+    }
+  } else if (const int err = refresh_mtime(sidecar_.fd.get())) {
+    pack_->log(LogEventKind::refresh_failed,
+               [] { return std::string("could not refresh the sidecar's mtime"); },
+               {err, std::system_category()});
+  }
+}
+
+void Hold::on_lost(std::function<void()> callback) {
+  // In a forked child the entry is the parent's: its callback never fires.
+  if (fork_generation_ != fork_generation()) return;
+  heartbeat_entry_.on_lost(std::move(callback));
+}
 
 std::error_code Hold::release() noexcept {
   if (!sidecar_.fd) return release_result_;
@@ -26,6 +54,8 @@ std::error_code Hold::release() noexcept {
     if (const int err = sidecar_.fd.reset()) release_result_.assign(err, std::system_category());
     return release_result_;
   }
+  // The heartbeat stops touching the descriptor before it is unlocked.
+  if (heartbeat_) heartbeat_->remove(heartbeat_entry_);
   // A descriptor that predates a fork is shared with the child: unlocking
   // releases (this process acquired), but it is not kept for reuse.
   const bool unlocked = ::flock(sidecar_.fd.get(), LOCK_UN) == 0;

@@ -1,6 +1,12 @@
 #pragma once
 // A held kernel lock: the locked sidecar descriptor plus what the lock table
-// must be told when it goes.
+// and the heartbeat service must be told when it goes.
+//
+// Right after acquiring, an exclusive hold writes its owner record (which
+// also refreshes the mtime) and a shared one refreshes the mtime, so that no
+// acquirer judges a fresh hold by an older holder's mtime; then the hold
+// joins the heartbeat service. A hold through a read-only descriptor writes
+// nothing: it is only watched for a hijack.
 
 #include <chrono>
 #include <memory>
@@ -8,13 +14,15 @@
 
 #include <packlock/mode.hpp>
 
+#include "heartbeat.hpp"
 #include "pack.hpp"
 #include "sidecar.hpp"
 
 namespace packlock::detail {
 
 // Owned by one PackLockHold (or other face) at a time; release() may race
-// with nothing else, so no member needs a lock.
+// with nothing else, so no member needs a lock (lost() and on_lost() are the
+// heartbeat entry's, which is thread-safe).
 class Hold final {
  public:
   // `sidecar` is locked in `mode`, and the pack's queue already counts
@@ -25,7 +33,8 @@ class Hold final {
   Hold& operator=(const Hold&) = delete;
   ~Hold() { release(); }
 
-  // Unlocks (LOCK_UN), keeps the unlocked descriptor in the pack for the
+  // Leaves the heartbeat service (waiting for a beat in flight), unlocks
+  // (LOCK_UN), keeps the unlocked descriptor in the pack for the
   // next acquisition, and wakes waiters of other processes through the
   // pack's wake channel. In a child forked while the hold existed it only
   // closes its copy, leaving the parent's lock alone. Idempotent: later
@@ -38,6 +47,10 @@ class Hold final {
   const Sidecar& sidecar() const noexcept { return sidecar_; }
   std::chrono::system_clock::time_point acquired_at() const noexcept { return acquired_at_; }
 
+  // True once the heartbeat found the sidecar path naming another inode.
+  bool lost() const noexcept { return heartbeat_entry_.lost(); }
+  void on_lost(std::function<void()> callback);
+
  private:
   std::shared_ptr<const Pack> pack_;
   Sidecar sidecar_;
@@ -46,6 +59,11 @@ class Hold final {
   std::chrono::system_clock::time_point acquired_at_;
   unsigned fork_generation_;
   std::error_code release_result_;
+  std::shared_ptr<HeartbeatService> child_heartbeat_;  // in a forked child only
+  HeartbeatService* heartbeat_;
+  HeartbeatEntry heartbeat_entry_;
+
+  void announce() noexcept;
 };
 
 }  // namespace packlock::detail

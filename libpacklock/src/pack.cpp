@@ -1,21 +1,39 @@
 #include "pack.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <cerrno>
 
+#include "stale.hpp"
+
 namespace packlock::detail {
+namespace {
+
+bool valid_sidecar_name(const std::string& name) noexcept {
+  return !name.empty() && name != "." && name != ".." &&
+         name.find_first_of(std::string_view("/\0", 2)) == std::string::npos;
+}
+
+bool valid(const LockOptions& options) noexcept {
+  return options.heartbeat > std::chrono::nanoseconds::zero() &&
+         options.stale_after > options.heartbeat && valid_sidecar_name(options.sidecar_name);
+}
+
+}  // namespace
 
 Pack::Pack(UniqueFd dir, dev_t dir_dev, ino_t dir_ino, std::filesystem::path path,
-           const PackOptions& options, std::shared_ptr<PackQueue> queue) noexcept
+           const LockOptions& options, std::shared_ptr<PackQueue> queue)
     : dir_(std::move(dir)),
       dir_dev_(dir_dev),
       dir_ino_(dir_ino),
       path_(std::move(path)),
-      sidecar_name_(options.sidecar_name),
-      create_(options.create),
+      options_(options),
+      network_(is_network_filesystem(dir_.get())),
       queue_(std::move(queue)),
-      wake_(dir_.get(), sidecar_name_) {}
+      wake_(dir_.get(), options_.sidecar_name),
+      record_writer_(options_),
+      heartbeat_(HeartbeatService::shared()) {}
 
 Sidecar Pack::take_sidecar(std::error_code& ec) const noexcept {
   {
@@ -38,12 +56,43 @@ void Pack::keep_sidecar(Sidecar&& sidecar) const noexcept {
   idle_ = std::move(sidecar);
 }
 
-std::shared_ptr<const Pack> Pack::open(const std::filesystem::path& pack,
-                                       const PackOptions& options,
-                                       std::error_code& ec) noexcept try {
+HeartbeatService* Pack::heartbeat(std::shared_ptr<HeartbeatService>& keep) const noexcept try {
+  if (heartbeat_->generation() == fork_generation()) return heartbeat_.get();
+  // A service from before a fork has no thread in this process.
+  keep = HeartbeatService::shared();
+  return keep.get();
+} catch (...) {
+  return nullptr;
+}
+
+std::function<void()> Pack::log_call(LogEventKind kind, std::string message,
+                                     std::error_code error) const {
+  if (!options_.logger) return {};
+  return [logger = options_.logger, event = LogEvent{kind, path_, std::move(message), error}] {
+    logger(event);
+  };
+}
+
+std::shared_ptr<const Pack> Pack::open(const std::filesystem::path& pack, const LockOptions& options,
+                                       std::error_code& ec) noexcept {
+  if (!valid(options)) {
+    ec = std::make_error_code(std::errc::invalid_argument);
+    return nullptr;
+  }
   UniqueFd dir = open_pack_directory(pack, options.create, ec);
   if (ec) return nullptr;
-  std::filesystem::path canonical = canonical_directory_path(dir.get(), pack, ec);
+  return open_at(std::move(dir), pack, options, ec);
+}
+
+std::shared_ptr<const Pack> Pack::open_at(UniqueFd dir, const std::filesystem::path& spelled,
+                                          const LockOptions& options,
+                                          std::error_code& ec) noexcept try {
+  ec.clear();
+  if (!valid(options)) {
+    ec = std::make_error_code(std::errc::invalid_argument);
+    return nullptr;
+  }
+  std::filesystem::path canonical = canonical_directory_path(dir.get(), spelled, ec);
   if (ec) return nullptr;
   // Opening the sidecar now reports a refused sidecar (symlink, FIFO, ...)
   // at open time, and creates it so that other tools see the pack as lockable.

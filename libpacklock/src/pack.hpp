@@ -1,40 +1,51 @@
 #pragma once
 // A pack as the engine sees it: an open directory descriptor, the sidecar's
-// name in it, and the pack's queue in the process-wide lock table.
+// name in it, the pack's queue in the process-wide lock table, and how its
+// holds live (LockOptions: heartbeat, stale period and policy, logger).
 
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <system_error>
 
+#include <packlock/options.hpp>
+
+#include "heartbeat.hpp"
 #include "lock_table.hpp"
+#include "owner_record.hpp"
 #include "sidecar.hpp"
 #include "unique_fd.hpp"
 #include "wake_channel.hpp"
 
-#include <mutex>
-
 namespace packlock::detail {
-
-struct PackOptions {
-  bool create = true;  // create the pack directory and the sidecar if missing
-  std::string sidecar_name = kDefaultSidecarName;
-};
 
 // Shared freely between threads, copies of a PackLock and the holds taken
 // through it: everything is immutable after open() but the idle descriptor,
 // which its own mutex guards.
 class Pack final {
  public:
+  // Opens (creating with options.create) the pack directory and sidecar.
+  // std::errc::invalid_argument for options no holder could keep: a
+  // heartbeat that is not positive, a stale period not longer than the
+  // heartbeat, a sidecar name that is empty, ".", ".." or holds a '/'.
   static std::shared_ptr<const Pack> open(const std::filesystem::path& pack,
-                                          const PackOptions& options,
+                                          const LockOptions& options,
                                           std::error_code& ec) noexcept;
+  // The same for a directory already open (`dir`, spelled `spelled`).
+  static std::shared_ptr<const Pack> open_at(UniqueFd dir, const std::filesystem::path& spelled,
+                                             const LockOptions& options,
+                                             std::error_code& ec) noexcept;
 
   // The canonical path of the pack directory.
   const std::filesystem::path& path() const noexcept { return path_; }
-  std::filesystem::path sidecar_path() const { return path_ / sidecar_name_; }
+  std::filesystem::path sidecar_path() const { return path_ / options_.sidecar_name; }
   int dir_fd() const noexcept { return dir_.get(); }
-  const std::string& sidecar_name() const noexcept { return sidecar_name_; }
+  const std::string& sidecar_name() const noexcept { return options_.sidecar_name; }
+  const LockOptions& options() const noexcept { return options_; }
+  // On a network filesystem (see stale.hpp).
+  bool network() const noexcept { return network_; }
   PackQueue& queue() const noexcept { return *queue_; }
   std::weak_ptr<PackQueue> shared_queue() const noexcept { return queue_; }
 
@@ -44,10 +55,10 @@ class Pack final {
   static std::string table_key(dev_t dev, ino_t ino, const std::string& name) {
     return std::to_string(dev) + ':' + std::to_string(ino) + ':' + name;
   }
-  std::string table_key() const { return table_key(dir_dev_, dir_ino_, sidecar_name_); }
+  std::string table_key() const { return table_key(dir_dev_, dir_ino_, options_.sidecar_name); }
 
   Sidecar open_sidecar(std::error_code& ec) const noexcept {
-    return detail::open_sidecar(dir_fd(), sidecar_name_, create_, ec);
+    return detail::open_sidecar(dir_fd(), options_.sidecar_name, options_.create, ec);
   }
 
   // An unlocked descriptor of the sidecar kept from the last release, or a
@@ -59,23 +70,45 @@ class Pack final {
 
   const WakeChannel& wake() const noexcept { return wake_; }
   bool path_names(const Sidecar& sidecar) const noexcept {
-    return path_names_inode(dir_fd(), sidecar_name_, sidecar);
+    return path_names_inode(dir_fd(), options_.sidecar_name, sidecar);
   }
 
+  // The heartbeat service for a hold taken now: the one the Pack was opened
+  // with, without a lock or a reference count; in a forked child, whose
+  // process that one does not serve, the child's own, kept alive by
+  // `keep`. Null when none could be had.
+  HeartbeatService* heartbeat(std::shared_ptr<HeartbeatService>& keep) const noexcept;
+  const OwnerRecordWriter& record_writer() const noexcept { return record_writer_; }
+
+  // Tells the logger, if there is one; `message()` builds the text only then.
+  template <typename Message>
+  void log(LogEventKind kind, Message&& message, std::error_code error) const noexcept {
+    if (!options_.logger) return;
+    try {
+      options_.logger(LogEvent{kind, path_, message(), error});
+    } catch (...) {
+    }
+  }
+  // The same, to be made later on another thread (empty without a logger).
+  std::function<void()> log_call(LogEventKind kind, std::string message,
+                                 std::error_code error) const;
+
   Pack(UniqueFd dir, dev_t dir_dev, ino_t dir_ino, std::filesystem::path path,
-       const PackOptions& options, std::shared_ptr<PackQueue> queue) noexcept;
+       const LockOptions& options, std::shared_ptr<PackQueue> queue);
 
  private:
   UniqueFd dir_;
   dev_t dir_dev_;
   ino_t dir_ino_;
   std::filesystem::path path_;
-  std::string sidecar_name_;
-  bool create_;
+  LockOptions options_;
+  bool network_;
   std::shared_ptr<PackQueue> queue_;
   WakeChannel wake_;
+  OwnerRecordWriter record_writer_;
   mutable std::mutex idle_mutex_;
   mutable Sidecar idle_;
+  const std::shared_ptr<HeartbeatService> heartbeat_;
 };
 
 }  // namespace packlock::detail

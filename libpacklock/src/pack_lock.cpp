@@ -44,19 +44,31 @@ std::chrono::system_clock::time_point PackLockHold::acquired_at() const noexcept
   return hold_ ? hold_->acquired_at() : std::chrono::system_clock::time_point{};
 }
 
+void PackLockHold::on_lost(std::function<void()> callback) {
+  if (hold_) hold_->on_lost(std::move(callback));
+}
+
+bool PackLockHold::lost() const noexcept { return hold_ && hold_->lost(); }
+
 PackLock::PackLock() noexcept = default;
 PackLock::PackLock(std::shared_ptr<const detail::Pack> pack) noexcept : pack_(std::move(pack)) {}
 
-PackLock PackLock::open(const std::filesystem::path& pack, std::error_code& ec) noexcept {
-  return PackLock(detail::Pack::open(pack, detail::PackOptions{}, ec));
+PackLock PackLock::open(const std::filesystem::path& pack, const LockOptions& options,
+                        std::error_code& ec) noexcept {
+  return PackLock(detail::Pack::open(pack, options, ec));
 }
 
-PackLock PackLock::open(const std::filesystem::path& pack) {
+PackLock PackLock::open(const std::filesystem::path& pack, const LockOptions& options) {
   std::error_code ec;
-  PackLock lock = open(pack, ec);
-  return value_or_throw(std::move(lock), ec, "open",
-                        [&] { return pack / detail::kDefaultSidecarName; });
+  PackLock lock = open(pack, options, ec);
+  return value_or_throw(std::move(lock), ec, "open", [&] { return pack / options.sidecar_name; });
 }
+
+PackLock PackLock::open(const std::filesystem::path& pack, std::error_code& ec) noexcept {
+  return open(pack, LockOptions{}, ec);
+}
+
+PackLock PackLock::open(const std::filesystem::path& pack) { return open(pack, LockOptions{}); }
 
 PackLockHold PackLock::try_acquire(Mode mode, std::error_code& ec) const noexcept {
   if (!pack_) {

@@ -138,17 +138,17 @@ std::chrono::nanoseconds ReleaseWatch::next_delay() noexcept {
   return delay;
 }
 
-bool ReleaseWatch::wait_until(const Deadline& deadline) noexcept {
+bool ReleaseWatch::wait_until(const Deadline& deadline, int also) noexcept {
   auto delay = next_delay();
   if (deadline) {
     delay = std::min(delay, std::chrono::duration_cast<std::chrono::nanoseconds>(
                                 std::max(*deadline - Clock::now(), Clock::duration::zero())));
   }
-  // A descriptor of -1 is ignored: without both, ppoll only sleeps.
-  pollfd fds[2] = {{inotify_.get(), POLLIN, 0}, {wake_handle(), POLLIN, 0}};
+  // A descriptor of -1 is ignored: without any, ppoll only sleeps.
+  pollfd fds[3] = {{inotify_.get(), POLLIN, 0}, {wake_handle(), POLLIN, 0}, {also, POLLIN, 0}};
   const timespec timeout = to_timespec(delay);
-  return ::ppoll(fds, 2, &timeout, nullptr) > 0 &&
-         ((fds[0].revents | fds[1].revents) & POLLIN) != 0;
+  return ::ppoll(fds, 3, &timeout, nullptr) > 0 &&
+         ((fds[0].revents | fds[1].revents | fds[2].revents) & POLLIN) != 0;
 }
 
 }  // namespace packlock::detail

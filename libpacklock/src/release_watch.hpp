@@ -61,8 +61,9 @@ class ReleaseWatch final {
   // deadline, whichever is first; true when events are pending (left for
   // consume_events(), so an attempt can be made first). A signal (EINTR)
   // only ends the step early: the caller retries and its deadline alone
-  // decides a timeout.
-  bool wait_until(const Deadline& deadline) noexcept;
+  // decides a timeout. `also`, when not -1, ends the wait too once it is
+  // readable (a cancellation).
+  bool wait_until(const Deadline& deadline, int also = -1) noexcept;
 
   // For event loops: the inotify descriptor (-1 without one) and the wake
   // channel's (-1 without one), readable when events are pending;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <array>
 #include <cerrno>
@@ -87,10 +88,14 @@ Sidecar open_sidecar(int dir_fd, const std::string& name, bool create,
   return sidecar;
 }
 
-bool path_names_inode(int dir_fd, const std::string& name, const Sidecar& sidecar) noexcept {
-  struct stat st{};
-  return ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-         st.st_dev == sidecar.dev && st.st_ino == sidecar.ino;
+bool path_names_inode(int dir_fd, const std::string& name, dev_t dev, ino_t ino) noexcept {
+  // The inode number alone: asking for timestamps would mark them as
+  // queried (multigrain timestamps, Linux 6.13+), and the holder's next
+  // write would then have to dirty the inode for a fine-grained mtime.
+  struct statx st {};
+  return ::statx(dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, STATX_INO, &st) == 0 &&
+         (st.stx_mask & STATX_INO) && st.stx_ino == ino &&
+         makedev(st.stx_dev_major, st.stx_dev_minor) == dev;
 }
 
 }  // namespace packlock::detail

@@ -40,6 +40,9 @@ Sidecar open_sidecar(int dir_fd, const std::string& name, bool create,
 
 // True when `name` in `dir_fd` still names the inode `sidecar` has open: the
 // ghost-lock guard after flock, and the hijack check of a holder.
-bool path_names_inode(int dir_fd, const std::string& name, const Sidecar& sidecar) noexcept;
+bool path_names_inode(int dir_fd, const std::string& name, dev_t dev, ino_t ino) noexcept;
+inline bool path_names_inode(int dir_fd, const std::string& name, const Sidecar& sidecar) noexcept {
+  return path_names_inode(dir_fd, name, sidecar.dev, sidecar.ino);
+}
 
 }  // namespace packlock::detail

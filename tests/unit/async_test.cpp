@@ -354,7 +354,8 @@ BOOST_FIXTURE_TEST_CASE(waiters_are_visible_and_vanish_when_killed, AsyncFixture
   BOOST_REQUIRE(eventually([&] { return waiting_count(lock) == 1; }));
   std::thread shared_here([&] { (void)lock.acquire(Mode::shared, 30s, shared_ec); });
   BOOST_REQUIRE(eventually([&] { return waiting_count(lock) == 2; }));
-  // A thread counts as queued a moment before it registers.
+  // A queued waiter registers right after it is queued, the head after its
+  // first busy attempt: both show up soon after the queue counts them.
   const auto mine = [&] {
     int count = 0;
     for (const LockParty& party : observe(pack).waiters) count += party.pid == ::getpid();

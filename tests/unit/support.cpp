@@ -9,8 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <mutex>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -273,6 +275,92 @@ int child_fd_exhaustion(const fs::path& pack, const fs::path& fresh) {
   return failures == 0 && exhausted > 0 ? kChildOk : kChildError;
 }
 
+// A process's LockOptions from KEY=VALUE arguments: heartbeat=MS,
+// stale=MS, policy=safe|mtime, logger=no (silent), name=SIDECAR.
+struct AgentSettings {
+  LockOptions options;
+  Mode mode = Mode::exclusive;
+  std::optional<std::chrono::milliseconds> timeout;
+  bool logger = true;
+};
+
+AgentSettings parse_agent_settings(int argc, char** argv) {
+  AgentSettings settings;
+  for (int i = 0; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const auto eq = arg.find('=');
+    const std::string key = arg.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : arg.substr(eq + 1);
+    const auto ms = [&] { return std::chrono::milliseconds(std::stoll(value)); };
+    if (key == "mode") settings.mode = parse_mode(value);
+    if (key == "heartbeat") settings.options.heartbeat = ms();
+    if (key == "stale") settings.options.stale_after = ms();
+    if (key == "policy") settings.options.stale_policy = value == "mtime" ? StalePolicy::mtime : StalePolicy::safe;
+    if (key == "timeout") settings.timeout = ms();
+    if (key == "logger") settings.logger = value != "no";
+    if (key == "name") settings.options.sidecar_name = value;
+  }
+  return settings;
+}
+
+// Lines from the main thread and the heartbeat thread, whole.
+void say(const std::string& line) {
+  static std::mutex mutex;
+  std::lock_guard lock(mutex);
+  std::cout << line << std::endl;
+}
+
+// A holder or acquirer with LockOptions, for the liveness tests. Answers
+// each command on stdin with one line:
+//   acquire -> "locked INODE", "timeout" or "error MESSAGE" (blocking, timeout=MS)
+//   try     -> "locked INODE", "busy" or "error MESSAGE"
+//   release -> "released" or "error MESSAGE"
+//   lost    -> "lost yes" or "lost no"
+// and reports, whenever they come, "event KIND MESSAGE" for each log event
+// and "on_lost" when its hold's on-lost callback runs.
+int child_agent(const fs::path& pack, int argc, char** argv) {
+  AgentSettings settings = parse_agent_settings(argc, argv);
+  if (settings.logger) {
+    settings.options.logger = [](const LogEvent& event) {
+      say("event " + std::string(to_string(event.kind)) + " " + event.message);
+    };
+  }
+  std::error_code ec;
+  const PackLock lock = PackLock::open(pack, settings.options, ec);
+  if (ec) {
+    say("error " + ec.message());
+    return kChildError;
+  }
+  const auto locked = [&](PackLockHold& hold) {
+    if (ec == errc::timeout) return say("timeout");
+    if (ec == errc::busy) return say("busy");
+    if (ec) return say("error " + ec.message());
+    hold.on_lost([] { say("on_lost"); });
+    struct stat st {};
+    ::stat((pack / settings.options.sidecar_name).c_str(), &st);
+    say("locked " + std::to_string(st.st_ino));
+  };
+  PackLockHold hold;
+  std::string command;
+  while (std::getline(std::cin, command)) {
+    if (command == "acquire") {
+      hold = lock.acquire(settings.mode, settings.timeout, ec);
+      locked(hold);
+    } else if (command == "try") {
+      hold = lock.try_acquire(settings.mode, ec);
+      locked(hold);
+    } else if (command == "release") {
+      const std::error_code released = hold.release();
+      say(released ? "error " + released.message() : "released");
+    } else if (command == "lost") {
+      say(hold.lost() ? "lost yes" : "lost no");
+    } else {
+      return kChildUsage;
+    }
+  }
+  return kChildOk;
+}
+
 void check(bool ok, const char* what) {
   if (!ok) throw std::runtime_error(std::string(what) + ": " + std::strerror(errno));
 }
@@ -291,12 +379,13 @@ int child_main(int argc, char** argv) {
   if (role == "named_hold" && argc == 5) {
     return child_named_hold(argv[1], argv[2], parse_mode(argv[3]), argv[4]);
   }
+  if (role == "agent" && argc >= 2) return child_agent(argv[1], argc - 2, argv + 2);
   std::cerr << "unknown child role " << role << '\n';
   return kChildUsage;
 }
 
-TempDir::TempDir() {
-  std::string pattern = (fs::temp_directory_path() / "packlock-test-XXXXXX").string();
+TempDir::TempDir(const fs::path& base) {
+  std::string pattern = (base / "packlock-test-XXXXXX").string();
   check(::mkdtemp(pattern.data()) != nullptr, "mkdtemp");
   path_ = pattern;
 }
@@ -335,6 +424,7 @@ Process::Process(Process&& other) noexcept
       to_child_(std::exchange(other.to_child_, -1)),
       from_child_(std::exchange(other.from_child_, -1)),
       buffered_(std::move(other.buffered_)),
+      passed_over_(std::move(other.passed_over_)),
       status_(other.status_) {}
 
 Process::~Process() {
@@ -359,6 +449,36 @@ Process Process::flock_holder(const fs::path& file, std::vector<std::string> opt
 }
 
 std::optional<std::string> Process::read_line(std::chrono::milliseconds limit) {
+  if (!passed_over_.empty()) {
+    std::string line = passed_over_.front();
+    passed_over_.erase(passed_over_.begin());
+    return line;
+  }
+  return read_new_line(limit);
+}
+
+std::optional<std::string> Process::wait_for(const std::string& prefix,
+                                             std::chrono::milliseconds limit) {
+  const auto starts = [&](const std::string& line) { return line.rfind(prefix, 0) == 0; };
+  if (const auto it = std::find_if(passed_over_.begin(), passed_over_.end(), starts);
+      it != passed_over_.end()) {
+    std::string line = *it;
+    passed_over_.erase(it);
+    return line;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left <= 0ms) return std::nullopt;
+    auto line = read_new_line(left);
+    if (!line) return std::nullopt;
+    if (starts(*line)) return line;
+    passed_over_.push_back(std::move(*line));
+  }
+}
+
+std::optional<std::string> Process::read_new_line(std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   for (;;) {
     if (const auto nl = buffered_.find('\n'); nl != std::string::npos) {
@@ -432,6 +552,23 @@ int flock_nonblocking(const fs::path& file, const std::string& mode_option) {
 }
 
 std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
+
+std::vector<std::string> with_stderr_to(const fs::path& file, std::vector<std::string> argv) {
+  argv.insert(argv.begin(), {"sh", "-c", "f=$1; shift; exec \"$@\" 2>\"$f\"", "sh", file.string()});
+  return argv;
+}
+
+int thread_count() {
+  int count = 0;
+  for ([[maybe_unused]] const auto& task : fs::directory_iterator("/proc/self/task")) ++count;
+  return count;
+}
+
+ino_t sidecar_inode(const fs::path& pack, const std::string& name) {
+  struct stat st {};
+  BOOST_REQUIRE(::lstat((pack / name).c_str(), &st) == 0);
+  return st.st_ino;
+}
 
 std::vector<std::string> child_as_nobody(const TempDir& dir, std::vector<std::string> args) {
   const fs::path bin = dir / "bin-for-nobody";

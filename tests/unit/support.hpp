@@ -38,11 +38,15 @@ inline constexpr int kChildUsage = 64;
 //   named_hold LOCK_DIR NAME MODE FACE
 //                    hold a named lock (FACE: acquire or request), print
 //                    "locked", wait for stdin EOF, release
+//   agent PACK [KEY=VALUE...]  a holder or acquirer with LockOptions, driven
+//                    by commands on stdin and reporting its log events (see
+//                    support.cpp)
 int child_main(int argc, char** argv);
 
 class TempDir {
  public:
-  TempDir();
+  TempDir() : TempDir(fs::temp_directory_path()) {}
+  explicit TempDir(const fs::path& base);
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
@@ -79,6 +83,12 @@ class Process {
   // (a safety net against hanging, not a measurement).
   std::optional<std::string> read_line(std::chrono::milliseconds limit = 10s);
   void expect_line(const std::string& line);
+  // The first line, read before or still to come, that starts with
+  // `prefix`; the lines passed over are kept for read_line and later calls.
+  std::optional<std::string> wait_for(const std::string& prefix,
+                                      std::chrono::milliseconds limit = 10s);
+  // Lines read by wait_for but not taken yet.
+  const std::vector<std::string>& passed_over() const { return passed_over_; }
   void write_line(const std::string& line);
   void close_stdin();
   void kill(int signal);
@@ -91,7 +101,10 @@ class Process {
   pid_t pid_ = -1;
   int to_child_ = -1;
   int from_child_ = -1;
+  std::optional<std::string> read_new_line(std::chrono::milliseconds limit);
+
   std::string buffered_;
+  std::vector<std::string> passed_over_;
   std::optional<int> status_;
 };
 
@@ -100,6 +113,15 @@ int run(const std::vector<std::string>& argv);
 // `flock -n FILE true`: 0 when the file was free, 1 when locked.
 int flock_nonblocking(const fs::path& file, const std::string& mode_option = "-x");
 std::string self_exe();
+
+// argv that runs `argv` with its stderr going to `file`.
+std::vector<std::string> with_stderr_to(const fs::path& file, std::vector<std::string> argv);
+
+// Threads of this process (/proc/self/task).
+int thread_count();
+
+// The inode the sidecar path of `pack` names now.
+ino_t sidecar_inode(const fs::path& pack, const std::string& name = ".grex-lock");
 
 // argv that runs this test binary --child ARGS as user and group 65534
 // (nobody), from a copy (with libpacklock) in a directory that user can

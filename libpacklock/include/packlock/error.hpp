@@ -36,17 +36,25 @@ inline std::error_code make_error_code(errc e) noexcept {
   return {static_cast<int>(e), category()};
 }
 
-// Thrown by the throwing overloads. what() reads "<verb> <path>: <cause>",
+// Thrown by the throwing overloads. what() reads "<verb> <path>: <error>",
 // e.g. "lock /srv/pack/.grex-lock: lock is busy"; code() is the error code
-// the std::error_code& overload would have reported.
+// the std::error_code& overload would have reported. An error that wraps
+// another (try_lock's lock_unsuccessful) carries it as cause(), and what()
+// ends with it: "lock /srv/.posixage.lock: store is locked: operation
+// cancelled".
 class Error : public std::system_error {
  public:
-  Error(std::error_code ec, std::string verb, std::filesystem::path path);
+  Error(std::error_code ec, std::string verb, std::filesystem::path path,
+        std::error_code cause = {});
 
   const std::filesystem::path& path() const noexcept { return path_; }
+  const std::error_code& cause() const noexcept { return cause_; }
+  const char* what() const noexcept override;
 
  private:
   std::filesystem::path path_;
+  std::error_code cause_;
+  std::string what_;  // with the cause
 };
 
 }  // namespace packlock

@@ -29,6 +29,7 @@
 
 #include <packlock/error.hpp>
 #include <packlock/mode.hpp>
+#include <packlock/options.hpp>
 
 namespace packlock {
 
@@ -69,6 +70,17 @@ class PackLockHold {
   Mode mode() const noexcept;
   const std::filesystem::path& pack() const noexcept;
   std::chrono::system_clock::time_point acquired_at() const noexcept;
+
+  // Lost: the sidecar path no longer names the inode this hold locked (a
+  // stale recovery, a steal, `rm`); the lock is no longer exclusion. The
+  // heartbeat checks at every beat, and inotify reports an unlink or rename
+  // on this host at once. `callback` runs once, on the heartbeat thread,
+  // when the hold is found lost (the logger hears `hijacked` first); at
+  // once, on the calling thread, when it already is. It may release the
+  // hold. A later call replaces a callback that has not run. Holds in a
+  // child forked while they existed never report.
+  void on_lost(std::function<void()> callback);
+  bool lost() const noexcept;
 
  private:
   std::unique_ptr<detail::Hold> hold_;
@@ -152,15 +164,33 @@ class PackLock {
   PackLock() noexcept;
 
   // Creates the pack directory (with its parents) and the sidecar if they are
-  // missing and opens them; does not lock. Errors: the OS error (errno kept)
-  // for the directory or sidecar, errc::not_a_regular_file when the sidecar
-  // is a symlink, directory, FIFO or anything but a regular file (it is never
-  // followed or written). Throws packlock::Error naming the sidecar path.
+  // missing (unless options.create is false) and opens them; does not lock.
+  // Errors: the OS error (errno kept) for the directory or sidecar,
+  // errc::not_a_regular_file when the sidecar is a symlink, directory, FIFO
+  // or anything but a regular file (it is never followed or written),
+  // std::errc::invalid_argument for options no holder could keep (heartbeat
+  // not positive, stale_after not longer than heartbeat, a sidecar name that
+  // is empty, "." or ".." or holds a '/'). Throws packlock::Error naming the
+  // sidecar path.
+  //
+  // Every hold taken through the PackLock (try_acquire, acquire,
+  // async_acquire) lives by `options`: an exclusive one writes the owner
+  // record into the sidecar; all refresh the sidecar's mtime every
+  // options.heartbeat on the process's one heartbeat thread, which also
+  // detects a lost hold (on_lost()); a hold through a read-only descriptor
+  // writes nothing and is only watched. An acquirer that finds the lock busy
+  // with an mtime older than the stale period recovers it as
+  // options.stale_policy allows (see options.hpp). Without options: the
+  // defaults of LockOptions.
   static PackLock open(const std::filesystem::path& pack);
   static PackLock open(const std::filesystem::path& pack, std::error_code& ec) noexcept;
+  static PackLock open(const std::filesystem::path& pack, const LockOptions& options);
+  static PackLock open(const std::filesystem::path& pack, const LockOptions& options,
+                       std::error_code& ec) noexcept;
 
   // Never waits. errc::busy when another process, another holder in this
   // process, a waiter queued before it, or the calling thread holds the pack.
+  // A stale lock (see open()) is recovered and attempted once more.
   PackLockHold try_acquire(Mode mode = Mode::exclusive) const;
   PackLockHold try_acquire(Mode mode, std::error_code& ec) const noexcept;
 
@@ -169,7 +199,7 @@ class PackLock {
   // rather than a deadlock. Wakes on the holder's release (the pack's wake
   // FIFO for packlock holders, inotify on the sidecar for others); a release
   // nothing reports (`flock -u` by a foreign holder that keeps its
-  // descriptor) is seen within 250 ms.
+  // descriptor) is seen within 250 ms, and so is a lock turning stale.
   PackLockHold acquire(Mode mode = Mode::exclusive, Timeout timeout = std::nullopt) const;
   PackLockHold acquire(Mode mode, Timeout timeout, std::error_code& ec) const noexcept;
 

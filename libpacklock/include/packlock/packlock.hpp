@@ -6,5 +6,8 @@
 #include <packlock/lock_manager.hpp>
 #include <packlock/mode.hpp>
 #include <packlock/observe.hpp>
+#include <packlock/options.hpp>
+#include <packlock/owner.hpp>
 #include <packlock/pack_lock.hpp>
+#include <packlock/try_lock.hpp>
 #include <packlock/version.hpp>

@@ -1,0 +1,78 @@
+#pragma once
+// How a PackLock keeps its holds alive and judges other holders: the
+// heartbeat, the stale period and policy, and the logger that hears about
+// it. See SPEC section 1 and man/libpacklock.3.
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace packlock {
+
+// What an acquirer may do with a busy lock whose sidecar mtime is older
+// than the stale period.
+//   safe:  recover it only when no process of this host holds it as the
+//          kernel's lock table (/proc/locks) shows: a stopped holder or a
+//          foreign flock(1) holder is never robbed; a holder on another host
+//          of a network filesystem, invisible here, is.
+//   mtime: the age of the mtime alone decides, as the Go flock package does.
+enum class StalePolicy { safe, mtime };
+
+constexpr std::string_view to_string(StalePolicy policy) noexcept {
+  return policy == StalePolicy::safe ? "safe" : "mtime";
+}
+
+enum class LogEventKind {
+  hijacked,             // a hold's sidecar path no longer names its inode: the lock is lost
+  refresh_failed,       // a heartbeat could not refresh the sidecar's mtime (EROFS, EIO, ...)
+  stale_recovered,      // this process unlinked a stale sidecar to take the lock
+  stale_not_recovered,  // a stale lock was left alone: the policy protects its holder
+  record_failed,        // the owner record could not be written
+  read_only,            // held through a read-only descriptor: no record, no heartbeat
+};
+
+constexpr std::string_view to_string(LogEventKind kind) noexcept {
+  switch (kind) {
+    case LogEventKind::hijacked: return "hijacked";
+    case LogEventKind::refresh_failed: return "refresh_failed";
+    case LogEventKind::stale_recovered: return "stale_recovered";
+    case LogEventKind::stale_not_recovered: return "stale_not_recovered";
+    case LogEventKind::record_failed: return "record_failed";
+    case LogEventKind::read_only: return "read_only";
+  }
+  return "unknown";
+}
+
+struct LogEvent {
+  LogEventKind kind;
+  std::filesystem::path pack;  // the canonical pack directory
+  std::string message;         // one line for humans, without the pack path
+  std::error_code error;       // the cause, when there is one
+};
+
+// Called from the acquiring thread (stale_*, record_failed, read_only) or
+// from the heartbeat thread (hijacked, refresh_failed); it must be
+// thread-safe and should return quickly. Whatever it throws is dropped.
+using Logger = std::function<void(const LogEvent&)>;
+
+struct LockOptions {
+  // A holder whose sidecar mtime is older than this is stale to this
+  // process (a reader uses the larger of this and the holder's own, from
+  // its owner record). Must be longer than `heartbeat`.
+  std::chrono::nanoseconds stale_after = std::chrono::seconds(30);
+  // How often the holds taken through this PackLock refresh their mtime.
+  std::chrono::nanoseconds heartbeat = std::chrono::seconds(10);
+  StalePolicy stale_policy = StalePolicy::safe;
+  Logger logger;  // none: silent; packlock never writes to a default sink
+  bool create = true;  // create the pack directory and the sidecar if missing
+  std::string sidecar_name = ".grex-lock";
+  // The command line in the owner record; default: /proc/self/cmdline,
+  // arguments separated by spaces. Truncated to 256 bytes either way.
+  std::optional<std::string> command;
+};
+
+}  // namespace packlock

@@ -1,0 +1,75 @@
+#pragma once
+// Writing the owner record (see <packlock/owner.hpp> for its format).
+//
+// An exclusive acquisition writes its record with one pwrite(2) at offset 0
+// of a block padded to a multiple of 512 bytes, so records of one process
+// overwrite each other whole and the file never shrinks. Everything but the
+// acquisition time and the token is the same for every hold of a pack, so
+// each Pack keeps the formatted line and the checksum state of its constant
+// part; an acquisition patches two fields and hashes ~100 bytes.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <packlock/options.hpp>
+#include <packlock/owner.hpp>
+
+namespace packlock::detail {
+
+// What every record of this process repeats. Read once per process (again
+// in a forked child, whose pid and start time differ).
+struct ProcessFacts {
+  pid_t pid = 0;
+  std::string host;
+  std::string boot_id;
+  std::uint64_t pid_namespace = 0;
+  std::uint64_t start_time = 0;
+  std::string command;  // /proc/self/cmdline, NULs as spaces
+};
+
+std::shared_ptr<const ProcessFacts> process_facts();
+
+// The record this process's exclusive holds write under `options`, but for
+// the acquisition time and token.
+OwnerRecord record_of_this_process(const LockOptions& options);
+
+// The start time of `pid` (/proc/PID/stat, field 22), or nullopt when no
+// such process runs here or it is a zombie.
+std::optional<std::uint64_t> process_start_time(pid_t pid) noexcept;
+
+// The record of one Pack's exclusive holds. Thread-safe.
+class OwnerRecordWriter final {
+ public:
+  explicit OwnerRecordWriter(const LockOptions& options);
+
+  // Writes the record of an acquisition made at `acquired_at` into `fd`.
+  // Returns 0, or the errno of the write (EIO for a short one).
+  int write(int fd, std::chrono::system_clock::time_point acquired_at) const noexcept;
+
+ private:
+  struct Template {
+    unsigned generation = 0;
+    std::string block;  // the padded line with placeholders
+    std::size_t time_at = 0, token_at = 0, check_at = 0;
+    std::uint64_t prefix_hash = 0;  // of block[0, time_at)
+  };
+  bool build(Template& out) const;
+  // The template for this process: built once, then read without a lock;
+  // a forked child (another pid) builds its own under the mutex.
+  const Template* current() const noexcept;
+
+  std::chrono::nanoseconds heartbeat_;
+  std::chrono::nanoseconds stale_after_;
+  std::optional<std::string> command_;
+  mutable std::once_flag built_;
+  mutable std::shared_ptr<const Template> template_;  // written once, under built_
+  mutable std::mutex child_mutex_;
+  mutable std::shared_ptr<const Template> child_template_;
+};
+
+}  // namespace packlock::detail

@@ -1,0 +1,224 @@
+#include "stale.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+
+#include "pack.hpp"
+#include "proc_locks.hpp"
+
+namespace packlock::detail {
+namespace {
+
+using SystemClock = std::chrono::system_clock;
+using Steady = std::chrono::steady_clock;
+
+// An mtime up to this far ahead of the filesystem's "now" is fresh, not
+// skewed: timestamps are truncated differently by different filesystems.
+constexpr auto kSkewTolerance = std::chrono::seconds(1);
+
+SystemClock::time_point to_time_point(const statx_timestamp& t) noexcept {
+  return SystemClock::time_point(std::chrono::duration_cast<SystemClock::duration>(
+      std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec)));
+}
+
+std::optional<SystemClock::time_point> statx_mtime(int dir_fd, const char* name, int flags,
+                                                   bool network) noexcept {
+  struct statx st {};
+  if (network) flags |= AT_STATX_FORCE_SYNC;
+  if (::statx(dir_fd, name, flags, STATX_MTIME, &st) != 0 || !(st.stx_mask & STATX_MTIME)) {
+    return std::nullopt;
+  }
+  return to_time_point(st.stx_mtime);
+}
+
+std::string seconds_text(std::chrono::nanoseconds d) {
+  const double seconds = std::chrono::duration<double>(d).count();
+  std::array<char, 32> text;
+  std::snprintf(text.data(), text.size(), "%.3g s", seconds);
+  return text.data();
+}
+
+// A non-blocking exclusive flock on `<sidecar>.recover`; empty when another
+// recoverer has it or the file cannot be had.
+UniqueFd take_recovery_lock(const Pack& pack) noexcept {
+  const std::string name = pack.sidecar_name() + kRecoverSuffix;
+  constexpr int flags = O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
+  UniqueFd fd(::openat(pack.dir_fd(), name.c_str(), O_RDWR | O_CREAT | flags, 0666));
+  if (!fd && errno == EACCES) fd = UniqueFd(::openat(pack.dir_fd(), name.c_str(), O_RDONLY | flags));
+  struct stat st {};
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    return {};
+  }
+  return fd;
+}
+
+}  // namespace
+
+bool is_network_filesystem(int fd) noexcept {
+  struct statfs fs {};
+  if (::fstatfs(fd, &fs) != 0) return false;
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case 0x6969:      // NFS
+    case 0x517b:      // SMB
+    case 0xff534d42:  // CIFS
+    case 0xfe534d42:  // SMB2
+    case 0x73757245:  // Coda
+    case 0x5346414f:  // AFS
+    case 0x6b414653:  // kAFS
+    case 0x00c36400:  // Ceph
+    case 0x01021997:  // 9p
+    case 0x65735546:  // FUSE (sshfs, s3fs, ...)
+    case 0x7461636f:  // OCFS2
+    case 0x01161970:  // GFS2
+    case 0x0bd00bd0:  // Lustre
+    case 0x47504653:  // GPFS
+      return true;
+    default:
+      return false;
+  }
+}
+
+SystemClock::time_point filesystem_now(bool network, int probe_fd) noexcept {
+  if (network && probe_fd >= 0) {
+    const timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+    if (::futimens(probe_fd, times) == 0) {
+      if (const auto now = statx_mtime(probe_fd, "", AT_EMPTY_PATH, true)) return *now;
+    }
+  }
+  return SystemClock::now();
+}
+
+std::optional<SystemClock::time_point> mtime_of(int fd, bool network) noexcept {
+  return statx_mtime(fd, "", AT_EMPTY_PATH, network);
+}
+
+std::optional<SystemClock::time_point> mtime_at(int dir_fd, const std::string& name,
+                                                bool network) noexcept {
+  return statx_mtime(dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, network);
+}
+
+Staleness judge_staleness(SystemClock::time_point mtime, SystemClock::time_point now,
+                          std::chrono::nanoseconds stale_after, const OwnerRecord* record) noexcept {
+  Staleness staleness;
+  staleness.age = std::chrono::duration_cast<std::chrono::nanoseconds>(now - mtime);
+  staleness.period = record ? std::max(stale_after, record->stale_after) : stale_after;
+  staleness.skewed = staleness.age < -kSkewTolerance;
+  staleness.stale = !staleness.skewed && staleness.age > staleness.period;
+  return staleness;
+}
+
+bool held_on_this_host(dev_t dev, ino_t ino) noexcept try {
+  std::error_code ec;
+  const auto locks = kernel_locks_on(dev, ino, ec);
+  if (ec) return true;  // cannot tell: alive
+  return std::any_of(locks.begin(), locks.end(), [](const KernelLock& lock) { return !lock.blocked; });
+} catch (...) {
+  return true;
+}
+
+std::optional<Staleness> StaleRecovery::judge(const Sidecar& sidecar,
+                                              std::optional<OwnerRecord>& record) noexcept {
+  const bool network = pack_.network();
+  const auto mtime = mtime_of(sidecar.fd.get(), network);
+  if (!mtime) return std::nullopt;
+  const auto now = filesystem_now(network, pack_.wake().native_handle());
+  const auto stale_after = pack_.options().stale_after;
+  Staleness staleness = judge_staleness(*mtime, now, stale_after, nullptr);
+  if (!staleness.skewed && !staleness.stale) return staleness;
+  // Stale by our own period, or skewed: the holder's own period counts too.
+  record = read_owner_record(sidecar.fd.get());
+  staleness = judge_staleness(*mtime, now, stale_after, record ? &*record : nullptr);
+  if (staleness.skewed) {
+    const auto steady_now = Steady::now();
+    if (*mtime != skewed_mtime_) {
+      skewed_mtime_ = *mtime;
+      skewed_since_ = steady_now;
+    }
+    staleness.stale = steady_now - skewed_since_ >= staleness.period;
+  }
+  return staleness;
+}
+
+Recovery StaleRecovery::after_busy(Sidecar& sidecar, Mode mode) noexcept {
+  const auto now = Steady::now();
+  if (now < next_check_) return Recovery::none;
+  std::optional<OwnerRecord> record;
+  const auto staleness = judge(sidecar, record);
+  if (!staleness) {
+    next_check_ = now + pack_.options().stale_after;
+    return Recovery::none;
+  }
+  if (!staleness->stale) {
+    // Not stale before its period has passed since the mtime; a skewed
+    // mtime is looked at again within a period.
+    const auto left = staleness->skewed ? staleness->period : staleness->period - staleness->age;
+    next_check_ = now + std::max(left, std::chrono::nanoseconds::zero());
+    return Recovery::none;
+  }
+  if (pack_.options().stale_policy == StalePolicy::safe && held_on_this_host(sidecar.dev, sidecar.ino)) {
+    report_protected(*staleness);
+    next_check_ = now + staleness->period;
+    return Recovery::none;
+  }
+  return recover(sidecar, mode);
+}
+
+void StaleRecovery::report_protected(const Staleness& staleness) noexcept {
+  if (reported_protected_) return;
+  reported_protected_ = true;
+  pack_.log(LogEventKind::stale_not_recovered,
+            [&] {
+              return "lock looks stale (mtime " + seconds_text(staleness.age) + " old, stale after " +
+                     seconds_text(staleness.period) +
+                     ") but a process of this host holds it: not recovering (policy safe)";
+            },
+            {});
+}
+
+Recovery StaleRecovery::recover(Sidecar& sidecar, Mode mode) noexcept {
+  const UniqueFd guard = take_recovery_lock(pack_);
+  // Busy: another recoverer is at it; its unlink wakes us (IN_ATTRIB).
+  if (!guard) return Recovery::none;
+  if (!pack_.path_names(sidecar)) return Recovery::retry;
+  const int operation = (mode == Mode::exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB;
+  if (::flock(sidecar.fd.get(), operation) == 0) {
+    if (pack_.path_names(sidecar)) return Recovery::locked;
+    ::flock(sidecar.fd.get(), LOCK_UN);
+    return Recovery::retry;
+  }
+  std::optional<OwnerRecord> record;
+  const auto staleness = judge(sidecar, record);
+  if (!staleness || !staleness->stale) return Recovery::none;
+  if (pack_.options().stale_policy == StalePolicy::safe && held_on_this_host(sidecar.dev, sidecar.ino)) {
+    return Recovery::none;
+  }
+  if (::unlinkat(pack_.dir_fd(), pack_.sidecar_name().c_str(), 0) != 0) {
+    const int err = errno;
+    next_check_ = Steady::now() + staleness->period;
+    pack_.log(LogEventKind::stale_not_recovered,
+              [] { return std::string("lock is stale but its sidecar could not be unlinked"); },
+              {err, std::system_category()});
+    return Recovery::none;
+  }
+  pack_.log(LogEventKind::stale_recovered,
+            [&] {
+              std::string text = "recovered a stale lock: inode " + std::to_string(sidecar.ino) +
+                                 ", mtime " + seconds_text(staleness->age) + " old, stale after " +
+                                 seconds_text(staleness->period);
+              if (record) {
+                text += ", holder pid " + std::to_string(record->pid) + " on " + record->host;
+              }
+              return text + " (policy " + std::string(to_string(pack_.options().stale_policy)) + ")";
+            },
+            {});
+  return Recovery::retry;
+}
+
+}  // namespace packlock::detail

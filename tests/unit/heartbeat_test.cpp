@@ -1,0 +1,366 @@
+// The heartbeat service: one thread for every hold of the process, mtimes
+// kept fresh, refresh failures reported without stopping it, hijacks
+// (unlink, replacement) reported at once and once, a silent default logger,
+// and callbacks free to release the hold.
+
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include <boost/test/unit_test.hpp>
+
+#include <packlock/packlock.hpp>
+
+#include "heartbeat.hpp"
+#include "support.hpp"
+
+using namespace packlock;
+using namespace packlock::test;
+
+namespace {
+
+// The log events of a PackLock, for assertions from the test thread.
+class EventLog {
+ public:
+  Logger logger() {
+    return [this](const LogEvent& event) {
+      std::lock_guard lock(mutex_);
+      events_.push_back(event);
+      changed_.notify_all();
+    };
+  }
+  std::size_t count(LogEventKind kind) {
+    std::lock_guard lock(mutex_);
+    return static_cast<std::size_t>(std::count_if(
+        events_.begin(), events_.end(), [&](const LogEvent& e) { return e.kind == kind; }));
+  }
+  // Waits (with a safety limit) until `n` events of `kind` arrived.
+  bool wait_for(LogEventKind kind, std::size_t n) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, 10s, [&] {
+      return static_cast<std::size_t>(std::count_if(events_.begin(), events_.end(), [&](const LogEvent& e) {
+               return e.kind == kind;
+             })) >= n;
+    });
+  }
+  std::vector<LogEvent> events() {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<LogEvent> events_;
+};
+
+std::chrono::system_clock::time_point mtime_of(const fs::path& file) {
+  struct stat st {};
+  BOOST_REQUIRE(::stat(file.c_str(), &st) == 0);
+  return std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+      std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+}
+
+LockOptions fast_options(EventLog* log = nullptr) {
+  LockOptions options;
+  options.heartbeat = 20ms;
+  options.stale_after = 300ms;
+  if (log) options.logger = log->logger();
+  return options;
+}
+
+struct HeartbeatFixture {
+  TempDir dir;
+  fs::path pack = dir / "pack";
+  EventLog log;
+};
+
+// Fails the first `failures` refreshes with EIO, then refreshes for real.
+std::atomic<int> failures_left{0};
+int failing_refresh(int fd) noexcept {
+  if (failures_left.fetch_sub(1) > 0) return EIO;
+  return detail::refresh_mtime(fd);
+}
+
+struct RefreshFailures {
+  explicit RefreshFailures(int n) {
+    failures_left = n;
+    detail::set_refresh_function_for_testing(failing_refresh);
+  }
+  ~RefreshFailures() { detail::set_refresh_function_for_testing(nullptr); }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(heartbeat)
+
+// Threads of this process that are heartbeat threads.
+int heartbeat_threads() {
+  int count = 0;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    count += read_file(task.path() / "comm") == std::string(detail::kHeartbeatThreadName) + "\n";
+  }
+  return count;
+}
+
+// Besides the heartbeat thread, no thread may appear; a sanitizer's own
+// background thread may, so there only the heartbeat threads are counted.
+#ifdef __SANITIZE_THREAD__
+constexpr bool kCountAllThreads = false;
+#else
+constexpr bool kCountAllThreads = true;
+#endif
+
+BOOST_FIXTURE_TEST_CASE(one_thread_beats_every_hold_of_the_process, HeartbeatFixture) {
+  const int before = thread_count();
+  BOOST_TEST(heartbeat_threads() == 0);
+  {
+    std::vector<PackLock> locks;
+    std::vector<PackLockHold> holds;
+    std::vector<std::chrono::system_clock::time_point> acquired_mtimes;
+    for (int i = 0; i < 300; ++i) {
+      locks.push_back(PackLock::open(dir / ("pack" + std::to_string(i)), fast_options()));
+      holds.push_back(locks.back().try_acquire());
+      acquired_mtimes.push_back(mtime_of(locks.back().sidecar()));
+    }
+    BOOST_TEST(heartbeat_threads() == 1);
+    if (kCountAllThreads) BOOST_TEST(thread_count() == before + 1);
+    // Every hold is refreshed after its acquisition.
+    for (std::size_t i = 0; i < locks.size(); ++i) {
+      BOOST_TEST(eventually([&] { return mtime_of(locks[i].sidecar()) > acquired_mtimes[i]; }),
+                 "hold " << i << " never refreshed");
+    }
+    BOOST_TEST(heartbeat_threads() == 1);
+  }
+  // The last PackLock gone, the thread is stopped and joined.
+  BOOST_TEST(eventually([&] { return heartbeat_threads() == 0; }));
+  if (kCountAllThreads) BOOST_TEST(eventually([&] { return thread_count() == before; }));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_heartbeat_does_not_wake_waiters, HeartbeatFixture) {
+  // Refreshing the mtime alone is IN_MODIFY, which waiters do not watch.
+  const PackLock lock = PackLock::open(pack, fast_options());
+  PackLockHold hold = lock.acquire();
+  const int inotify = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  BOOST_REQUIRE(inotify >= 0);
+  BOOST_REQUIRE(::inotify_add_watch(inotify, lock.sidecar().c_str(),
+                                    IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_ATTRIB |
+                                        IN_DELETE_SELF | IN_MOVE_SELF | IN_MODIFY) >= 0);
+  // Two refreshes later, the only events are modifications.
+  const auto start = mtime_of(lock.sidecar());
+  BOOST_REQUIRE(eventually([&] { return mtime_of(lock.sidecar()) > start; }));
+  alignas(inotify_event) char buffer[4096];
+  const ssize_t n = ::read(inotify, buffer, sizeof buffer);
+  BOOST_REQUIRE(n > 0);
+  for (ssize_t at = 0; at < n;) {
+    const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
+    BOOST_TEST(event->mask == static_cast<std::uint32_t>(IN_MODIFY));
+    at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+  }
+  ::close(inotify);
+}
+
+// Heartbeat 50 ms, stale after 800 ms: a margin that a loaded machine (a
+// sanitizer run on two cores) does not eat up.
+BOOST_FIXTURE_TEST_CASE(a_long_hold_stays_fresh_and_nobody_recovers_it, HeartbeatFixture) {
+  Process holder = Process::child({"agent", pack.string(), "heartbeat=50", "stale=800"});
+  holder.write_line("acquire");
+  BOOST_REQUIRE(holder.wait_for("locked"));
+  const auto acquired_mtime = mtime_of(pack / ".grex-lock");
+  LockOptions impatient = fast_options(&log);
+  impatient.stale_after = 800ms;
+  impatient.stale_policy = StalePolicy::mtime;  // the mtime alone would decide
+  const PackLock lock = PackLock::open(pack, impatient);
+  std::error_code ec;
+  // Two stale periods of waiting: had the holder stopped heartbeating, the
+  // lock would have been recovered after one.
+  (void)lock.acquire(Mode::exclusive, 1600ms, ec);
+  BOOST_TEST((ec == errc::timeout), ec.message());
+  BOOST_TEST(log.count(LogEventKind::stale_recovered) == 0u);
+  BOOST_TEST((mtime_of(pack / ".grex-lock") > acquired_mtime));
+  const PackObservation seen = observe(pack, 800ms, ec);
+  BOOST_TEST((seen.state == PackState::held));
+  BOOST_REQUIRE(seen.owner.has_value());
+  BOOST_TEST(seen.owner->pid == holder.pid());
+  BOOST_TEST((seen.heartbeat_age && *seen.heartbeat_age < 800ms));
+  holder.write_line("lost");
+  BOOST_TEST(holder.wait_for("lost ").value_or("") == "lost no");
+}
+
+BOOST_AUTO_TEST_CASE(a_hold_on_tmpfs_stays_fresh) {
+  // Filesystems stamp mtimes with different precision; tmpfs is the other
+  // one at hand besides the ext4 of the other tests.
+  struct statfs fs_info {};
+  if (::statfs("/dev/shm", &fs_info) != 0 || fs_info.f_type != TMPFS_MAGIC) {
+    BOOST_TEST_MESSAGE("no tmpfs at /dev/shm: skipped");
+    return;
+  }
+  TempDir dir("/dev/shm");
+  const fs::path pack = dir / "pack";
+  Process holder = Process::child({"agent", pack.string(), "heartbeat=50", "stale=800"});
+  holder.write_line("acquire");
+  BOOST_REQUIRE(holder.wait_for("locked"));
+  EventLog log;
+  LockOptions options = fast_options(&log);
+  options.stale_after = 800ms;
+  options.stale_policy = StalePolicy::mtime;
+  std::error_code ec;
+  (void)PackLock::open(pack, options).acquire(Mode::exclusive, 1600ms, ec);
+  BOOST_TEST((ec == errc::timeout), ec.message());
+  BOOST_TEST(log.count(LogEventKind::stale_recovered) == 0u);
+  const PackObservation seen = observe(pack, 800ms, ec);
+  BOOST_TEST((seen.state == PackState::held));
+  BOOST_TEST((seen.heartbeat_age && *seen.heartbeat_age < 800ms));
+}
+
+BOOST_FIXTURE_TEST_CASE(an_unlinked_sidecar_is_a_hijack_reported_at_once_and_once, HeartbeatFixture) {
+  LockOptions options = fast_options(&log);
+  options.heartbeat = 30s;  // inotify, not a beat, must tell
+  options.stale_after = 90s;
+  const PackLock lock = PackLock::open(pack, options);
+  PackLockHold hold = lock.acquire();
+  std::atomic<int> calls{0};
+  std::promise<void> told;
+  hold.on_lost([&] {
+    if (calls++ == 0) told.set_value();
+  });
+  BOOST_TEST(!hold.lost());
+  fs::remove(lock.sidecar());
+  BOOST_REQUIRE(told.get_future().wait_for(10s) == std::future_status::ready);
+  BOOST_TEST(hold.lost());
+  BOOST_TEST(log.count(LogEventKind::hijacked) == 1u);
+  BOOST_TEST(log.events().front().pack == lock.pack());
+  // A callback set after the loss runs at once, on this thread.
+  std::thread::id ran_on;
+  hold.on_lost([&] { ran_on = std::this_thread::get_id(); });
+  BOOST_TEST((ran_on == std::this_thread::get_id()));
+  BOOST_TEST(!hold.release());
+  BOOST_TEST(calls == 1);
+  BOOST_TEST(log.count(LogEventKind::hijacked) == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_replaced_sidecar_is_a_hijack, HeartbeatFixture) {
+  LockOptions options = fast_options(&log);
+  options.heartbeat = 30s;
+  options.stale_after = 90s;
+  const PackLock lock = PackLock::open(pack, options);
+  PackLockHold hold = lock.acquire();
+  std::promise<void> told;
+  hold.on_lost([&] { told.set_value(); });
+  write_file(dir / "replacement", "");
+  fs::rename(dir / "replacement", lock.sidecar());
+  BOOST_REQUIRE(told.get_future().wait_for(10s) == std::future_status::ready);
+  BOOST_TEST(log.count(LogEventKind::hijacked) == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_holder_whose_sidecar_is_removed_reports_within_a_heartbeat, HeartbeatFixture) {
+  Process holder = Process::child({"agent", pack.string(), "heartbeat=100", "stale=1000"});
+  holder.write_line("acquire");
+  BOOST_REQUIRE(holder.wait_for("locked"));
+  fs::remove(pack / ".grex-lock");
+  // A second holder takes the pack through the new sidecar.
+  const PackLock lock = PackLock::open(pack);
+  PackLockHold hold = lock.try_acquire();
+  BOOST_TEST(hold.held());
+  BOOST_TEST(holder.wait_for("event hijacked").has_value());
+  BOOST_TEST(holder.wait_for("on_lost").has_value());
+  holder.write_line("lost");
+  BOOST_TEST(holder.wait_for("lost ").value_or("") == "lost yes");
+}
+
+BOOST_FIXTURE_TEST_CASE(refresh_failures_are_logged_and_the_heartbeat_goes_on, HeartbeatFixture) {
+  const PackLock lock = PackLock::open(pack, fast_options(&log));
+  const RefreshFailures inject(2);
+  PackLockHold hold = lock.acquire();
+  BOOST_REQUIRE(log.wait_for(LogEventKind::refresh_failed, 2));
+  const auto after_failures = mtime_of(lock.sidecar());
+  for (const LogEvent& event : log.events()) {
+    BOOST_TEST((event.kind == LogEventKind::refresh_failed));
+    BOOST_TEST((event.error == std::errc::io_error));
+  }
+  BOOST_TEST(eventually([&] { return mtime_of(lock.sidecar()) > after_failures; }));
+  BOOST_TEST(log.count(LogEventKind::refresh_failed) == 2u);
+  BOOST_TEST(!hold.lost());
+}
+
+BOOST_FIXTURE_TEST_CASE(the_logger_is_silent_by_default, HeartbeatFixture) {
+  fs::create_directories(pack);
+  const fs::path errors = dir / "stderr";
+  Process holder(with_stderr_to(errors, {self_exe(), "--child", "agent", pack.string(),
+                                         "heartbeat=50", "stale=300", "logger=no"}));
+  holder.write_line("acquire");
+  BOOST_REQUIRE(holder.wait_for("locked"));
+  fs::remove(pack / ".grex-lock");
+  BOOST_TEST(holder.wait_for("on_lost").has_value());
+  holder.write_line("release");
+  holder.expect_line("released");
+  holder.close_stdin();
+  BOOST_TEST(holder.exit_code() == kChildOk);
+  BOOST_TEST(holder.passed_over().empty());
+  BOOST_TEST(read_file(errors).empty(), read_file(errors));
+}
+
+BOOST_FIXTURE_TEST_CASE(an_on_lost_callback_may_release_the_hold, HeartbeatFixture) {
+  const PackLock lock = PackLock::open(pack, fast_options(&log));
+  PackLockHold hold = lock.acquire();
+  std::promise<std::error_code> released;
+  hold.on_lost([&] { released.set_value(hold.release()); });
+  fs::remove(lock.sidecar());
+  auto result = released.get_future();
+  BOOST_REQUIRE(result.wait_for(10s) == std::future_status::ready);
+  BOOST_TEST(!result.get());
+  BOOST_TEST(!hold.held());
+  BOOST_TEST(lock.try_acquire().held());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_callback_that_drops_the_last_pack_lock_ends_the_service, HeartbeatFixture) {
+  const int before = thread_count();
+  {
+    auto lock = std::make_unique<PackLock>(PackLock::open(pack, fast_options()));
+    auto hold = std::make_unique<PackLockHold>(lock->acquire());
+    std::promise<void> dropped;
+    // The service is destroyed on its own thread, which must then end.
+    hold->on_lost([&] {
+      hold.reset();
+      lock.reset();
+      dropped.set_value();
+    });
+    BOOST_TEST(heartbeat_threads() == 1);
+    fs::remove(pack / ".grex-lock");
+    BOOST_REQUIRE(dropped.get_future().wait_for(10s) == std::future_status::ready);
+  }
+  BOOST_TEST(eventually([&] { return heartbeat_threads() == 0; }));
+  if (kCountAllThreads) BOOST_TEST(eventually([&] { return thread_count() == before; }));
+  // A new service starts and beats as before.
+  const PackLock again = PackLock::open(pack, fast_options());
+  PackLockHold hold = again.acquire();
+  const auto acquired = mtime_of(again.sidecar());
+  BOOST_TEST(eventually([&] { return mtime_of(again.sidecar()) > acquired; }));
+}
+
+BOOST_AUTO_TEST_CASE(a_read_only_hold_writes_nothing_but_is_still_watched) {
+  if (::geteuid() != 0) return;  // needs root to switch to another user
+  TempDir dir;
+  fs::permissions(dir.path(), fs::perms(0755));
+  const PackLock lock = PackLock::open(dir / "pack");
+  fs::permissions(lock.sidecar(), fs::perms(0644));
+  Process reader(child_as_nobody(dir, {"agent", (dir / "pack").string(), "heartbeat=50", "stale=300"}));
+  reader.write_line("acquire");
+  BOOST_REQUIRE(reader.wait_for("locked"));
+  BOOST_TEST(reader.passed_over().size() == 1u);
+  BOOST_TEST(reader.passed_over().front().rfind("event read_only", 0) == 0u);
+  BOOST_TEST(read_file(lock.sidecar()).empty());
+  fs::remove(lock.sidecar());
+  BOOST_TEST(reader.wait_for("on_lost").has_value());
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,411 @@
+// Stale locks with real processes, real SIGSTOP/SIGCONT and real flock(1):
+// diagnosis (observe) says stale for a stopped holder with a record, held
+// for a foreign one; recovery robs a stopped holder under `mtime` only,
+// never a holder this host shows under `safe`; of many concurrent
+// recoverers exactly one unlinks, and only the stale inode; a reader uses
+// the holder's recorded period; skewed mtimes are neither fresh forever
+// nor stale early.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <set>
+
+#include <boost/test/unit_test.hpp>
+
+#include <packlock/packlock.hpp>
+
+#include "support.hpp"
+
+using namespace packlock;
+using namespace packlock::test;
+
+namespace {
+
+// The events of a logger, thread-safe.
+struct Events {
+  std::mutex mutex;
+  std::vector<LogEvent> seen;
+
+  Logger logger() {
+    return [this](const LogEvent& event) {
+      std::lock_guard lock(mutex);
+      seen.push_back(event);
+    };
+  }
+  std::vector<LogEvent> of(LogEventKind kind) {
+    std::lock_guard lock(mutex);
+    std::vector<LogEvent> found;
+    for (const LogEvent& e : seen) {
+      if (e.kind == kind) found.push_back(e);
+    }
+    return found;
+  }
+};
+
+// Sets the mtime of `file` to now + `offset`.
+void set_mtime(const fs::path& file, std::chrono::seconds offset) {
+  timespec times[2]{};
+  times[0].tv_nsec = UTIME_OMIT;
+  ::clock_gettime(CLOCK_REALTIME, &times[1]);
+  times[1].tv_sec += offset.count();
+  BOOST_REQUIRE(::utimensat(AT_FDCWD, file.c_str(), times, AT_SYMLINK_NOFOLLOW) == 0);
+}
+
+ino_t inode_in(const std::string& locked_line) {
+  return static_cast<ino_t>(std::stoull(locked_line.substr(locked_line.find(' ') + 1)));
+}
+
+struct StaleFixture {
+  TempDir dir;
+  fs::path pack = dir / "pack";
+  fs::path sidecar = pack / ".grex-lock";
+  Events events;
+
+  LockOptions options(StalePolicy policy, std::chrono::milliseconds stale_after = 300ms) {
+    LockOptions o;
+    o.heartbeat = 50ms;
+    o.stale_after = stale_after;
+    o.stale_policy = policy;
+    o.logger = events.logger();
+    return o;
+  }
+
+  // A holder that heartbeats every 50 ms (stale after 300 ms), stopped: its
+  // mtime ages from now on. Returns it with the inode it holds.
+  std::pair<Process, ino_t> stopped_holder() {
+    Process holder = Process::child({"agent", pack.string(), "heartbeat=50", "stale=300"});
+    holder.write_line("acquire");
+    const auto locked = holder.wait_for("locked");
+    BOOST_REQUIRE(locked.has_value());
+    holder.kill(SIGSTOP);
+    return {std::move(holder), inode_in(*locked)};
+  }
+
+  // Waits until diagnosis calls the lock stale (the stopped holder's mtime
+  // has aged past 300 ms).
+  void until_stale() {
+    BOOST_REQUIRE(eventually([&] {
+      std::error_code ec;
+      return observe(pack, 300ms, ec).state == PackState::stale;
+    }));
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(stale)
+
+BOOST_FIXTURE_TEST_CASE(a_stopped_holder_is_stale_but_not_robbed_under_safe, StaleFixture) {
+  auto [holder, inode] = stopped_holder();
+  until_stale();
+  const PackObservation seen = observe(pack, ObserveOptions{".grex-lock", 300ms, false});
+  BOOST_REQUIRE(seen.owner.has_value());
+  BOOST_TEST(seen.owner->pid == holder.pid());
+  BOOST_TEST((seen.heartbeat_age && *seen.heartbeat_age > 300ms));
+
+  const PackLock lock = PackLock::open(pack, options(StalePolicy::safe));
+  std::error_code ec;
+  (void)lock.acquire(Mode::exclusive, 1000ms, ec);
+  BOOST_TEST((ec == errc::timeout), ec.message());
+  (void)lock.try_acquire(Mode::exclusive, ec);
+  BOOST_TEST((ec == errc::busy), ec.message());
+  BOOST_TEST(events.of(LogEventKind::stale_recovered).empty());
+  BOOST_TEST(events.of(LogEventKind::stale_not_recovered).size() == 2u);  // once per wait
+  BOOST_TEST(sidecar_inode(pack) == inode);
+  BOOST_TEST(flock_nonblocking(sidecar) == 1);
+
+  holder.kill(SIGCONT);
+  BOOST_TEST(eventually([&] { return observe(pack, 300ms, ec).state == PackState::held; }));
+  holder.write_line("lost");
+  BOOST_TEST(holder.wait_for("lost ").value_or("") == "lost no");
+}
+
+BOOST_FIXTURE_TEST_CASE(a_stopped_holder_is_recovered_under_mtime_and_told_on_sigcont, StaleFixture) {
+  auto [holder, inode] = stopped_holder();
+  until_stale();
+  const PackLock lock = PackLock::open(pack, options(StalePolicy::mtime));
+  std::error_code ec;
+  PackLockHold hold = lock.acquire(Mode::exclusive, 5s, ec);
+  BOOST_REQUIRE_MESSAGE(!ec, ec.message());
+  const auto recovered = events.of(LogEventKind::stale_recovered);
+  BOOST_REQUIRE(recovered.size() == 1u);
+  BOOST_TEST(recovered.front().message.find("inode " + std::to_string(inode) + ",") != std::string::npos,
+             recovered.front().message);
+  BOOST_TEST(sidecar_inode(pack) != inode);
+  const PackObservation seen = observe(pack, 300ms, ec);
+  BOOST_REQUIRE(seen.holders.size() == 1u);
+  BOOST_TEST(seen.holders.front().pid == ::getpid());
+
+  holder.kill(SIGCONT);
+  BOOST_TEST(holder.wait_for("event hijacked").has_value());
+  BOOST_TEST(holder.wait_for("on_lost").has_value());
+  BOOST_TEST(hold.held());
+  BOOST_TEST(!hold.lost());
+}
+
+BOOST_FIXTURE_TEST_CASE(try_acquire_recovers_a_stale_lock_at_once, StaleFixture) {
+  auto [holder, inode] = stopped_holder();
+  until_stale();
+  const PackLock lock = PackLock::open(pack, options(StalePolicy::mtime));
+  std::error_code ec;
+  PackLockHold hold = lock.try_acquire(Mode::exclusive, ec);
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(hold.held());
+  BOOST_TEST(events.of(LogEventKind::stale_recovered).size() == 1u);
+  BOOST_TEST(sidecar_inode(pack) != inode);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_flock_1_holder_is_never_robbed_under_safe, StaleFixture) {
+  fs::create_directories(pack);
+  // An earlier packlock holder's record, then flock(1) holds, with an old mtime.
+  { PackLockHold earlier = PackLock::open(pack).acquire(); }
+  Process holder = Process::flock_holder(sidecar);
+  holder.expect_line("locked");
+  set_mtime(sidecar, -3600s);
+  std::error_code ec;
+  const PackObservation seen = observe(pack, 300ms, ec);
+  BOOST_TEST((seen.state == PackState::held));  // no promise to heartbeat: never stale
+  BOOST_TEST(!seen.owner.has_value());          // the record describes nobody
+  BOOST_TEST(seen.record.has_value());
+  BOOST_TEST((seen.heartbeat_age && *seen.heartbeat_age > 3000s));
+
+  const PackLock lock = PackLock::open(pack, options(StalePolicy::safe));
+  (void)lock.acquire(Mode::exclusive, 800ms, ec);
+  BOOST_TEST((ec == errc::timeout), ec.message());
+  BOOST_TEST(events.of(LogEventKind::stale_recovered).empty());
+  BOOST_TEST(events.of(LogEventKind::stale_not_recovered).size() == 1u);
+  BOOST_TEST(flock_nonblocking(sidecar) == 1);
+
+  // Under `mtime` the age alone decides, as in the Go package.
+  const PackLock go_like = PackLock::open(pack, options(StalePolicy::mtime));
+  PackLockHold hold = go_like.acquire(Mode::exclusive, 5s, ec);
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(events.of(LogEventKind::stale_recovered).size() == 1u);
+}
+
+BOOST_FIXTURE_TEST_CASE(many_recoverers_of_one_stale_lock_end_with_one_holder, StaleFixture) {
+  auto [holder, stale_inode] = stopped_holder();
+  until_stale();
+  constexpr int kRecoverers = 8;
+  std::vector<Process> recoverers;
+  for (int i = 0; i < kRecoverers; ++i) {
+    // Stale after 800 ms: the winner's heartbeat must not look stale to the
+    // others on a loaded machine.
+    recoverers.push_back(Process::child({"agent", pack.string(), "heartbeat=50", "stale=800",
+                                         "policy=mtime", "timeout=20000"}));
+  }
+  for (Process& recoverer : recoverers) recoverer.write_line("acquire");
+  // One at a time they get the lock; whoever holds is alone.
+  std::set<std::size_t> served;
+  const auto limit = std::chrono::steady_clock::now() + 60s;  // against hanging only
+  while (served.size() < recoverers.size()) {
+    BOOST_REQUIRE(std::chrono::steady_clock::now() < limit);
+    std::optional<std::size_t> holding;
+    for (std::size_t i = 0; i < recoverers.size() && !holding; ++i) {
+      if (served.count(i)) continue;
+      if (recoverers[i].wait_for("locked", 20ms)) holding = i;
+    }
+    if (!holding) continue;
+    std::error_code ec;
+    const PackObservation seen = observe(pack, 300ms, ec);
+    BOOST_REQUIRE(seen.holders.size() == 1u);
+    BOOST_TEST(seen.holders.front().pid == recoverers[*holding].pid());
+    BOOST_TEST(sidecar_inode(pack) != stale_inode);
+    served.insert(*holding);
+    recoverers[*holding].write_line("release");
+    BOOST_REQUIRE(recoverers[*holding].wait_for("released"));
+  }
+  // Exactly one of them recovered, and what it unlinked was the stale inode.
+  int recoveries = 0;
+  for (Process& recoverer : recoverers) {
+    for (const std::string& line : recoverer.passed_over()) {
+      if (line.rfind("event stale_recovered", 0) != 0) continue;
+      ++recoveries;
+      BOOST_TEST(line.find("inode " + std::to_string(stale_inode) + ",") != std::string::npos, line);
+    }
+  }
+  BOOST_TEST(recoveries == 1);
+  holder.kill(SIGCONT);
+  BOOST_TEST(holder.wait_for("on_lost").has_value());
+}
+
+BOOST_FIXTURE_TEST_CASE(waiters_of_other_processes_follow_a_recovered_sidecar, StaleFixture) {
+  auto [holder, stale_inode] = stopped_holder();
+  // A waiter that would not recover for 100 s: it waits on the stale inode.
+  Process waiter = Process::child({"agent", pack.string(), "heartbeat=50", "stale=100000",
+                                   "policy=mtime", "timeout=20000"});
+  waiter.write_line("acquire");
+  BOOST_REQUIRE(eventually([&] {
+    std::error_code ec;
+    for (const LockParty& party : observe(pack, 300ms, ec).waiters) {
+      if (party.pid == waiter.pid()) return true;
+    }
+    return false;
+  }));
+  until_stale();
+  const PackLock lock = PackLock::open(pack, options(StalePolicy::mtime));
+  auto recovering = std::async(std::launch::async, [&] {
+    std::error_code ec;
+    PackLockHold hold = lock.acquire(Mode::exclusive, 10s, ec);
+    return std::make_pair(std::move(hold), ec);
+  });
+  // The unlink wakes the waiter off the old inode: whichever of the two
+  // takes the new sidecar first, the other gets it after.
+  std::optional<std::string> waiter_locked;
+  const auto limit = std::chrono::steady_clock::now() + 20s;  // against hanging only
+  while (!waiter_locked && recovering.wait_for(0s) != std::future_status::ready) {
+    BOOST_REQUIRE(std::chrono::steady_clock::now() < limit);
+    waiter_locked = waiter.wait_for("locked", 20ms);
+  }
+  if (waiter_locked) {
+    waiter.write_line("release");
+    BOOST_REQUIRE(waiter.wait_for("released"));
+  }
+  auto [hold, ec] = recovering.get();
+  BOOST_REQUIRE_MESSAGE(!ec, ec.message());
+  const ino_t recovered_inode = sidecar_inode(pack);
+  BOOST_TEST(recovered_inode != stale_inode);
+  BOOST_TEST(events.of(LogEventKind::stale_recovered).size() == 1u);
+  if (!waiter_locked) {
+    hold.release();
+    waiter_locked = waiter.wait_for("locked");
+  }
+  BOOST_REQUIRE(waiter_locked.has_value());
+  BOOST_TEST(inode_in(*waiter_locked) == recovered_inode);
+  holder.kill(SIGCONT);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_reader_uses_the_holder_s_recorded_period, StaleFixture) {
+  // The holder heartbeats every second and is stale only after 5 s.
+  Process holder = Process::child({"agent", pack.string(), "heartbeat=1000", "stale=5000"});
+  holder.write_line("acquire");
+  BOOST_REQUIRE(holder.wait_for("locked"));
+  holder.kill(SIGSTOP);
+  set_mtime(sidecar, -2s);
+  // An impatient reader (300 ms) must not judge it by its own period.
+  const PackLock lock = PackLock::open(pack, options(StalePolicy::mtime));
+  std::error_code ec;
+  (void)lock.acquire(Mode::exclusive, 600ms, ec);
+  BOOST_TEST((ec == errc::timeout), ec.message());
+  BOOST_TEST(events.of(LogEventKind::stale_recovered).empty());
+  PackObservation seen = observe(pack, 300ms, ec);
+  BOOST_TEST((seen.state == PackState::held));
+  BOOST_TEST(seen.stale_period.count() == std::chrono::nanoseconds(5s).count());
+  // Past the holder's own period it is stale to everybody.
+  set_mtime(sidecar, -6s);
+  seen = observe(pack, 300ms, ec);
+  BOOST_TEST((seen.state == PackState::stale));
+  PackLockHold hold = lock.acquire(Mode::exclusive, 5s, ec);
+  BOOST_TEST(!ec, ec.message());
+  holder.kill(SIGCONT);
+  BOOST_TEST(holder.wait_for("on_lost").has_value());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_skewed_mtime_is_neither_fresh_forever_nor_stale_at_once, StaleFixture) {
+  auto [holder, inode] = stopped_holder();
+  set_mtime(sidecar, 3600s);
+  std::error_code ec;
+  PackObservation seen = observe(pack, 300ms, ec);
+  BOOST_TEST(seen.mtime_skewed);
+  BOOST_TEST((seen.state == PackState::held));
+  BOOST_TEST((seen.heartbeat_age && *seen.heartbeat_age < -3000s));
+  set_mtime(sidecar, -3600s);
+  seen = observe(pack, 300ms, ec);
+  BOOST_TEST(!seen.mtime_skewed);
+  BOOST_TEST((seen.state == PackState::stale));
+
+  // An acquirer watches a skewed mtime: unchanged for a stale period, it
+  // is stale.
+  set_mtime(sidecar, 3600s);
+  const PackLock lock = PackLock::open(pack, options(StalePolicy::mtime));
+  const auto start = std::chrono::steady_clock::now();
+  PackLockHold hold = lock.acquire(Mode::exclusive, 5s, ec);
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST((std::chrono::steady_clock::now() - start >= 300ms));
+  BOOST_TEST(events.of(LogEventKind::stale_recovered).size() == 1u);
+  BOOST_TEST(sidecar_inode(pack) != inode);
+  holder.kill(SIGCONT);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(diagnosis)
+
+BOOST_AUTO_TEST_CASE(observing_creates_nothing) {
+  TempDir dir;
+  fs::create_directory(dir / "empty");
+  for (const bool try_lock : {false, true}) {
+    const PackObservation seen = observe(dir / "empty", ObserveOptions{".grex-lock", 30s, try_lock});
+    BOOST_TEST(!seen.sidecar_exists);
+    BOOST_TEST((seen.state == PackState::free));
+    BOOST_TEST(fs::is_empty(dir / "empty"));
+  }
+  std::error_code ec;
+  (void)observe(dir / "missing", 30s, ec);
+  BOOST_TEST((ec == std::errc::no_such_file_or_directory));
+  BOOST_TEST(!fs::exists(dir / "missing"));
+}
+
+BOOST_AUTO_TEST_CASE(a_free_pack_and_a_held_one) {
+  PackDir dir;
+  std::error_code ec;
+  PackObservation seen = observe(dir.pack, 30s, ec);
+  BOOST_TEST(!ec);
+  BOOST_TEST((seen.state == PackState::free));
+  BOOST_TEST(seen.links == 1u);
+  BOOST_TEST(!seen.network_filesystem);
+  PackLockHold hold = dir.lock.acquire();
+  seen = observe(dir.pack);
+  BOOST_TEST((seen.state == PackState::held));
+  BOOST_REQUIRE(seen.owner.has_value());
+  BOOST_TEST(seen.owner->pid == ::getpid());
+  BOOST_TEST((seen.heartbeat_age && *seen.heartbeat_age >= 0s && *seen.heartbeat_age < 30s));
+  BOOST_TEST(!seen.mtime_skewed);
+}
+
+BOOST_AUTO_TEST_CASE(a_record_is_believed_only_for_a_holder_in_its_mode) {
+  PackDir dir;
+  { PackLockHold exclusive = dir.lock.acquire(Mode::exclusive); }
+  // The same process now holds shared: the exclusive record is an old one.
+  PackLockHold shared = dir.lock.acquire(Mode::shared);
+  const PackObservation seen = observe(dir.pack);
+  BOOST_TEST((seen.state == PackState::held));
+  BOOST_TEST(seen.record.has_value());
+  BOOST_TEST(!seen.owner.has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_hard_linked_copy_shares_the_sidecar) {
+  PackDir dir;
+  fs::create_directory(dir.dir / "copy");
+  fs::create_hard_link(dir.lock.sidecar(), dir.dir / "copy" / ".grex-lock");  // as `cp -al` does
+  const PackObservation original = observe(dir.pack);
+  const PackObservation copy = observe(dir.dir / "copy");
+  BOOST_TEST(original.links == 2u);
+  BOOST_TEST(copy.links == 2u);
+  BOOST_TEST(copy.inode == original.inode);
+  PackLockHold hold = dir.lock.acquire();
+  BOOST_TEST((observe(dir.dir / "copy").state == PackState::held));
+}
+
+BOOST_AUTO_TEST_CASE(try_lock_confirms_a_holder_the_table_shows) {
+  PackDir dir;
+  Process holder = Process::child({"hold", dir.pack.string(), "exclusive"});
+  holder.expect_line("locked");
+  const PackObservation seen = observe(dir.pack, ObserveOptions{".grex-lock", 30s, true});
+  BOOST_TEST((seen.state == PackState::held));
+  BOOST_TEST(!seen.held_elsewhere);  // the table shows it here
+  holder.close_stdin();
+  BOOST_TEST(holder.exit_code() == kChildOk);
+  const PackObservation free = observe(dir.pack, ObserveOptions{".grex-lock", 30s, true});
+  BOOST_TEST((free.state == PackState::free));
+  BOOST_TEST(!free.held_elsewhere);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

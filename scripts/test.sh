@@ -32,7 +32,9 @@ if [[ -n $sanitize ]]; then
   # Any report fails the test that triggered it.
   export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-  export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+  # die_after_fork=0: forked test children take locks, which starts their
+  # heartbeat thread.
+  export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:die_after_fork=0}
 fi
 # shellcheck disable=SC2086
 ctest --output-on-failure -j 2 --timeout 600 ${CTEST_ARGS:-}

@@ -104,7 +104,7 @@ Probed probe_all(const ProbeOptions& options) {
   Probed probed;
   for (const auto& pack : options.packs) {
     std::error_code ec;
-    PackView view = view_pack(pack, ec);
+    PackView view = view_pack(pack, options.lock.stale_after.value, ec);
     if (!ec && options.try_lock && view.state == PackState::free) confirm_free(view, ec);
     if (!ec && view.state == PackState::missing && !options.missing_ok) {
       ec = std::make_error_code(std::errc::no_such_file_or_directory);
@@ -119,9 +119,17 @@ Probed probe_all(const ProbeOptions& options) {
   return probed;
 }
 
+bool is_locked(const PackView& view) {
+  return view.state == PackState::held || view.state == PackState::stale;
+}
+
 bool all_free(const Probed& probed) {
-  return std::all_of(probed.views.begin(), probed.views.end(),
-                     [](const PackView& view) { return view.state != PackState::held; });
+  return std::none_of(probed.views.begin(), probed.views.end(), is_locked);
+}
+
+bool any_stale(const Probed& probed) {
+  return std::any_of(probed.views.begin(), probed.views.end(),
+                     [](const PackView& view) { return view.state == PackState::stale; });
 }
 
 // Re-probes until every pack is free, the time is up, or a stop signal.
@@ -160,6 +168,7 @@ void print(const Probed& probed, const ProbeOptions& options) {
 int exit_code(const Probed& probed) {
   if (probed.error_exit != 0) return probed.error_exit;
   if (probed.stop_signal != 0) return kExitSignalBase + probed.stop_signal;
+  if (any_stale(probed)) return kExitStale;
   return all_free(probed) ? kExitOk : kExitHeld;
 }
 

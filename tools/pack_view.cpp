@@ -89,11 +89,12 @@ Json parties_json(const std::vector<Party>& list) {
 }  // namespace
 
 PackView view_pack(const std::filesystem::path& pack, std::chrono::nanoseconds stale_after,
-                   std::error_code& ec) {
+                   std::error_code& ec, bool try_lock) {
   PackView view;
   view.pack = pack;
   ObserveOptions options;
   options.stale_after = stale_after;
+  options.try_lock = try_lock;
   const PackObservation seen = observe(pack, options, ec);
   if (ec == std::errc::no_such_file_or_directory && !seen.sidecar_exists) {
     ec.clear();

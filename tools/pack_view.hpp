@@ -47,11 +47,13 @@ struct PackView {
 };
 
 // The view of `pack`, whose holder is stale when its heartbeat is older
-// than `stale_after` (or its own record's stale period, if longer). A
-// missing pack directory is PackState::missing, not an error; a pack without
-// a sidecar is free. Errors: those of observe().
+// than `stale_after` (or its own record's stale period, if longer). With
+// `try_lock`, a lock the kernel table shows free is tried (see
+// ObserveOptions::try_lock): never created, never recovered. A missing pack
+// directory is PackState::missing, not an error; a pack without a sidecar
+// is free. Errors: those of observe().
 PackView view_pack(const std::filesystem::path& pack, std::chrono::nanoseconds stale_after,
-                   std::error_code& ec);
+                   std::error_code& ec, bool try_lock = false);
 
 // The command line of a process, arguments separated by spaces and control
 // characters made spaces, at most `limit` characters; empty when it cannot

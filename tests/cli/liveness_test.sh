@@ -62,8 +62,13 @@ while (($(now_ms) < deadline)); do
 done
 check "the heartbeat kept the holder fresh over 3 stale periods ($probes probes)" \
   test "$stale_seen" -eq 0 -a "$probes" -gt 0
+start_waiter waiter "$PACKLOCK" run -v "$A" true
+check "run -v's waiting line names the holder's host and time held" \
+  grep -q "^packlock run: $A: waiting for an exclusive lock, held exclusive by ${PIDS[live]} (.*) on $HOST, held for [0-9.]*m\?s, heartbeat [0-9.]*m\?s ago$" "$T/waiter.err"
 release_holder live
 check "the live holder's command ended normally" test $? -eq 0
+finish_job waiter
+check "the waiter ran after it" test $? -eq 0
 
 # --- a stopped holder goes stale; safe leaves it, mtime takes it -------------------
 start_run_holder stopped "$A" -q --heartbeat 100ms --stale-after 300ms
@@ -90,9 +95,16 @@ expect 0 "mtime: a second run recovers the stale lock" \
   "$PACKLOCK" run -n -v --stale-policy mtime --heartbeat 100ms --stale-after 300ms "$A" true
 check "mtime: -v says it recovered a stale lock" grep -q "^packlock run: $A: recovered a stale lock" "$T/err"
 kill -CONT "${PIDS[stopped]}"
-finish_job stopped
-status=$?
-check "the hijacked holder's command got SIGTERM: exit 143" test "$status" -eq 143
+# Under job control `wait` also returns for the stop (128 + SIGSTOP), even
+# after SIGCONT until the shell has seen the job go on: wait again then.
+gone "${PIDS[stopped]}" || fail "the hijacked holder never ended"
+status=$((128 + 19))
+while [[ $status -eq $((128 + 19)) ]]; do
+  wait "${PIDS[stopped]}"
+  status=$?
+done
+unset "PIDS[stopped]"
+check "the hijacked holder's command got SIGTERM: exit 143 (got $status: $(cat "$T/stopped.err"))" test "$status" -eq 143
 check "the hijacked holder said so in one line, even with -q" \
   test "$(wc -l <"$T/stopped.err")" -eq 1 -a "$(grep -c "^packlock run: $A: lock lost" "$T/stopped.err")" -eq 1
 expect 0 "after the hijack the pack is free" "$PACKLOCK" probe "$A"

@@ -97,7 +97,7 @@ check "mtime: -v says it recovered a stale lock" grep -q "^packlock run: $A: rec
 kill -CONT "${PIDS[stopped]}"
 # Under job control `wait` also returns for the stop (128 + SIGSTOP), even
 # after SIGCONT until the shell has seen the job go on: wait again then.
-gone "${PIDS[stopped]}" || fail "the hijacked holder never ended"
+gone "${PIDS[stopped]}" || { fail "the hijacked holder never ended"; kill -KILL "${PIDS[stopped]}"; }
 status=$((128 + 19))
 while [[ $status -eq $((128 + 19)) ]]; do
   wait "${PIDS[stopped]}"

@@ -152,9 +152,15 @@ std::string describe_holders(const PackView& view) {
   return text;
 }
 
+bool owner_unknown(const PackView& view) {
+  const bool locked = view.state == PackState::held || view.state == PackState::stale;
+  return locked && !view.owner && view.mode != Mode::shared;
+}
+
 std::string describe_owner(const PackView& view) {
+  if (owner_unknown(view)) return ", owner unknown (no owner record)";
   if (!view.owner) return "";
-  std::string text = "on " + (view.owner->host.empty() ? "an unnamed host" : view.owner->host);
+  std::string text = " on " + (view.owner->host.empty() ? "an unnamed host" : view.owner->host);
   // A clock set back since the acquisition would give a negative age.
   if (view.held_for && *view.held_for >= std::chrono::nanoseconds::zero()) {
     text += ", held for " + format_duration(*view.held_for);
@@ -179,7 +185,7 @@ std::string describe(const PackView& view) {
   if (view.state == PackState::held || view.state == PackState::stale) {
     text += " " + describe_holders(view);
   }
-  if (const std::string owner = describe_owner(view); !owner.empty()) text += " " + owner;
+  text += describe_owner(view);
   if (view.state == PackState::stale) {
     text += " (stale after " + format_duration(view.stale_period) + ")";
   }

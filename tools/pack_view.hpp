@@ -69,9 +69,15 @@ std::string_view to_string(PackState state) noexcept;
 // "by a holder not visible on this host" when the kernel table shows none.
 std::string describe_holders(const PackView& view);
 
-// "on build1, held for 3m 2s, heartbeat 1.5s ago", from the owner record and
-// the mtime; "" without an owner record.
+// " on build1, held for 3m 2s, heartbeat 1.5s ago", from the owner record
+// and the mtime, to follow describe_holders(); ", owner unknown (no owner
+// record)" when owner_unknown(); else "".
 std::string describe_owner(const PackView& view);
+
+// An exclusive holder that wrote no owner record, or none that can be
+// believed: a foreign flock(1), a record torn or left by a crash. (Shared
+// holders write none: theirs is not unknown, just not recorded.)
+bool owner_unknown(const PackView& view);
 
 // "shares its lock with 2 other hard links", or "" for a single link.
 std::string describe_links(const PackView& view);

@@ -177,8 +177,7 @@ std::string holder_clause(const RunOptions& options) {
   std::error_code ec;
   const PackView view = view_pack(options.pack, options.lock.stale_after.value, ec);
   if (ec || view.holders.empty()) return "";
-  const std::string owner = describe_owner(view);
-  return ", held " + describe_holders(view) + (owner.empty() ? "" : " " + owner);
+  return ", held " + describe_holders(view) + describe_owner(view);
 }
 
 // The library's events as -v lines, each kind once: a heartbeat that keeps

@@ -157,7 +157,8 @@ std::string table_of(const std::vector<PackView>& views) {
     const std::string command = view.holders.empty() ? "-" : view.holders.front().command;
     rows.push_back({view.pack.string(), std::string(to_string(view.state)),
                     view.mode ? std::string(to_string(*view.mode)) : "-", pids_of(view.holders),
-                    std::to_string(view.waiters.size()), age_or_dash(view.held_for),
+                    std::to_string(view.waiters.size()),
+                    owner_unknown(view) ? "unknown" : age_or_dash(view.held_for),
                     heartbeat_cell(view),
                     command.empty() ? "-" : shorten(command, kCommandColumn)});
     if (const std::string links = describe_links(view); !links.empty()) {

@@ -2,9 +2,10 @@
 # Liveness through the command: the owner record and heartbeat of a
 # `packlock run` holder as probe and status show them, a stopped holder
 # that goes stale, its recovery under each --stale-policy and the hijacked
-# holder's reaction, hard-linked sidecars, and a read-only sidecar's -v
-# note. Timing knobs are milliseconds; whatever must have happened first is
-# waited for as a condition with a deadline, never by sleeping.
+# holder's reaction, hard-linked sidecars, an empty sidecar's unknown
+# owner and a read-only sidecar's -v note. Timing knobs are milliseconds;
+# whatever must have happened first is waited for as a condition with a
+# deadline, never by sleeping.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HOST=$(hostname)
 
@@ -126,6 +127,22 @@ expect 0 "status of the copy" "$PACKLOCK" status --max-depth 0 "$T/copy"
 check "status notes the shared lock under the table" \
   grep -qx "$T/copy: shares its lock with 1 other hard link" "$T/out"
 release_holder linked
+
+# --- an empty sidecar held by flock(1): owner unknown ------------------------------
+E=$T/empty
+mkdir -p "$E"
+: >"$E/.grex-lock"
+start_holder foreign flock "$E/.grex-lock"
+expect 1 "an empty sidecar held by flock(1) is held" "$PACKLOCK" probe --stale-after 300ms "$E"
+check "probe: owner unknown" \
+  grep -q "^$E: held exclusive by ${PIDS[foreign]} (flock .*), owner unknown (no owner record)$" "$T/out"
+expect 1 "--json: held" "$PACKLOCK" probe --json "$E"
+check "--json: owner null" grep -q '"owner": null,' "$T/out"
+expect 0 "status of the empty sidecar" "$PACKLOCK" status --max-depth 0 "$E"
+check "status: HELD-FOR unknown" grep -q "^$E  *held  *exclusive  *${PIDS[foreign]}  *0  *unknown  *-  *flock " "$T/out"
+expect 75 "run -n on it: busy" "$PACKLOCK" run -n "$E" true
+release_holder foreign
+expect 0 "run takes the empty sidecar once flock(1) has gone" "$PACKLOCK" run "$E" true
 
 # --- a read-only sidecar: held without record or heartbeat, said once with -v -----------
 R=$T/ro

@@ -1,9 +1,5 @@
 #include "options.hpp"
 
-#include <sys/stat.h>
-
-#include <cerrno>
-
 #include "duration.hpp"
 #include "exit_codes.hpp"
 
@@ -25,13 +21,6 @@ const std::string& single_token(const boost::any& value, const std::vector<std::
   return po::validators::get_single_string(tokens);
 }
 
-bool exists_no_follow(const std::filesystem::path& path, std::error_code& ec) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0) return true;
-  ec.assign(errno, std::system_category());
-  return false;
-}
-
 }  // namespace
 
 void validate(boost::any& value, const std::vector<std::string>& tokens, Duration*, int) {
@@ -39,17 +28,6 @@ void validate(boost::any& value, const std::vector<std::string>& tokens, Duratio
   const auto parsed = parse_duration(token);
   if (!parsed) throw InvalidValue(token, "durations look like 5, 0.5, 500ms, 2s, 1m, 1h");
   value = Duration{*parsed};
-}
-
-void validate(boost::any& value, const std::vector<std::string>& tokens, StalePolicy*, int) {
-  const std::string& token = single_token(value, tokens);
-  if (token == "safe") {
-    value = StalePolicy::safe;
-  } else if (token == "mtime") {
-    value = StalePolicy::mtime;
-  } else {
-    throw InvalidValue(token, "expected safe or mtime");
-  }
 }
 
 void add_lock_options(po::options_description& options, LockSettings& settings) {
@@ -74,16 +52,15 @@ void check_lock_settings(const LockSettings& settings) {
 }
 
 PackLock open_pack_lock(const std::filesystem::path& pack, const LockSettings& settings,
-                        std::error_code& ec) {
-  ec.clear();
-  // Until the library takes LockOptions (create, stale_after, heartbeat,
-  // stale_policy), only `no_create` has an effect, through this check. The
-  // sidecar may be anything here: open() refuses what is not a regular file.
-  if (settings.no_create && (!exists_no_follow(pack, ec) ||
-                             !exists_no_follow(pack / ".grex-lock", ec))) {
-    return {};
-  }
-  return PackLock::open(pack, ec);
+                        std::error_code& ec, std::optional<std::string> command, Logger logger) {
+  LockOptions options;
+  options.stale_after = settings.stale_after.value;
+  options.heartbeat = settings.heartbeat.value;
+  options.stale_policy = settings.stale_policy;
+  options.create = !settings.no_create;
+  options.command = std::move(command);
+  options.logger = std::move(logger);
+  return PackLock::open(pack, options, ec);
 }
 
 std::vector<std::string> parse_arguments(
@@ -113,3 +90,18 @@ std::vector<std::string> parse_arguments(
 }
 
 }  // namespace packlock::cli
+
+namespace packlock {
+
+void validate(boost::any& value, const std::vector<std::string>& tokens, StalePolicy*, int) {
+  const std::string& token = cli::single_token(value, tokens);
+  if (token == "safe") {
+    value = StalePolicy::safe;
+  } else if (token == "mtime") {
+    value = StalePolicy::mtime;
+  } else {
+    throw cli::InvalidValue(token, "expected safe or mtime");
+  }
+}
+
+}  // namespace packlock

@@ -5,13 +5,21 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <boost/any.hpp>
 #include <boost/program_options.hpp>
 
+#include <packlock/options.hpp>
 #include <packlock/pack_lock.hpp>
+
+namespace packlock {
+// In the namespace of StalePolicy, where Program_options finds it (by
+// argument-dependent lookup): "safe" or "mtime".
+void validate(boost::any& value, const std::vector<std::string>& tokens, StalePolicy*, int);
+}  // namespace packlock
 
 namespace packlock::cli {
 
@@ -22,14 +30,9 @@ struct Duration {
   std::chrono::nanoseconds value{};
 };
 
-// The stale policy of SPEC section 1. Mirrors packlock::StalePolicy of
-// <packlock/options.hpp>, which this library does not have yet.
-enum class StalePolicy { safe, mtime };
-
 // Program_options reads these types through these overloads; a bad value is
 // a usage error naming the option.
 void validate(boost::any& value, const std::vector<std::string>& tokens, Duration*, int);
-void validate(boost::any& value, const std::vector<std::string>& tokens, StalePolicy*, int);
 
 // How a pack is to be locked, beyond the mode: liveness settings and
 // whether the pack may be created.
@@ -47,10 +50,12 @@ void add_lock_options(po::options_description& options, LockSettings& settings);
 void check_lock_settings(const LockSettings& settings);
 
 // The one place where command-line settings become a library call: opens
-// the pack's lock. `no_create` is honoured by a check before the open: a
-// missing pack directory or sidecar gives ENOENT and nothing is created.
+// the pack's lock with these liveness settings. With `no_create` a missing
+// pack directory or sidecar gives ENOENT and nothing is created. `command`
+// goes into the owner record; `logger` hears the library's events.
 PackLock open_pack_lock(const std::filesystem::path& pack, const LockSettings& settings,
-                        std::error_code& ec);
+                        std::error_code& ec, std::optional<std::string> command = std::nullopt,
+                        Logger logger = {});
 
 // Parses a subcommand's arguments into the variables `options` names and
 // returns the positional ones. A Program_options error becomes a

@@ -1,10 +1,12 @@
 #include "pack_view.hpp"
 
-#include <cerrno>
+#include <ctime>
 #include <fstream>
 #include <iterator>
 
 #include <packlock/observe.hpp>
+
+#include "duration.hpp"
 
 namespace packlock::cli {
 namespace {
@@ -39,6 +41,39 @@ using Json = nlohmann::ordered_json;
 // null rather than "" for what could not be read.
 Json string_or_null(const std::string& text) { return text.empty() ? Json() : Json(text); }
 
+PackState state_of(packlock::PackState seen) {
+  switch (seen) {
+    case packlock::PackState::free: return PackState::free;
+    case packlock::PackState::held: return PackState::held;
+    case packlock::PackState::stale: return PackState::stale;
+  }
+  return PackState::held;
+}
+
+// "2026-11-22T10:00:00Z": to the second, in UTC, as in the owner record.
+std::string utc_time(std::chrono::system_clock::time_point when) {
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(when);
+  std::tm parts{};
+  char text[32] = "";
+  if (::gmtime_r(&seconds, &parts) == nullptr) return "";
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return text;
+}
+
+Json milliseconds_or_null(const std::optional<std::chrono::nanoseconds>& duration) {
+  if (!duration) return Json();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(*duration).count();
+}
+
+Json owner_json(const std::optional<OwnerRecord>& owner) {
+  if (!owner) return Json();
+  return {{"pid", owner->pid},
+          {"host", owner->host},
+          {"mode", to_string(owner->mode)},
+          {"command", string_or_null(owner->command)},
+          {"acquired_at", utc_time(owner->acquired_at)}};
+}
+
 Json party_json(const Party& party) {
   return {{"pid", party.pid},
           {"mode", to_string(party.mode)},
@@ -53,10 +88,14 @@ Json parties_json(const std::vector<Party>& list) {
 
 }  // namespace
 
-PackView view_pack(const std::filesystem::path& pack, std::error_code& ec) {
+PackView view_pack(const std::filesystem::path& pack, std::chrono::nanoseconds stale_after,
+                   std::error_code& ec, bool try_lock) {
   PackView view;
   view.pack = pack;
-  const PackObservation seen = observe(pack, ec);
+  ObserveOptions options;
+  options.stale_after = stale_after;
+  options.try_lock = try_lock;
+  const PackObservation seen = observe(pack, options, ec);
   if (ec == std::errc::no_such_file_or_directory && !seen.sidecar_exists) {
     ec.clear();
     view.state = PackState::missing;
@@ -66,7 +105,13 @@ PackView view_pack(const std::filesystem::path& pack, std::error_code& ec) {
   view.holders = parties(seen.holders);
   view.waiters = parties(seen.waiters);
   view.mode = mode_of(view.holders);
-  view.state = view.holders.empty() ? PackState::free : PackState::held;
+  view.state = state_of(seen.state);
+  view.owner = seen.owner;
+  if (view.owner) view.held_for = std::chrono::system_clock::now() - view.owner->acquired_at;
+  view.heartbeat_age = seen.heartbeat_age;
+  view.mtime_skewed = seen.mtime_skewed;
+  view.stale_period = seen.stale_period;
+  view.links = seen.links;
   return view;
 }
 
@@ -91,6 +136,7 @@ std::string_view to_string(PackState state) noexcept {
   switch (state) {
     case PackState::free: return "free";
     case PackState::held: return "held";
+    case PackState::stale: return "stale";
     case PackState::missing: return "missing";
   }
   return "unknown";
@@ -106,10 +152,45 @@ std::string describe_holders(const PackView& view) {
   return text;
 }
 
+bool owner_unknown(const PackView& view) {
+  const bool locked = view.state == PackState::held || view.state == PackState::stale;
+  return locked && !view.owner && view.mode != Mode::shared;
+}
+
+std::string describe_owner(const PackView& view) {
+  if (owner_unknown(view)) return ", owner unknown (no owner record)";
+  if (!view.owner) return "";
+  std::string text = " on " + (view.owner->host.empty() ? "an unnamed host" : view.owner->host);
+  // A clock set back since the acquisition would give a negative age.
+  if (view.held_for && *view.held_for >= std::chrono::nanoseconds::zero()) {
+    text += ", held for " + format_duration(*view.held_for);
+  }
+  if (view.mtime_skewed) {
+    text += ", heartbeat in the future (clock skew)";
+  } else if (view.heartbeat_age) {
+    text += ", heartbeat " + format_duration(*view.heartbeat_age) + " ago";
+  }
+  return text;
+}
+
+std::string describe_links(const PackView& view) {
+  if (view.links <= 1) return "";
+  const unsigned long others = view.links - 1;
+  return "shares its lock with " + std::to_string(others) + " other hard link" +
+         (others == 1 ? "" : "s");
+}
+
 std::string describe(const PackView& view) {
   std::string text = view.pack.string() + ": " + std::string(to_string(view.state));
-  if (view.state == PackState::held) text += " " + describe_holders(view);
+  if (view.state == PackState::held || view.state == PackState::stale) {
+    text += " " + describe_holders(view);
+  }
+  text += describe_owner(view);
+  if (view.state == PackState::stale) {
+    text += " (stale after " + format_duration(view.stale_period) + ")";
+  }
   if (!view.waiters.empty()) text += "; " + std::to_string(view.waiters.size()) + " waiting";
+  if (const std::string links = describe_links(view); !links.empty()) text += "; " + links;
   return text;
 }
 
@@ -118,7 +199,14 @@ nlohmann::ordered_json to_json(const PackView& view) {
           {"state", to_string(view.state)},
           {"mode", view.mode ? Json(to_string(*view.mode)) : Json()},
           {"holders", parties_json(view.holders)},
-          {"waiters", parties_json(view.waiters)}};
+          {"waiters", parties_json(view.waiters)},
+          {"owner", owner_json(view.owner)},
+          {"held_for_ms", milliseconds_or_null(view.held_for)},
+          {"heartbeat_age_ms", milliseconds_or_null(view.heartbeat_age)},
+          {"mtime_skewed", view.mtime_skewed},
+          {"stale_after_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 view.stale_period).count()},
+          {"links", view.links}};
 }
 
 }  // namespace packlock::cli

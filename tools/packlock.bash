@@ -9,7 +9,7 @@ _packlock_options() {
                -c --command --stale-after --heartbeat --stale-policy --no-create
                -v --verbose -q --quiet -h --help" ;;
     probe) echo "--json -q --quiet --try --stale-after --wait --missing-ok -h --help" ;;
-    status) echo "--json --max-depth --held --watch --interval -h --help" ;;
+    status) echo "--json --max-depth --held --stale-after --watch --interval -h --help" ;;
     *) echo "-h --help -V --version" ;;
   esac
 }

@@ -7,8 +7,6 @@
 #include <optional>
 #include <thread>
 
-#include <packlock/error.hpp>
-
 #include "exit_codes.hpp"
 #include "options.hpp"
 #include "output.hpp"
@@ -75,25 +73,6 @@ std::optional<ProbeOptions> parse(const std::vector<std::string>& args) {
   return options;
 }
 
-// A pack the kernel table shows free may still be held from another host of
-// a network file system: --try asks the lock itself. Never creates: a pack
-// without a sidecar has nothing to lock.
-void confirm_free(PackView& view, std::error_code& ec) {
-  LockSettings existing_only;
-  existing_only.no_create = true;
-  const PackLock lock = open_pack_lock(view.pack, existing_only, ec);
-  if (ec == std::errc::no_such_file_or_directory) {
-    ec.clear();
-    return;
-  }
-  if (ec) return;
-  PackLockHold hold = lock.try_acquire(Mode::exclusive, ec);
-  if (ec == errc::busy) {
-    ec.clear();
-    view.state = PackState::held;
-  }
-}
-
 struct Probed {
   std::vector<PackView> views;
   int error_exit = 0;   // the first error's exit code
@@ -104,8 +83,10 @@ Probed probe_all(const ProbeOptions& options) {
   Probed probed;
   for (const auto& pack : options.packs) {
     std::error_code ec;
-    PackView view = view_pack(pack, ec);
-    if (!ec && options.try_lock && view.state == PackState::free) confirm_free(view, ec);
+    // --try: a pack the kernel table shows free may still be held from
+    // another host of a network file system; observe() asks the lock itself,
+    // creating nothing and, unlike an acquirer, never recovering a stale lock.
+    PackView view = view_pack(pack, options.lock.stale_after.value, ec, options.try_lock);
     if (!ec && view.state == PackState::missing && !options.missing_ok) {
       ec = std::make_error_code(std::errc::no_such_file_or_directory);
     }
@@ -119,9 +100,17 @@ Probed probe_all(const ProbeOptions& options) {
   return probed;
 }
 
+bool is_locked(const PackView& view) {
+  return view.state == PackState::held || view.state == PackState::stale;
+}
+
 bool all_free(const Probed& probed) {
-  return std::all_of(probed.views.begin(), probed.views.end(),
-                     [](const PackView& view) { return view.state != PackState::held; });
+  return std::none_of(probed.views.begin(), probed.views.end(), is_locked);
+}
+
+bool any_stale(const Probed& probed) {
+  return std::any_of(probed.views.begin(), probed.views.end(),
+                     [](const PackView& view) { return view.state == PackState::stale; });
 }
 
 // Re-probes until every pack is free, the time is up, or a stop signal.
@@ -160,6 +149,7 @@ void print(const Probed& probed, const ProbeOptions& options) {
 int exit_code(const Probed& probed) {
   if (probed.error_exit != 0) return probed.error_exit;
   if (probed.stop_signal != 0) return kExitSignalBase + probed.stop_signal;
+  if (any_stale(probed)) return kExitStale;
   return all_free(probed) ? kExitOk : kExitHeld;
 }
 

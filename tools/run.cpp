@@ -6,7 +6,10 @@
 #include <cerrno>
 #include <climits>
 #include <iostream>
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
@@ -168,14 +171,38 @@ std::string joined(const std::vector<std::string>& words) {
   return text;
 }
 
-// ", held exclusive by 1234 (sleep 100)", or "" when no holder is visible
-// (it may have just gone).
-std::string holder_clause(const std::filesystem::path& pack) {
+// ", held exclusive by 1234 (sleep 100) on build1, held for 3s, heartbeat
+// 1s ago", or "" when no holder is visible (it may have just gone).
+std::string holder_clause(const RunOptions& options) {
   std::error_code ec;
-  const PackView view = view_pack(pack, ec);
+  const PackView view = view_pack(options.pack, options.lock.stale_after.value, ec);
   if (ec || view.holders.empty()) return "";
-  return ", held " + describe_holders(view);
+  return ", held " + describe_holders(view) + describe_owner(view);
 }
+
+// The library's events as -v lines, each kind once: a heartbeat that keeps
+// failing would otherwise repeat itself every beat. `hijacked` is left out:
+// the loss of the lock is an error line of its own (see LostLockGuard).
+class VerboseLog final {
+ public:
+  explicit VerboseLog(std::filesystem::path pack) : pack_(std::move(pack)) {}
+
+  void operator()(const LogEvent& event) {
+    if (event.kind == LogEventKind::hijacked) return;
+    {
+      const std::lock_guard lock(mutex_);
+      if (!said_.insert(event.kind).second) return;
+    }
+    std::string line = pack_.string() + ": " + event.message;
+    if (event.error) line += ": " + event.error.message();
+    print_note(line);
+  }
+
+ private:
+  std::filesystem::path pack_;
+  std::mutex mutex_;
+  std::set<LogEventKind> said_;
+};
 
 // What the waiting looks like: a live line on a terminal, one plain line
 // with -v elsewhere, nothing with -q.
@@ -190,7 +217,7 @@ class WaitReport final {
     const std::string what = options_.pack.string() + ": waiting";
     const std::string why =
         (options_.mode == Mode::exclusive ? " for an exclusive lock" : " for a shared lock") +
-        holder_clause(options_.pack);
+        holder_clause(options_);
     if (live_) {
       line_.show(program_name() + ": " + what + " " + format_duration(waited) + why);
     } else if (options_.verbose && !announced_) {
@@ -293,8 +320,40 @@ std::string signal_name(int signo) {
   return abbrev != nullptr ? std::string("SIG") + abbrev : "signal " + std::to_string(signo);
 }
 
+// When the hold is lost (its sidecar was unlinked or replaced: another
+// process recovered the lock as stale), the command no longer runs under
+// the lock: it is told so with SIGTERM, and an error line says why. The
+// heartbeat thread reports the loss while the main thread may be reaping
+// the child: the mutex keeps a reaped child's pid, which the kernel may
+// give to another process, from being signalled.
+class LostLockGuard final {
+ public:
+  LostLockGuard(std::filesystem::path pack, pid_t child) : pack_(std::move(pack)), child_(child) {}
+
+  void lost() {
+    print_error(pack_.string() + ": lock lost (the sidecar was removed or replaced, as a stale "
+                "lock is); sending SIGTERM to the command");
+    const std::lock_guard lock(mutex_);
+    if (!reaped_) ::kill(child_, SIGTERM);
+  }
+
+  // waitpid(WNOHANG) for the child, under the guard.
+  pid_t reap(int& status) {
+    const std::lock_guard lock(mutex_);
+    const pid_t ended = ::waitpid(child_, &status, WNOHANG);
+    if (ended == child_ || (ended < 0 && errno == ECHILD)) reaped_ = true;
+    return ended;
+  }
+
+ private:
+  const std::filesystem::path pack_;
+  const pid_t child_;
+  std::mutex mutex_;
+  bool reaped_ = false;
+};
+
 // Forwards signals until the child ends; returns its wait status.
-int supervise(pid_t child, SignalCatcher& signals) {
+int supervise(pid_t child, SignalCatcher& signals, LostLockGuard& guard) {
   int status = 0;
   for (;;) {
     for (const auto& caught : signals.wait(-1)) {
@@ -302,7 +361,7 @@ int supervise(pid_t child, SignalCatcher& signals) {
       // child has had this one already.
       if (caught.signo != SIGCHLD && !caught.from_kernel) ::kill(child, caught.signo);
     }
-    const pid_t ended = ::waitpid(child, &status, WNOHANG);
+    const pid_t ended = guard.reap(status);
     if (ended == child) return status;
     // Cannot happen while packlock catches SIGCHLD; never wait for nothing.
     if (ended < 0 && errno == ECHILD) return status;
@@ -334,7 +393,11 @@ int run_locked(const RunOptions& options, PackLockHold& hold, SignalCatcher& sig
                 spawned.exec_error.message());
     return exit_code_for_exec_error(spawned.exec_error);
   }
-  const int status = supervise(spawned.pid, signals);
+  // Shared with the callback, which may still be running on the heartbeat
+  // thread when this function returns.
+  const auto guard = std::make_shared<LostLockGuard>(options.pack, spawned.pid);
+  hold.on_lost([guard] { guard->lost(); });
+  const int status = supervise(spawned.pid, signals, *guard);
   if (const std::error_code ec = hold.release()) {
     print_error(options.pack.string() + ": release: " + ec.message());
   }
@@ -352,14 +415,21 @@ int report_conflict(const RunOptions& options, const std::error_code& ec) {
     const std::string what = ec == errc::timeout ? "still locked after " +
                                                        format_duration(*options.timeout)
                                                  : "locked";
-    print_note(options.pack.string() + ": " + what + holder_clause(options.pack));
+    print_note(options.pack.string() + ": " + what + holder_clause(options));
   }
   return options.conflict_exit;
 }
 
 int lock_and_run(const RunOptions& options, SignalCatcher& signals) {
   std::error_code ec;
-  const PackLock lock = open_pack_lock(options.pack, options.lock, ec);
+  Logger logger;
+  if (options.verbose) {
+    logger = [log = std::make_shared<VerboseLog>(options.pack)](const LogEvent& event) {
+      (*log)(event);
+    };
+  }
+  const PackLock lock = open_pack_lock(options.pack, options.lock, ec, joined(options.command),
+                                       std::move(logger));
   if (ec) {
     print_error(options.pack.string() + ": cannot open the lock: " + cause_of(ec));
     return exit_code_for(ec);

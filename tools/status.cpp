@@ -8,6 +8,7 @@
 #include <optional>
 #include <sstream>
 
+#include "duration.hpp"
 #include "exit_codes.hpp"
 #include "options.hpp"
 #include "output.hpp"
@@ -36,6 +37,7 @@ struct StatusOptions {
   bool watch = false;
   int max_depth = INT_MAX;
   std::chrono::nanoseconds interval = std::chrono::seconds(1);
+  std::chrono::nanoseconds stale_after = std::chrono::seconds(30);
 };
 
 std::optional<StatusOptions> parse(const std::vector<std::string>& args) {
@@ -46,7 +48,10 @@ std::optional<StatusOptions> parse(const std::vector<std::string>& args) {
     ("json", po::bool_switch(&options.json), "print a JSON array, one object per pack")
     ("max-depth", po::value(&options.max_depth)->value_name("N"),
      "look at most N directories below each PATH (0: PATH only)")
-    ("held", po::bool_switch(&options.held_only), "show only packs that are held")
+    ("held", po::bool_switch(&options.held_only), "show only packs that are held or stale")
+    ("stale-after", po::value<Duration>()->value_name("DUR")->notifier(
+         [&](const Duration& d) { options.stale_after = d.value; }),
+     "judge a holder stale when its heartbeat is older than DUR (default 30s)")
     ("watch", po::bool_switch(&options.watch), "refresh until interrupted")
     ("interval", po::value<Duration>()->value_name("DUR")->notifier(
          [&](const Duration& d) { options.interval = d.value; }),
@@ -58,6 +63,9 @@ std::optional<StatusOptions> parse(const std::vector<std::string>& args) {
     return std::nullopt;
   }
   if (options.max_depth < 0) throw UsageError("--max-depth takes a number from 0 up");
+  if (options.stale_after <= std::chrono::nanoseconds::zero()) {
+    throw UsageError("--stale-after must be longer than 0");
+  }
   if (options.interval <= std::chrono::nanoseconds::zero()) {
     throw UsageError("--interval must be longer than 0");
   }
@@ -111,10 +119,11 @@ Found look(const StatusOptions& options) {
   packs.erase(std::unique(packs.begin(), packs.end()), packs.end());
   for (const fs::path& pack : packs) {
     std::error_code ec;
-    PackView view = view_pack(pack, ec);
+    PackView view = view_pack(pack, options.stale_after, ec);
     if (ec) {
       note_error(found, pack, ec);
-    } else if (view.state == PackState::held || !options.held_only) {
+    } else if (view.state == PackState::held || view.state == PackState::stale ||
+               !options.held_only) {
       found.views.push_back(std::move(view));
     }
   }
@@ -128,18 +137,37 @@ std::string pids_of(const std::vector<Party>& parties) {
   return text;
 }
 
+std::string age_or_dash(const std::optional<std::chrono::nanoseconds>& age) {
+  if (!age || *age < std::chrono::nanoseconds::zero()) return "-";
+  return format_duration(*age);
+}
+
+std::string heartbeat_cell(const PackView& view) {
+  if (!view.owner) return "-";
+  return view.mtime_skewed ? "skewed" : age_or_dash(view.heartbeat_age);
+}
+
+// Hard-linked sidecars are named under the table: a column would be empty
+// for almost every pack.
 std::string table_of(const std::vector<PackView>& views) {
-  std::vector<std::vector<std::string>> rows{
-      {"PACK", "STATE", "MODE", "HOLDERS", "WAITERS", "COMMAND"}};
+  std::vector<std::vector<std::string>> rows{{"PACK", "STATE", "MODE", "HOLDERS", "WAITERS",
+                                              "HELD-FOR", "HEARTBEAT", "COMMAND"}};
+  std::string notes;
   for (const PackView& view : views) {
     const std::string command = view.holders.empty() ? "-" : view.holders.front().command;
     rows.push_back({view.pack.string(), std::string(to_string(view.state)),
                     view.mode ? std::string(to_string(*view.mode)) : "-", pids_of(view.holders),
                     std::to_string(view.waiters.size()),
+                    owner_unknown(view) ? "unknown" : age_or_dash(view.held_for),
+                    heartbeat_cell(view),
                     command.empty() ? "-" : shorten(command, kCommandColumn)});
+    if (const std::string links = describe_links(view); !links.empty()) {
+      notes += view.pack.string() + ": " + links + '\n';
+    }
   }
   std::ostringstream out;
   print_table(out, rows);
+  out << notes;
   return out.str();
 }
 

@@ -20,10 +20,10 @@ for _ in $(seq 100); do
 done
 expect 0 "status of a tree" "$PACKLOCK" status "$R"
 check "a header and one row per pack" test "$(wc -l <"$T/out")" -eq 4
-check "the header" grep -q "^PACK  *STATE  *MODE  *HOLDERS  *WAITERS  *COMMAND$" "$T/out"
-check "the free pack" grep -q "^$R/a  *free  *-  *-  *0  *-$" "$T/out"
+check "the header" grep -q "^PACK  *STATE  *MODE  *HOLDERS  *WAITERS  *HELD-FOR  *HEARTBEAT  *COMMAND$" "$T/out"
+check "the free pack" grep -q "^$R/a  *free  *-  *-  *0  *-  *-  *-$" "$T/out"
 check "the held pack with holder, waiter count and command" \
-  grep -q "^$R/b/c  *held  *exclusive  *${PIDS[holder]}  *1  *.*packlock run " "$T/out"
+  grep -q "^$R/b/c  *held  *exclusive  *${PIDS[holder]}  *1  *[0-9.]*m\?s  *[0-9.]*m\?s  *.*packlock run " "$T/out"
 check "the deep pack" grep -q "^$R/plain/deeper/d  *free" "$T/out"
 check "columns are aligned" test "$(awk '{print index($0, $2)}' "$T/out" | sort -u | wc -l)" -eq 1
 

@@ -7,6 +7,7 @@
 
 #include "kernel_lock.hpp"
 #include "stale.hpp"
+#include "steal.hpp"
 #include "waiter_registry.hpp"
 
 namespace packlock::detail {
@@ -211,9 +212,14 @@ std::unique_ptr<Hold> acquire_ahead(const std::shared_ptr<const Pack>& pack, Mod
     ec = errc::busy;
     return nullptr;
   }
-  WaiterRegistration registration;  // never used: no waiting
-  return take_turn(pack, waiter, /*may_wait=*/false, std::nullopt, Backoff{}, nullptr,
-                   registration, ec);
+  // What stands in the way now is another process's (or a foreign) holder.
+  Sidecar sidecar = seize_sidecar(*pack, mode, ec);
+  if (ec) {
+    queue.withdraw(waiter);
+    return nullptr;
+  }
+  queue.granted(waiter);
+  return std::make_unique<Hold>(pack, std::move(sidecar), mode, thread);
 }
 
 }  // namespace packlock::detail

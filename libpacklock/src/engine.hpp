@@ -24,13 +24,14 @@ std::unique_ptr<Hold> try_acquire(const std::shared_ptr<const Pack>& pack, Mode 
                                   std::error_code& ec,
                                   ThreadToken thread = this_thread_token()) noexcept;
 
-// The in-process part of a steal. Never waits: enters this process's queue
-// for the pack ahead of every waiter whose turn has not come, calls
+// A steal. Never waits for the lock: enters this process's queue for the
+// pack ahead of every waiter whose turn has not come, calls
 // `clear_the_way` (which must not throw, and releases the holds of this
-// process that are to give way), then makes one non-blocking attempt.
-// errc::busy when the lock is still held, by another process or by a
-// holder in this process that `clear_the_way` left alone, or on re-entry;
-// the waiter has then left the queue.
+// process that are to give way), then takes the kernel lock, robbing a
+// holder of another process who will be told (steal.hpp). errc::busy when
+// the lock stays held (a holder in this process that `clear_the_way` left
+// alone, or one elsewhere who would not be told), or on re-entry; the
+// waiter has then left the queue.
 std::unique_ptr<Hold> acquire_ahead(const std::shared_ptr<const Pack>& pack, Mode mode,
                                     ThreadToken thread, const std::function<void()>& clear_the_way,
                                     std::error_code& ec) noexcept;

@@ -63,7 +63,7 @@ Ticket open_ticket(const std::shared_ptr<ManagerState>& state, std::string_view 
                    std::error_code& ec) noexcept try {
   ec = check_lock_name(name);
   if (ec) return {};
-  std::shared_ptr<const Pack> pack = Pack::open(pack_of(*state, name), LockOptions{}, ec);
+  std::shared_ptr<const Pack> pack = Pack::open(pack_of(*state, name), state->options(), ec);
   if (ec) return {};
   auto entry =
       std::make_shared<RequestEntry>(std::string(name), mode, state->client(), std::move(pack));
@@ -131,7 +131,7 @@ Error named_error(const ManagerState& state, std::string_view name, std::error_c
   if (!is_lock_name(name)) {
     return Error(ec, verb, state.lock_dir().string() + '/' + printable_name(name));
   }
-  return Error(ec, verb, pack_of(state, name) / kDefaultSidecarName);
+  return Error(ec, verb, pack_of(state, name) / state.options().sidecar_name);
 }
 
 }  // namespace detail
@@ -152,7 +152,10 @@ std::filesystem::path lock_dir_path(const std::filesystem::path& spelled) {
 }  // namespace
 
 LockManager::LockManager(const std::filesystem::path& lock_dir)
-    : state_(std::make_shared<detail::ManagerState>(lock_dir_path(lock_dir))) {}
+    : LockManager(lock_dir, LockOptions{}) {}
+
+LockManager::LockManager(const std::filesystem::path& lock_dir, const LockOptions& options)
+    : state_(std::make_shared<detail::ManagerState>(lock_dir_path(lock_dir), options)) {}
 
 const std::filesystem::path& LockManager::lock_dir() const noexcept { return state_->lock_dir(); }
 
@@ -209,7 +212,8 @@ void LockManager::release(const LockHandle& handle) const {
 bool LockManager::is_locked(std::string_view name, std::error_code& ec) const noexcept try {
   ec = detail::check_lock_name(name);
   if (ec) return false;
-  const PackObservation seen = observe(detail::pack_of(*state_, name), ec);
+  const PackObservation seen =
+      observe(detail::pack_of(*state_, name), ec, state_->options().sidecar_name);
   // No pack, no lock; and nothing is created to find that out.
   if (ec == std::errc::no_such_file_or_directory) ec.clear();
   return !ec && !seen.holders.empty();

@@ -9,18 +9,20 @@
 #include <unordered_map>
 
 #include <packlock/lock_manager.hpp>
+#include <packlock/options.hpp>
 
 namespace packlock::detail {
 
-// The state of one LockManager and its copies: the lock directory (fixed),
-// its serial in this process (its client id), and the ext_lock handles it
-// holds, guarded by mutex_.
+// The state of one LockManager and its copies: the lock directory and the
+// options every pack is opened with (fixed), its serial in this process
+// (its client id), and the ext_lock handles it holds, guarded by mutex_.
 class ManagerState final {
  public:
-  explicit ManagerState(std::filesystem::path lock_dir)
-      : lock_dir_(std::move(lock_dir)), client_(next_client()) {}
+  ManagerState(std::filesystem::path lock_dir, LockOptions options)
+      : lock_dir_(std::move(lock_dir)), options_(std::move(options)), client_(next_client()) {}
 
   const std::filesystem::path& lock_dir() const noexcept { return lock_dir_; }
+  const LockOptions& options() const noexcept { return options_; }
   std::uint64_t client() const noexcept { return client_; }
 
   LockHandle keep(Ticket&& ticket, std::string name) {
@@ -53,6 +55,7 @@ class ManagerState final {
   }
 
   const std::filesystem::path lock_dir_;
+  const LockOptions options_;
   const std::uint64_t client_;
   std::mutex mutex_;
   std::uint64_t next_handle_ = 1;

@@ -29,20 +29,23 @@ bool not_a_lock_here(const std::error_code& ec) noexcept {
 
 // Every request of this process for a lock below `lock_dir` (canonical),
 // whichever manager made it, named as this manager names it.
-void add_own_requests(const fs::path& lock_dir, LockManagerSnapshot& snapshot) {
+void add_own_requests(const fs::path& lock_dir, const std::string& sidecar_name,
+                      LockManagerSnapshot& snapshot) {
   const pid_t self = ::getpid();
   for (const auto& entry : detail::RequestRegistry::instance().snapshot()) {
     if (entry->lost()) continue;  // stolen: it holds nothing, though its callback may run on
     std::string name = entry->pack()->path().lexically_relative(lock_dir).generic_string();
     if (!detail::is_lock_name(name)) continue;  // a lock of another directory
+    if (entry->pack()->sidecar_name() != sidecar_name) continue;  // another lock of the pack
     LockInfo info{std::move(name), entry->mode(), format_client_id(self, entry->client()), self};
     (entry->granted() ? snapshot.held : snapshot.pending).push_back(std::move(info));
   }
 }
 
 void add_other_processes(const fs::path& pack, const std::string& name,
-                         LockManagerSnapshot& snapshot, std::error_code& ec) {
-  const PackObservation seen = observe(pack, ec);
+                         const std::string& sidecar_name, LockManagerSnapshot& snapshot,
+                         std::error_code& ec) {
+  const PackObservation seen = observe(pack, ec, sidecar_name);
   if (not_a_lock_here(ec)) ec.clear();
   if (ec || !seen.sidecar_exists) return;
   const pid_t self = ::getpid();
@@ -59,8 +62,8 @@ void add_other_processes(const fs::path& pack, const std::string& name,
 // Every directory below `lock_dir` whose path is a lock name. A component
 // that is no lock name (a dot file, the sidecar's companions) is not
 // entered: nothing below it is a lock name either.
-void add_other_processes_below(const fs::path& lock_dir, LockManagerSnapshot& snapshot,
-                               std::error_code& ec) {
+void add_other_processes_below(const fs::path& lock_dir, const std::string& sidecar_name,
+                               LockManagerSnapshot& snapshot, std::error_code& ec) {
   fs::recursive_directory_iterator it(lock_dir, fs::directory_options::skip_permission_denied, ec);
   for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     std::error_code type_ec;
@@ -70,7 +73,7 @@ void add_other_processes_below(const fs::path& lock_dir, LockManagerSnapshot& sn
       it.disable_recursion_pending();
       continue;
     }
-    add_other_processes(it->path(), name, snapshot, ec);
+    add_other_processes(it->path(), name, sidecar_name, snapshot, ec);
   }
 }
 
@@ -85,8 +88,8 @@ LockManagerSnapshot LockManager::query(std::error_code& ec) const {
   const fs::path lock_dir = fs::canonical(state_->lock_dir(), ec);
   if (ec == std::errc::no_such_file_or_directory) ec.clear();
   if (ec || lock_dir.empty()) return snapshot;
-  add_own_requests(lock_dir, snapshot);
-  add_other_processes_below(lock_dir, snapshot, ec);
+  add_own_requests(lock_dir, state_->options().sidecar_name, snapshot);
+  add_other_processes_below(lock_dir, state_->options().sidecar_name, snapshot, ec);
   return snapshot;
 }
 

@@ -10,6 +10,18 @@ void RequestEntry::grant(PackLockHold hold) noexcept {
   std::lock_guard lock(mutex_);
   hold_ = std::move(hold);
   granted_.store(true, std::memory_order_release);
+  // A hijack (a steal in another process, a stale recovery, `rm`) is a loss
+  // as an in-process steal is. The callback runs on the heartbeat thread
+  // and may outlive the request: it only raises the flag, and only while
+  // the entry exists. No mutex: release() may be waiting on the heartbeat.
+  try {
+    hold_.on_lost([weak = weak_from_this()] {
+      if (const auto entry = weak.lock()) entry->lost_.store(true, std::memory_order_release);
+    });
+  } catch (const std::bad_alloc&) {
+    // Unreported then, but the heartbeat still marks the hold lost, and
+    // release() asks the hold too.
+  }
 }
 
 void RequestEntry::revoke() noexcept {
@@ -20,9 +32,20 @@ void RequestEntry::revoke() noexcept {
   (void)hold_.release();
 }
 
+bool RequestEntry::lost() const noexcept {
+  if (lost_.load(std::memory_order_acquire)) return true;
+  std::lock_guard lock(mutex_);
+  return hold_.lost();
+}
+
 std::error_code RequestEntry::release() noexcept {
   std::lock_guard lock(mutex_);
-  if (lost()) return errc::hijacked;
+  if (hold_.lost()) lost_.store(true, std::memory_order_release);
+  if (lost_.load(std::memory_order_acquire)) {
+    // A hijacked hold still locks its unlinked inode: let that go too.
+    (void)hold_.release();
+    return errc::hijacked;
+  }
   if (!hold_.held()) return {};
   if (hold_.release()) return errc::unlock_unsuccessful;
   return {};

@@ -25,7 +25,7 @@ namespace packlock::detail {
 
 // One request. The description is immutable; the hold is guarded by
 // mutex_, since the owner's release and a steal may race.
-class RequestEntry final {
+class RequestEntry final : public std::enable_shared_from_this<RequestEntry> {
  public:
   RequestEntry(std::string name, Mode mode, std::uint64_t client,
                std::shared_ptr<const Pack> pack) noexcept
@@ -40,14 +40,18 @@ class RequestEntry final {
   const std::shared_ptr<const Pack>& pack() const noexcept { return pack_; }
 
   bool granted() const noexcept { return granted_.load(std::memory_order_acquire); }
-  bool lost() const noexcept { return lost_.load(std::memory_order_acquire); }
+  // Stolen here, or the hold found hijacked (asked of the hold too: its
+  // flag is raised before its on-lost callback runs).
+  bool lost() const noexcept;
 
+  // Holds `hold` from now on; its loss to a hijack makes lost() true. The
+  // entry must be owned by a std::shared_ptr.
   void grant(PackLockHold hold) noexcept;
   // A steal takes the lock: released now, and lost() from now on. Nothing
   // happens to a request that does not hold (any more).
   void revoke() noexcept;
   // The owner is done: releases what is still held. errc::hijacked when the
-  // lock was taken away, errc::unlock_unsuccessful when the kernel refused
+  // lock was taken away (stolen here, or hijacked), errc::unlock_unsuccessful when the kernel refused
   // to unlock (the descriptor is closed all the same, so the lock is gone).
   std::error_code release() noexcept;
 
@@ -56,7 +60,7 @@ class RequestEntry final {
   const Mode mode_;
   const std::uint64_t client_;
   const std::shared_ptr<const Pack> pack_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   PackLockHold hold_;
   std::atomic<bool> granted_{false};
   std::atomic<bool> lost_{false};

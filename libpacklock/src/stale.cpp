@@ -44,21 +44,6 @@ std::string seconds_text(std::chrono::nanoseconds d) {
   return text.data();
 }
 
-// A non-blocking exclusive flock on `<sidecar>.recover`; empty when another
-// recoverer has it or the file cannot be had.
-UniqueFd take_recovery_lock(const Pack& pack) noexcept {
-  const std::string name = pack.sidecar_name() + kRecoverSuffix;
-  constexpr int flags = O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
-  UniqueFd fd(::openat(pack.dir_fd(), name.c_str(), O_RDWR | O_CREAT | flags, 0666));
-  if (!fd && errno == EACCES) fd = UniqueFd(::openat(pack.dir_fd(), name.c_str(), O_RDONLY | flags));
-  struct stat st {};
-  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
-      ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    return {};
-  }
-  return fd;
-}
-
 }  // namespace
 
 bool is_network_filesystem(int fd) noexcept {
@@ -182,31 +167,55 @@ void StaleRecovery::report_protected(const Staleness& staleness) noexcept {
             {});
 }
 
-Recovery StaleRecovery::recover(Sidecar& sidecar, Mode mode) noexcept {
-  const UniqueFd guard = take_recovery_lock(pack_);
-  // Busy: another recoverer is at it; its unlink wakes us (IN_ATTRIB).
-  if (!guard) return Recovery::none;
-  if (!pack_.path_names(sidecar)) return Recovery::retry;
+UniqueFd take_recovery_lock(const Pack& pack, RecoveryLockWait wait) noexcept {
+  const std::string name = pack.sidecar_name() + kRecoverSuffix;
+  constexpr int flags = O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
+  UniqueFd fd(::openat(pack.dir_fd(), name.c_str(), O_RDWR | O_CREAT | flags, 0666));
+  if (!fd && errno == EACCES) fd = UniqueFd(::openat(pack.dir_fd(), name.c_str(), O_RDONLY | flags));
+  struct stat st {};
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      ::flock(fd.get(), wait == RecoveryLockWait::yes ? LOCK_EX : LOCK_EX | LOCK_NB) != 0) {
+    return {};
+  }
+  return fd;
+}
+
+int unlink_sidecar(const Pack& pack) noexcept {
+  return ::unlinkat(pack.dir_fd(), pack.sidecar_name().c_str(), 0) == 0 ? 0 : errno;
+}
+
+Recovery recheck_under_recovery_lock(const Pack& pack, Sidecar& sidecar, Mode mode) noexcept {
+  if (!pack.path_names(sidecar)) return Recovery::retry;
   const int operation = (mode == Mode::exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB;
   if (::flock(sidecar.fd.get(), operation) == 0) {
-    if (pack_.path_names(sidecar)) return Recovery::locked;
+    if (pack.path_names(sidecar)) return Recovery::locked;
     ::flock(sidecar.fd.get(), LOCK_UN);
     return Recovery::retry;
   }
+  return Recovery::none;
+}
+
+Recovery StaleRecovery::recover(Sidecar& sidecar, Mode mode) noexcept {
   std::optional<OwnerRecord> record;
-  const auto staleness = judge(sidecar, record);
-  if (!staleness || !staleness->stale) return Recovery::none;
-  if (pack_.options().stale_policy == StalePolicy::safe && held_on_this_host(sidecar.dev, sidecar.ino)) {
-    return Recovery::none;
-  }
-  if (::unlinkat(pack_.dir_fd(), pack_.sidecar_name().c_str(), 0) != 0) {
-    const int err = errno;
+  std::optional<Staleness> staleness;
+  const auto still_stale = [&]() noexcept {
+    staleness = judge(sidecar, record);
+    if (!staleness || !staleness->stale) return false;
+    return pack_.options().stale_policy != StalePolicy::safe ||
+           !held_on_this_host(sidecar.dev, sidecar.ino);
+  };
+  int unlink_error = 0;
+  const Recovery result =
+      unlink_busy_sidecar(pack_, sidecar, mode, RecoveryLockWait::no, still_stale, unlink_error);
+  if (unlink_error != 0) {
     next_check_ = Steady::now() + staleness->period;
     pack_.log(LogEventKind::stale_not_recovered,
               [] { return std::string("lock is stale but its sidecar could not be unlinked"); },
-              {err, std::system_category()});
+              {unlink_error, std::system_category()});
     return Recovery::none;
   }
+  // Nothing was unlinked by us unless the judgement was made and held.
+  if (result != Recovery::retry || !staleness || !staleness->stale) return result;
   pack_.log(LogEventKind::stale_recovered,
             [&] {
               std::string text = "recovered a stale lock: inode " + std::to_string(sidecar.ino) +

@@ -32,6 +32,7 @@
 #include <packlock/owner.hpp>
 
 #include "sidecar.hpp"
+#include "unique_fd.hpp"
 
 namespace packlock::detail {
 
@@ -78,6 +79,42 @@ enum class Recovery {
   retry,   // the sidecar was unlinked or replaced: reopen it and attempt at once
   locked,  // the holder let go meanwhile: `sidecar` now holds the lock
 };
+
+// How the recovery lock is taken: a waiter that finds it taken leaves the
+// recovery to its holder (whose unlink wakes it); a steal, which never
+// waits for the lock itself, waits the moment a recoverer holds it.
+enum class RecoveryLockWait { no, yes };
+
+// Unlinks the pack's sidecar: 0 or the errno.
+int unlink_sidecar(const Pack& pack) noexcept;
+
+// An exclusive flock on `<sidecar>.recover` (non-blocking unless `wait`);
+// empty when another recoverer has it or the file cannot be had.
+UniqueFd take_recovery_lock(const Pack& pack, RecoveryLockWait wait) noexcept;
+
+// Under the recovery lock, before any judgement: `retry` when the path no
+// longer names `sidecar`'s inode, `locked` when a non-blocking attempt in
+// `mode` now succeeds, `none` while the lock is still busy.
+Recovery recheck_under_recovery_lock(const Pack& pack, Sidecar& sidecar, Mode mode) noexcept;
+
+// The one guarded unlink, for stale recovery and steal. Under the recovery
+// lock, and once the recheck above finds the inode still named and busy,
+// `still_to_unlink()` (noexcept) confirms the judgement made on that inode;
+// only then is the sidecar unlinked (`retry`). `none` when the recovery
+// lock is another's (and `wait` is no), when `still_to_unlink()` says no,
+// or when the unlink fails (its errno in `unlink_error`).
+template <typename StillToUnlink>
+Recovery unlink_busy_sidecar(const Pack& pack, Sidecar& sidecar, Mode mode, RecoveryLockWait wait,
+                             StillToUnlink&& still_to_unlink, int& unlink_error) noexcept {
+  unlink_error = 0;
+  const UniqueFd guard = take_recovery_lock(pack, wait);
+  // Busy: another recoverer is at it; its unlink wakes waiters (IN_ATTRIB).
+  if (!guard) return Recovery::none;
+  const Recovery recheck = recheck_under_recovery_lock(pack, sidecar, mode);
+  if (recheck != Recovery::none || !still_to_unlink()) return recheck;
+  unlink_error = unlink_sidecar(pack);
+  return unlink_error == 0 ? Recovery::retry : Recovery::none;
+}
 
 // The stale checks of one waiter across its attempts. Not thread-safe: one
 // waiter owns it.

@@ -4,7 +4,9 @@
 
 #include <signal.h>
 
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -478,6 +480,94 @@ BOOST_FIXTURE_TEST_CASE(a_context_destroyed_mid_wait_leaves_no_request_behind, M
   BOOST_TEST(calls == 0);
   BOOST_TEST(manager.query().pending.empty());
   BOOST_TEST(!waiting_here(lock_dir / "x"));
+}
+
+// Told of hijacks through a manager's logger: wait() returns once one came.
+class HijackSignal {
+ public:
+  LockOptions options() {
+    LockOptions options;
+    options.heartbeat = 200ms;
+    options.stale_after = 2s;
+    options.logger = [this](const LogEvent& event) {
+      if (event.kind != LogEventKind::hijacked) return;
+      std::lock_guard lock(mutex_);
+      came_ = true;
+      cv_.notify_all();
+    };
+    return options;
+  }
+  // False after 20 s (a safety limit against hanging).
+  bool wait() {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, 20s, [this] { return came_; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool came_ = false;
+};
+
+BOOST_FIXTURE_TEST_CASE(a_hijacked_handle_reports_hijacked_on_release, ManagerFixture) {
+  HijackSignal hijack;
+  const LockManager watched(lock_dir, hijack.options());
+  const LockHandle handle = watched.acquire("x");
+  fs::remove(sidecar("x"));  // `rm`: the hold is hijacked
+  BOOST_REQUIRE(hijack.wait());
+  std::error_code ec;
+  watched.release(handle, ec);
+  BOOST_TEST((ec == errc::hijacked), ec.message());
+  BOOST_TEST((ec == lock_errc::not_held));
+  watched.release(handle, ec);
+  BOOST_TEST((ec == errc::not_held));
+  // The hijacked hold let go of its unlinked inode: the lock is free here.
+  BOOST_TEST(watched.try_acquire("x").has_value());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_hijacked_request_sees_lost_and_reports_hijacked, ManagerFixture) {
+  HijackSignal hijack;
+  const LockManager watched(lock_dir, hijack.options());
+  bool lost_before = true, lost_after = false;
+  std::error_code ec;
+  watched.request("x", {},
+                  [&](std::optional<Lock> lock) {
+                    lost_before = lock->lost();
+                    fs::remove(sidecar("x"));
+                    BOOST_REQUIRE(hijack.wait());
+                    lost_after = lock->lost();
+                  },
+                  ec);
+  BOOST_TEST(!lost_before);
+  BOOST_TEST(lost_after);
+  BOOST_TEST((ec == errc::hijacked), ec.message());
+  BOOST_TEST(watched.query().held.empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_manager_with_lock_options_uses_their_sidecar_name, ManagerFixture) {
+  LockOptions options;
+  options.sidecar_name = "LOCK";
+  const LockManager named(lock_dir, options);
+  const LockHandle handle = named.acquire("x");
+  BOOST_TEST(flock_nonblocking(lock_dir / "x" / "LOCK") == 1);
+  BOOST_TEST(!fs::exists(sidecar("x")));
+  BOOST_TEST(named.is_locked("x"));
+  BOOST_TEST(!manager.is_locked("x"));  // another lock of the pack
+  BOOST_TEST(named.query().held.size() == 1u);
+  BOOST_TEST(manager.query().held.empty());
+  named.release(handle);
+  // Another process's holder of the named sidecar is seen too.
+  fs::create_directories(lock_dir / "y");
+  Process other = Process::flock_holder(lock_dir / "y" / "LOCK");
+  other.expect_line("locked");
+  BOOST_TEST(named.is_locked("y"));
+  BOOST_TEST(!manager.is_locked("y"));
+  const LockManagerSnapshot seen = named.query();
+  BOOST_REQUIRE(seen.held.size() == 1u);
+  BOOST_TEST(seen.held[0].name == "y");
+  BOOST_TEST(seen.held[0].pid == other.pid());
+  BOOST_TEST(manager.query().held.empty());
+  other.close_stdin();
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -361,6 +361,38 @@ int child_agent(const fs::path& pack, int argc, char** argv) {
   return kChildOk;
 }
 
+// A holder of the named lock NAME of a LockManager of LOCK_DIR with
+// LockOptions (KEY=VALUE as for agent), through the Web Locks face. Prints
+// "locked" once its callback holds the lock, then answers on stdin
+//   lost -> "lost yes" or "lost no" (Lock::lost())
+// and reports "event KIND MESSAGE" for each log event whenever it comes. At
+// stdin EOF the callback returns, and it prints how the request ended:
+// "result ok", "result hijacked" or "result error MESSAGE".
+int child_named_agent(const fs::path& lock_dir, const std::string& name, int argc, char** argv) {
+  AgentSettings settings = parse_agent_settings(argc, argv);
+  if (settings.logger) {
+    settings.options.logger = [](const LogEvent& event) {
+      say("event " + std::string(to_string(event.kind)) + " " + event.message);
+    };
+  }
+  const LockManager manager(lock_dir, settings.options);
+  RequestOptions options;
+  options.mode = settings.mode;
+  std::error_code ec;
+  manager.request(name, options,
+                  [](std::optional<Lock> lock) {
+                    say("locked");
+                    std::string command;
+                    while (std::getline(std::cin, command)) {
+                      if (command != "lost") return;
+                      say(lock->lost() ? "lost yes" : "lost no");
+                    }
+                  },
+                  ec);
+  say(!ec ? "result ok" : ec == errc::hijacked ? "result hijacked" : "result error " + ec.message());
+  return kChildOk;
+}
+
 void check(bool ok, const char* what) {
   if (!ok) throw std::runtime_error(std::string(what) + ": " + std::strerror(errno));
 }
@@ -380,6 +412,9 @@ int child_main(int argc, char** argv) {
     return child_named_hold(argv[1], argv[2], parse_mode(argv[3]), argv[4]);
   }
   if (role == "agent" && argc >= 2) return child_agent(argv[1], argc - 2, argv + 2);
+  if (role == "named_agent" && argc >= 3) {
+    return child_named_agent(argv[1], argv[2], argc - 3, argv + 3);
+  }
   std::cerr << "unknown child role " << role << '\n';
   return kChildUsage;
 }

@@ -38,6 +38,8 @@ inline constexpr int kChildUsage = 64;
 //   named_hold LOCK_DIR NAME MODE FACE
 //                    hold a named lock (FACE: acquire or request), print
 //                    "locked", wait for stdin EOF, release
+//   named_agent LOCK_DIR NAME [KEY=VALUE...]  a holder of a named lock with
+//                    LockOptions, reporting its loss (see support.cpp)
 //   agent PACK [KEY=VALUE...]  a holder or acquirer with LockOptions, driven
 //                    by commands on stdin and reporting its log events (see
 //                    support.cpp)

@@ -672,25 +672,104 @@ BOOST_FIXTURE_TEST_CASE(steal_of_a_lock_nobody_holds_is_a_plain_grant, WebLocksF
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
 }
 
-// The cross-process half of steal (the old holder learns through the hijack
-// path) is not built yet: until it is, a holder in another process is not
-// robbed and the steal fails at once, rather than waiting or pretending.
-BOOST_FIXTURE_TEST_CASE(steal_from_another_process_is_busy_for_now, WebLocksFixture) {
-  Process other = holder("x");
+// A holder in another process loses the lock to a steal here: the steal is
+// granted at once, and the holder is told through the hijack path. Its
+// heartbeat is an hour long, so that only inotify can tell it within the
+// read's safety limit: the report comes well within its heartbeat interval.
+BOOST_FIXTURE_TEST_CASE(steal_robs_a_holder_in_another_process_which_is_told, WebLocksFixture) {
+  Process other = Process::child(
+      {"named_agent", lock_dir.string(), "x", "heartbeat=3600000", "stale=7200000"});
+  BOOST_REQUIRE(other.wait_for("locked"));
+  other.write_line("lost");
+  other.expect_line("lost no");
+  const ino_t robbed = sidecar_inode(lock_dir / "x");
+  RequestOptions steal;
+  steal.steal = true;
+  int third_saw = -1;
+  std::vector<LockParty> holders;
+  ino_t held = 0;
+  const bool granted = manager.request("x", steal, [&](std::optional<Lock> lock) {
+    third_saw = flock_nonblocking(sidecar("x"));
+    holders = observe(lock_dir / "x").holders;
+    held = sidecar_inode(lock_dir / "x");
+    // The robbed holder hears of it while this one holds.
+    const auto event = other.wait_for("event hijacked");
+    BOOST_TEST(event.has_value());
+    return lock.has_value() && !lock->lost();
+  });
+  BOOST_TEST(granted);
+  BOOST_TEST(held != robbed);
+  BOOST_TEST(third_saw == 1);
+  BOOST_REQUIRE(holders.size() == 1u);  // the path's inode has one holder: this process
+  BOOST_TEST(holders[0].pid == ::getpid());
+  other.write_line("lost");
+  BOOST_TEST(other.wait_for("lost ").value_or("") == "lost yes");
+  other.close_stdin();
+  BOOST_TEST(other.wait_for("result ").value_or("") == "result hijacked");
+  BOOST_TEST(other.exit_code() == kChildOk);
+  BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
+}
+
+// A short heartbeat finds the loss at its next beat at the latest.
+BOOST_FIXTURE_TEST_CASE(a_robbed_holder_with_a_short_heartbeat_is_told_too, WebLocksFixture) {
+  Process other =
+      Process::child({"named_agent", lock_dir.string(), "x", "heartbeat=200", "stale=2000"});
+  BOOST_REQUIRE(other.wait_for("locked"));
+  RequestOptions steal;
+  steal.steal = true;
+  BOOST_TEST(manager.request("x", steal, [&](std::optional<Lock> lock) {
+    BOOST_TEST(other.wait_for("event hijacked").has_value());
+    return lock.has_value();
+  }));
+  other.write_line("lost");
+  BOOST_TEST(other.wait_for("lost ").value_or("") == "lost yes");
+  other.close_stdin();
+  BOOST_TEST(other.wait_for("result ").value_or("") == "result hijacked");
+}
+
+// Holders that would not be told are not robbed: the steal fails at once,
+// leaves the queue, and the holder keeps the lock.
+void check_steal_stays_busy(WebLocksFixture& f) {
   RequestOptions steal;
   steal.steal = true;
   bool called = false;
   std::error_code ec;
-  manager.request("x", steal, [&](std::optional<Lock>) { called = true; }, ec);
-  BOOST_TEST((ec == errc::busy));
+  f.manager.request("x", steal, [&](std::optional<Lock>) { called = true; }, ec);
+  BOOST_TEST((ec == errc::busy), ec.message());
   BOOST_TEST((ec == lock_errc::acquire_failed));
   BOOST_TEST(!called);
-  BOOST_TEST(manager.is_locked("x"));
-  BOOST_TEST(manager.query().pending.empty());
+  BOOST_TEST(f.manager.is_locked("x"));
+  BOOST_TEST(f.manager.query().pending.empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(steal_stays_busy_for_a_flock_holder, WebLocksFixture) {
+  fs::create_directories(lock_dir / "x");
+  Process other = Process::flock_holder(sidecar("x"));
+  other.expect_line("locked");
+  const ino_t before = sidecar_inode(lock_dir / "x");
+  check_steal_stays_busy(*this);
+  BOOST_TEST(sidecar_inode(lock_dir / "x") == before);  // not unlinked
   // It left the queue: a later request is served.
   other.close_stdin();
-  BOOST_TEST(other.exit_code() == kChildOk);
+  BOOST_TEST(other.exit_code() == 0);
   BOOST_TEST(manager.request("x", {}, [](std::optional<Lock> lock) { return lock.has_value(); }));
+}
+
+BOOST_FIXTURE_TEST_CASE(steal_stays_busy_for_a_shared_holder_elsewhere, WebLocksFixture) {
+  Process other = holder("x", "shared");
+  check_steal_stays_busy(*this);
+  other.close_stdin();
+  BOOST_TEST(other.exit_code() == kChildOk);
+}
+
+// Decision: a PackLock hold in this process is not robbed by a steal.
+BOOST_FIXTURE_TEST_CASE(steal_stays_busy_for_a_pack_lock_holder_in_this_process,
+                        WebLocksFixture) {
+  const PackLock lock = PackLock::open(lock_dir / "x");
+  PackLockHold hold = lock.acquire();
+  check_steal_stays_busy(*this);
+  BOOST_TEST(!hold.lost());
+  BOOST_TEST(!hold.release());
 }
 
 BOOST_FIXTURE_TEST_CASE(query_lists_this_process_exactly, WebLocksFixture) {

@@ -95,9 +95,12 @@ class Lock {
  public:
   const std::string& name() const noexcept;
   Mode mode() const noexcept;
-  // True once the lock was taken from this request by a steal in this
-  // process: the callback runs on without it, and the request then reports
-  // errc::hijacked (== lock_errc::not_held). Thread-safe.
+  // True once the lock was taken from this request: by a steal in this
+  // process (at once), or through the hijack path (a steal in another
+  // process, a stale recovery, `rm` of the sidecar: as soon as the heartbeat
+  // service sees it, at once by inotify on this host). The callback runs on
+  // without it, and the request then reports errc::hijacked
+  // (== lock_errc::not_held). Thread-safe.
   bool lost() const noexcept;
 
  private:
@@ -114,10 +117,13 @@ struct RequestOptions {
   // runs with std::nullopt. Never waits.
   bool if_available = false;
   // Take the lock now: this process's holders of the name (through any
-  // LockManager) lose it at once, and the request is granted ahead of every
-  // queued request. Never waits. A holder in another process, or a
-  // PackLock of the same directory in this process, is not robbed: the
-  // request then fails with errc::busy (see the manual, BUGS).
+  // LockManager) lose it at once, an exclusive holder in another process of
+  // this host loses it through the hijack path (the sidecar is unlinked and
+  // a new one locked; its heartbeat service tells it), and the request is
+  // granted ahead of every queued request. Never waits. Holders that would
+  // not be told are not robbed, and the request then fails with
+  // errc::busy: a PackLock of the same pack in this process, flock(1),
+  // shared holders elsewhere, a holder on another host.
   bool steal = false;
   // Give up waiting after this long: errc::timeout. None: no limit.
   Timeout timeout;
@@ -410,6 +416,12 @@ class LockManager {
   // the working directory does not move it). Creates nothing: the lock
   // directory and each lock's pack are created when first acquired.
   explicit LockManager(const std::filesystem::path& lock_dir);
+  // The same, opening every lock's pack with `options`: heartbeat, stale
+  // period and policy, logger, creation, and the sidecar name (so "db/main"
+  // is then `<lock_dir>/db/main/<options.sidecar_name>`, which is_locked()
+  // and query() read too). Invalid options (see PackLock::open) make every
+  // request fail with std::errc::invalid_argument.
+  LockManager(const std::filesystem::path& lock_dir, const LockOptions& options);
 
   const std::filesystem::path& lock_dir() const noexcept;
   // How query() names this manager's requests: "<pid>/<n>".

@@ -149,6 +149,17 @@ void append(std::vector<double>& to, const std::vector<double>& from) {
   to.insert(to.end(), from.begin(), from.end());
 }
 
+// For scripts/bench.sh --plot: one line per round, "kernel US" or
+// "packlock US".
+void write_samples(const char* file, const std::vector<double>& kernel,
+                   const std::vector<double>& ours) {
+  std::FILE* out = std::fopen(file, "w");
+  if (!out) return;
+  for (const double ns : kernel) std::fprintf(out, "kernel %.3f\n", ns / 1000);
+  for (const double ns : ours) std::fprintf(out, "packlock %.3f\n", ns / 1000);
+  std::fclose(out);
+}
+
 }  // namespace
 
 void handoff(std::vector<Figure>& figures) {
@@ -165,6 +176,9 @@ void handoff(std::vector<Figure>& figures) {
                            [&] { return std::make_unique<KernelLocker>(sidecar); }));
     append(ours, measure(kMaxRounds / kBlocks,
                          [&] { return std::make_unique<PackLockLocker>(pack); }));
+  }
+  if (const char* samples = std::getenv("PACKLOCK_BENCH_HANDOFF_SAMPLES")) {
+    write_samples(samples, kernel, ours);
   }
   const auto polling = measure(40, [&] { return std::make_unique<PollingLocker>(sidecar); });
   const std::string info = "rounds " + std::to_string(kMaxRounds) + " in " + std::to_string(kBlocks) + " alternating blocks" +

@@ -14,6 +14,7 @@ ln -s "$R/a" "$R/link-to-a"    # a link to a pack: not listed twice
 start_holder holder "$PACKLOCK" run "$R/b/c" --
 start_waiter waiter "$PACKLOCK" run -v "$R/b/c" true
 # The waiter says it waits a moment before the kernel's table shows it.
+# (The COMMAND column is cut to its width: only its start is checked.)
 for _ in $(seq 100); do
   "$PACKLOCK" status "$R/b/c" | grep -q "^$R/b/c  *held  *exclusive  *[0-9]*  *1 " && break
   sleep 0.05
@@ -23,7 +24,7 @@ check "a header and one row per pack" test "$(wc -l <"$T/out")" -eq 4
 check "the header" grep -q "^PACK  *STATE  *MODE  *HOLDERS  *WAITERS  *HELD-FOR  *HEARTBEAT  *COMMAND$" "$T/out"
 check "the free pack" grep -q "^$R/a  *free  *-  *-  *0  *-  *-  *-$" "$T/out"
 check "the held pack with holder, waiter count and command" \
-  grep -q "^$R/b/c  *held  *exclusive  *${PIDS[holder]}  *1  *[0-9.]*m\?s  *[0-9.]*m\?s  *.*packlock run " "$T/out"
+  grep -q "^$R/b/c  *held  *exclusive  *${PIDS[holder]}  *1  *[0-9.]*m\?s  *[0-9.]*m\?s  *${PACKLOCK:0:16}" "$T/out"
 check "the deep pack" grep -q "^$R/plain/deeper/d  *free" "$T/out"
 check "columns are aligned" test "$(awk '{print index($0, $2)}' "$T/out" | sort -u | wc -l)" -eq 1
 

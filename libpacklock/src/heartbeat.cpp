@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -173,7 +174,19 @@ bool HeartbeatService::start_locked() noexcept try {
   if (!wakeup_) wakeup_ = UniqueFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!wakeup_) return false;  // without it the thread could not be stopped
   if (!inotify_) inotify_ = UniqueFd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-  thread_ = std::thread(thread_main, this, weak_from_this());
+  // The thread is born with every signal blocked: a signal sent to the
+  // process (SIGCHLD, SIGTERM, ...) is the application's and must reach one
+  // of its own threads, never wait in the library's.
+  sigset_t all, previous;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &previous);
+  try {
+    thread_ = std::thread(thread_main, this, weak_from_this());
+  } catch (...) {
+    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    throw;
+  }
+  ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   ::pthread_setname_np(thread_.native_handle(), kHeartbeatThreadName);  // for ps -L and tests
   started_ = true;
   return true;

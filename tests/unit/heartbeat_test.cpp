@@ -16,6 +16,9 @@
 #include <mutex>
 #include <thread>
 
+#include <csignal>
+#include <sstream>
+
 #include <boost/test/unit_test.hpp>
 
 #include <packlock/packlock.hpp>
@@ -144,6 +147,29 @@ BOOST_FIXTURE_TEST_CASE(one_thread_beats_every_hold_of_the_process, HeartbeatFix
   // The last PackLock gone, the thread is stopped and joined.
   BOOST_TEST(eventually([&] { return heartbeat_threads() == 0; }));
   if (kCountAllThreads) BOOST_TEST(eventually([&] { return thread_count() == before; }));
+}
+
+// A signal sent to the process is the application's: the heartbeat thread
+// blocks them all, so that none waits there (a SIGCHLD that packlock run
+// waits for, say).
+BOOST_FIXTURE_TEST_CASE(the_heartbeat_thread_blocks_every_signal, HeartbeatFixture) {
+  const PackLock lock = PackLock::open(dir / "pack", fast_options());
+  PackLockHold hold = lock.acquire();
+  std::string blocked;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    if (read_file(task.path() / "comm") != std::string(detail::kHeartbeatThreadName) + "\n") {
+      continue;
+    }
+    std::istringstream status(read_file(task.path() / "status"));
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("SigBlk:", 0) == 0) blocked = line.substr(line.find_first_not_of(" \t", 7));
+    }
+  }
+  BOOST_REQUIRE(!blocked.empty());
+  const unsigned long long mask = std::stoull(blocked, nullptr, 16);
+  for (const int signal : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGALRM}) {
+    BOOST_TEST((mask >> (signal - 1) & 1) == 1, "signal " << signal << " not blocked");
+  }
 }
 
 BOOST_FIXTURE_TEST_CASE(a_heartbeat_does_not_wake_waiters, HeartbeatFixture) {

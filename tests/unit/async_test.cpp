@@ -50,20 +50,6 @@ struct AsyncFixture : PackDir {
   }
 };
 
-struct Outcome {
-  int calls = 0;
-  std::error_code ec;
-  PackLockHold hold;
-};
-
-auto record(Outcome& outcome) {
-  return [&outcome](std::error_code ec, PackLockHold hold) {
-    ++outcome.calls;
-    outcome.ec = ec;
-    outcome.hold = std::move(hold);
-  };
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(async_acquire)
@@ -71,7 +57,7 @@ BOOST_AUTO_TEST_SUITE(async_acquire)
 BOOST_FIXTURE_TEST_CASE(callback_runs_once_and_never_inside_the_initiating_call, AsyncFixture) {
   bool initiated = false;
   bool ran_inside = false;
-  Outcome outcome;
+  Outcome<PackLockHold> outcome;
   lock.async_acquire(io.get_executor(), Mode::exclusive,
                      [&](std::error_code ec, PackLockHold hold) {
                        ran_inside = !initiated;
@@ -82,8 +68,8 @@ BOOST_FIXTURE_TEST_CASE(callback_runs_once_and_never_inside_the_initiating_call,
   BOOST_TEST(!ran_inside);
   BOOST_TEST(outcome.calls == 1);
   BOOST_TEST(!outcome.ec);
-  BOOST_TEST(outcome.hold.held());
-  BOOST_TEST((outcome.hold.mode() == Mode::exclusive));
+  BOOST_TEST(outcome.value.held());
+  BOOST_TEST((outcome.value.mode() == Mode::exclusive));
   BOOST_TEST(flock_nonblocking(lock.sidecar()) == 1);
 }
 
@@ -116,7 +102,7 @@ BOOST_FIXTURE_TEST_CASE(use_future_reports_errors_as_exceptions, AsyncFixture) {
 }
 
 BOOST_FIXTURE_TEST_CASE(use_awaitable, AsyncFixture) {
-  Outcome outcome;
+  Outcome<PackLockHold> outcome;
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
@@ -124,12 +110,12 @@ BOOST_FIXTURE_TEST_CASE(use_awaitable, AsyncFixture) {
             co_await lock.async_acquire(co_await asio::this_coro::executor, Mode::exclusive,
                                         asio::use_awaitable);
         outcome.calls = 1;
-        outcome.hold = std::move(hold);
+        outcome.value = std::move(hold);
       },
       asio::detached);
   io.run();
   BOOST_TEST(outcome.calls == 1);
-  BOOST_TEST(outcome.hold.held());
+  BOOST_TEST(outcome.value.held());
 }
 
 BOOST_FIXTURE_TEST_CASE(use_awaitable_with_a_racing_timer_cancels_the_wait, AsyncFixture) {
@@ -158,11 +144,11 @@ BOOST_FIXTURE_TEST_CASE(deferred, AsyncFixture) {
                                       asio::experimental::deferred);
   // Nothing happens until the deferred operation is launched.
   BOOST_TEST(flock_nonblocking(lock.sidecar()) == 0);
-  Outcome outcome;
+  Outcome<PackLockHold> outcome;
   std::move(operation)(record(outcome));
   io.run();
   BOOST_TEST(outcome.calls == 1);
-  BOOST_TEST(outcome.hold.held());
+  BOOST_TEST(outcome.value.held());
 }
 
 BOOST_FIXTURE_TEST_CASE(every_cancellation_type_before_and_during_the_wait, AsyncFixture) {
@@ -174,7 +160,7 @@ BOOST_FIXTURE_TEST_CASE(every_cancellation_type_before_and_during_the_wait, Asyn
     for (const bool during : {false, true}) {
       BOOST_TEST_CONTEXT("type " << static_cast<int>(type) << (during ? " during" : " before")) {
         asio::cancellation_signal signal;
-        Outcome outcome;
+        Outcome<PackLockHold> outcome;
         lock.async_acquire(io.get_executor(), Mode::exclusive,
                            asio::bind_cancellation_slot(signal.slot(), record(outcome)));
         if (during) run_until_waiting_at_kernel();
@@ -185,7 +171,7 @@ BOOST_FIXTURE_TEST_CASE(every_cancellation_type_before_and_during_the_wait, Asyn
         BOOST_TEST(outcome.calls == 1);
         BOOST_TEST((outcome.ec == errc::cancelled), outcome.ec.message());
         BOOST_TEST((outcome.ec == std::errc::operation_canceled));
-        BOOST_TEST(!outcome.hold.held());
+        BOOST_TEST(!outcome.value.held());
         BOOST_TEST(open_fds_to(lock.sidecar().string()) == descriptors_before);
         BOOST_TEST(!waiting_here(pack));
       }
@@ -198,7 +184,7 @@ BOOST_FIXTURE_TEST_CASE(every_cancellation_type_before_and_during_the_wait, Asyn
 BOOST_FIXTURE_TEST_CASE(a_timeout_completes_with_timeout, AsyncFixture) {
   Process partner = server();
   command(partner, "hold", "locked");
-  Outcome outcome;
+  Outcome<PackLockHold> outcome;
   lock.async_acquire(io.get_executor(), Mode::exclusive, 100ms, record(outcome));
   io.run();
   BOOST_TEST(outcome.calls == 1);
@@ -218,7 +204,7 @@ BOOST_FIXTURE_TEST_CASE(cancellation_racing_a_release_never_leaves_the_lock_take
     command(partner, "hold", "locked");
     asio::cancellation_signal signal;
     std::atomic<int> calls{0};
-    Outcome outcome;
+    Outcome<PackLockHold> outcome;
     asio::post(io, [&] {
       lock.async_acquire(io.get_executor(), Mode::exclusive,
                          asio::bind_cancellation_slot(signal.slot(),
@@ -237,14 +223,14 @@ BOOST_FIXTURE_TEST_CASE(cancellation_racing_a_release_never_leaves_the_lock_take
     partner.expect_line("released");
     if (outcome.ec == errc::cancelled) {
       ++cancelled;
-      BOOST_TEST(!outcome.hold.held());
+      BOOST_TEST(!outcome.value.held());
       // Seen from the other side: nobody holds the pack.
       command(partner, "try", "free");
     } else {
       ++granted;
       BOOST_TEST(!outcome.ec, outcome.ec.message());
       command(partner, "try", "busy");
-      outcome.hold.release();
+      outcome.value.release();
     }
     // The emit ran before the next round reuses the signal.
     std::promise<void> drained;
@@ -309,7 +295,7 @@ BOOST_FIXTURE_TEST_CASE(a_release_without_close_wakes_the_async_waiter, AsyncFix
                   "read y; exit 0",
                   lock.sidecar().string()});
   holder.expect_line("locked");
-  Outcome outcome;
+  Outcome<PackLockHold> outcome;
   lock.async_acquire(io.get_executor(), Mode::exclusive, record(outcome));
   run_until_waiting_at_kernel();
   io.run_for(300ms);  // past the back-off cap: the waiter is at its slowest
@@ -324,7 +310,7 @@ BOOST_FIXTURE_TEST_CASE(a_release_without_close_wakes_the_async_waiter, AsyncFix
   }
   BOOST_REQUIRE(outcome.calls == 1);
   const auto noticed = std::chrono::steady_clock::now() - released;
-  BOOST_TEST(outcome.hold.held());
+  BOOST_TEST(outcome.value.held());
   BOOST_TEST_MESSAGE("release without close noticed after "
                      << std::chrono::duration_cast<std::chrono::milliseconds>(noticed).count()
                      << " ms (cap 250 ms)");
@@ -424,7 +410,7 @@ BOOST_FIXTURE_TEST_CASE(a_context_destroyed_mid_wait_leaves_nothing_behind, Asyn
 
 BOOST_FIXTURE_TEST_CASE(a_pack_lock_that_is_not_open_completes_with_not_open, AsyncFixture) {
   const PackLock closed;
-  Outcome outcome;
+  Outcome<PackLockHold> outcome;
   closed.async_acquire(io.get_executor(), Mode::exclusive, record(outcome));
   io.run();
   BOOST_TEST(outcome.calls == 1);

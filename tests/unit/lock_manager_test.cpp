@@ -58,20 +58,6 @@ const std::vector<std::string>& invalid_names() {
   return names;
 }
 
-struct Outcome {
-  int calls = 0;
-  std::error_code ec;
-  LockHandle handle;
-};
-
-auto record(Outcome& outcome) {
-  return [&outcome](std::error_code ec, LockHandle handle) {
-    ++outcome.calls;
-    outcome.ec = ec;
-    outcome.handle = std::move(handle);
-  };
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(lock_manager)
@@ -112,7 +98,7 @@ BOOST_FIXTURE_TEST_CASE(invalid_names_are_refused_by_every_call_before_anything_
       manager.request(name, {}, [&](std::optional<Lock>) { called = true; }, ec);
       BOOST_TEST((ec == lock_errc::invalid_name));
       BOOST_TEST(!called);
-      Outcome outcome;
+      Outcome<LockHandle> outcome;
       manager.async_acquire(io.get_executor(), name, {}, record(outcome));
       io.restart();
       io.run();
@@ -359,7 +345,7 @@ BOOST_FIXTURE_TEST_CASE(async_acquire_completes_with_a_handle_never_inside_the_c
   asio::io_context io;
   bool initiated = false;
   bool ran_inside = false;
-  Outcome outcome;
+  Outcome<LockHandle> outcome;
   manager.async_acquire(io.get_executor(), "x", {}, [&](std::error_code ec, LockHandle handle) {
     ran_inside = !initiated;
     record(outcome)(ec, std::move(handle));
@@ -369,9 +355,9 @@ BOOST_FIXTURE_TEST_CASE(async_acquire_completes_with_a_handle_never_inside_the_c
   BOOST_TEST(!ran_inside);
   BOOST_TEST(outcome.calls == 1);
   BOOST_TEST(!outcome.ec, outcome.ec.message());
-  BOOST_TEST(outcome.handle.name == "x");
+  BOOST_TEST(outcome.value.name == "x");
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 1);
-  manager.release(outcome.handle);
+  manager.release(outcome.value);
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
 }
 
@@ -419,14 +405,14 @@ BOOST_FIXTURE_TEST_CASE(async_acquire_with_deferred_starts_when_launched, Manage
   auto operation = manager.async_acquire(io.get_executor(), "x", {}, asio::experimental::deferred);
   io.run();
   BOOST_TEST(!manager.is_locked("x"));  // nothing happened yet
-  Outcome outcome;
+  Outcome<LockHandle> outcome;
   std::move(operation)(record(outcome));
   io.restart();
   io.run();
   BOOST_TEST(outcome.calls == 1);
   BOOST_TEST(!outcome.ec, outcome.ec.message());
   BOOST_TEST(manager.is_locked("x"));
-  manager.release(outcome.handle);
+  manager.release(outcome.value);
 }
 
 BOOST_FIXTURE_TEST_CASE(async_acquire_is_cancelled_by_every_cancellation_type, ManagerFixture) {
@@ -436,7 +422,7 @@ BOOST_FIXTURE_TEST_CASE(async_acquire_is_cancelled_by_every_cancellation_type, M
                           asio::cancellation_type::total}) {
     BOOST_TEST_CONTEXT("type " << static_cast<int>(type)) {
       asio::cancellation_signal signal;
-      Outcome outcome;
+      Outcome<LockHandle> outcome;
       manager.async_acquire(io.get_executor(), "x", {},
                             asio::bind_cancellation_slot(signal.slot(), record(outcome)));
       run_until(io, [&] { return waiting_here(lock_dir / "x"); });
@@ -459,7 +445,7 @@ BOOST_FIXTURE_TEST_CASE(async_acquire_is_cancelled_by_every_cancellation_type, M
 BOOST_FIXTURE_TEST_CASE(async_acquire_times_out, ManagerFixture) {
   Process other = holder("x");
   asio::io_context io;
-  Outcome outcome;
+  Outcome<LockHandle> outcome;
   manager.async_acquire(io.get_executor(), "x", {100ms}, record(outcome));
   io.run();
   BOOST_TEST(outcome.calls == 1);

@@ -12,6 +12,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <packlock/packlock.hpp>
@@ -144,6 +145,25 @@ void run_until(Context& io, const std::function<bool()>& done) {
     io.run_for(5ms);
   }
   if (!done()) throw std::runtime_error("run_until: the condition never held");
+}
+
+// What an asynchronous operation completed with, for the tests of
+// completion handlers: how often it was called, the error and the value.
+template <typename Value>
+struct Outcome {
+  int calls = 0;
+  std::error_code ec;
+  Value value{};
+};
+
+// A handler that records into `outcome`.
+template <typename Value>
+auto record(Outcome<Value>& outcome) {
+  return [&outcome](std::error_code ec, Value value) {
+    ++outcome.calls;
+    outcome.ec = ec;
+    outcome.value = std::move(value);
+  };
 }
 
 // The in-process queue of the pack of `lock`.

@@ -476,23 +476,15 @@ class HijackSignal {
     options.heartbeat = 200ms;
     options.stale_after = 2s;
     options.logger = [this](const LogEvent& event) {
-      if (event.kind != LogEventKind::hijacked) return;
-      std::lock_guard lock(mutex_);
-      came_ = true;
-      cv_.notify_all();
+      if (event.kind == LogEventKind::hijacked) came_.open();
     };
     return options;
   }
   // False after 20 s (a safety limit against hanging).
-  bool wait() {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, 20s, [this] { return came_; });
-  }
+  bool wait() { return came_.wait(); }
 
  private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool came_ = false;
+  Gate came_;
 };
 
 BOOST_FIXTURE_TEST_CASE(a_hijacked_handle_reports_hijacked_on_release, ManagerFixture) {

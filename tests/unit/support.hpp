@@ -6,6 +6,8 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <mutex>
+#include <condition_variable>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -146,6 +148,26 @@ void run_until(Context& io, const std::function<bool()>& done) {
   }
   if (!done()) throw std::runtime_error("run_until: the condition never held");
 }
+
+// A one-shot event between threads: readiness, never sleeping.
+class Gate {
+ public:
+  void open() {
+    std::lock_guard lock(mutex_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  // False after 20 s (a safety limit against hanging).
+  bool wait() {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, 20s, [this] { return open_; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
 
 // What an asynchronous operation completed with, for the tests of
 // completion handlers: how often it was called, the error and the value.

@@ -97,26 +97,6 @@ void request_in_thread(const LockManager& manager, const std::string& name,
   if (ec) log.add("error " + ec.message());
 }
 
-// A one-shot event between threads: readiness, never sleeping.
-class Gate {
- public:
-  void open() {
-    std::lock_guard lock(mutex_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  // False after 20 s (a safety limit against hanging).
-  bool wait() {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, 20s, [this] { return open_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
-
 // Counts arrivals from any thread; wait_for(n) returns once n arrived.
 class Tally {
  public:

@@ -208,9 +208,10 @@ void HeartbeatService::add(HeartbeatEntry& entry, const Pack& pack, const Sideca
   entry.ino_ = sidecar.ino;
   entry.refresh_ = refresh;
   const auto period = pack.options().heartbeat;
+  const auto now = Clock::now();
   std::lock_guard lock(mutex_);
   if (stop_ || !start_locked()) return;
-  Watch& watch = watch_for(sidecar);
+  Watch& watch = watch_for(sidecar, now);
   Schedule& schedule = schedule_for(period);
   if (!watch.entries.front && watch.idle_until != Clock::time_point{}) {
     --idle_watches_;  // in use again before it was forgotten
@@ -218,7 +219,7 @@ void HeartbeatService::add(HeartbeatEntry& entry, const Pack& pack, const Sideca
   }
   entry.watch_ = &watch;
   entry.schedule_ = &schedule;
-  entry.due_ = Clock::now() + period;
+  entry.due_ = now + period;
   // Beside a hold of the same pack and inode, if there is one: from its
   // first beat on, the two share a refresh and a check (earlier than its
   // own period would have it, never later).
@@ -275,17 +276,46 @@ HeartbeatService::Schedule& HeartbeatService::schedule_for(std::chrono::nanoseco
   return *schedules_.back();
 }
 
-HeartbeatService::Watch& HeartbeatService::watch_for(const Sidecar& sidecar) {
+// The watch of the held inode; its inotify watch is asked for kWatchDelay
+// from now (see the header), by the thread.
+HeartbeatService::Watch& HeartbeatService::watch_for(const Sidecar& sidecar, Clock::time_point now) {
   auto [it, inserted] = watches_.try_emplace({sidecar.dev, sidecar.ino});
   Watch& watch = it->second;
-  if (watch.wd >= 0 || !inotify_) return watch;
+  if (watch.armed || !inotify_) return watch;
+  const auto arm_at = now + kWatchDelay;
+  to_arm_.emplace_back(arm_at, it->first);
+  watch.armed = true;
+  if (arm_at < planned_wake_) {
+    planned_wake_ = arm_at;
+    signal();
+  }
+  return watch;
+}
+
+void HeartbeatService::arm_due_watches(Clock::time_point now) {
+  while (!to_arm_.empty() && to_arm_.front().first <= now) {
+    const auto key = to_arm_.front().second;
+    to_arm_.pop_front();
+    const auto found = watches_.find(key);
+    if (found != watches_.end()) arm(found->second, key, now);
+  }
+}
+
+void HeartbeatService::arm(Watch& watch, const std::pair<dev_t, ino_t>& key, Clock::time_point now) {
+  if (watch.wd >= 0) return;  // queued twice: forgotten and taken again
+  const HeartbeatEntry* const holder = watch.entries.front;
+  if (!holder) {
+    watch.armed = false;  // every hold left before its delay: no watch needed
+    return;
+  }
   // The descriptor's /proc link names exactly the inode we hold, even if
   // the path has changed since.
   std::array<char, 32> link;
-  std::snprintf(link.data(), link.size(), "/proc/self/fd/%d", sidecar.fd.get());
+  std::snprintf(link.data(), link.size(), "/proc/self/fd/%d", holder->fd_);
   watch.wd = ::inotify_add_watch(inotify_.get(), link.data(), kHijackEvents);
-  if (watch.wd >= 0) watch_of_wd_[watch.wd] = it->first;
-  return watch;
+  if (watch.wd >= 0) watch_of_wd_[watch.wd] = key;
+  // A hijack before the watch existed sent no event to us: look now.
+  check_now(watch, now);
 }
 
 void HeartbeatService::thread_main(HeartbeatService* service, std::weak_ptr<HeartbeatService> weak) {
@@ -321,6 +351,7 @@ bool HeartbeatService::step(std::vector<Call>& calls) {
   take_events();
   std::unique_lock lock(mutex_);
   if (stop_) return false;
+  arm_due_watches(Clock::now());
   beat_due(lock, calls);
   const auto now = Clock::now();
   if (idle_watches_ > 0 && now >= next_sweep_) forget_idle_watches(now);
@@ -376,6 +407,7 @@ void HeartbeatService::take_events() {
         watch_of_wd_.erase(found);
         if (watch == watches_.end()) continue;
         watch->second.wd = -1;
+        watch->second.armed = false;  // a later hold of it asks again
       }
       if (watch != watches_.end()) check_now(watch->second, now);
     }
@@ -493,6 +525,7 @@ void HeartbeatService::forget_idle_watches(Clock::time_point now) {
 
 Clock::time_point HeartbeatService::next_wake() const noexcept {
   Clock::time_point next = idle_watches_ > 0 ? next_sweep_ : Clock::time_point::max();
+  if (!to_arm_.empty()) next = std::min(next, to_arm_.front().first);
   for (const auto& schedule : schedules_) {
     if (schedule->entries.front) next = std::min(next, schedule->entries.front->due_);
   }

@@ -23,6 +23,15 @@
 // filesystem). Loggers and callbacks run on the heartbeat thread, never
 // under the service's lock.
 //
+// The watch of an inode is set only once a hold of it has lasted
+// kWatchDelay, by the heartbeat thread, which then checks every hold of
+// the inode at once (so a hijack during the delay is seen at that moment).
+// Why: a process that has ever had an inotify mark waits, when it exits or
+// closes the instance, for the kernel to tear the mark down (an SRCU grace
+// period, 10-15 ms measured here), which would triple the cost of a short
+// `packlock run`; a short hold never pays for it, and it costs a young hold
+// nothing on its acquisition path either.
+//
 // Lifetime: every Pack shares the process's service; its thread starts at
 // the first registration and is stopped and joined when the last Pack goes.
 
@@ -31,6 +40,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -49,6 +59,10 @@ class HeartbeatService;
 
 // The heartbeat thread's name (/proc/self/task/TID/comm).
 inline constexpr const char* kHeartbeatThreadName = "packlock-beat";
+
+// How long a hold lasts before its sidecar gets an inotify watch: the
+// longest a hijack of a young hold on this host can go unnoticed.
+inline constexpr std::chrono::milliseconds kWatchDelay{20};
 
 // A hold's membership in the service; lives inside its Hold.
 // Thread-safety: lost() and on_lost() from any thread; the rest is the
@@ -137,6 +151,7 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   // tears it down, and the next hold of the pack usually comes sooner.
   struct Watch {
     int wd = -1;
+    bool armed = false;  // its inotify watch was asked for (wd may still be -1: no inotify)
     List entries;
     unsigned round = 0;                // the last round that beat an entry of it
     HeartbeatEntry* leader = nullptr;  // that round's first entry
@@ -156,8 +171,10 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   void watch_left(Watch& watch, std::chrono::steady_clock::time_point until) noexcept;
   std::chrono::steady_clock::time_point next_wake() const noexcept;
   void check_now(Watch& watch, std::chrono::steady_clock::time_point now) noexcept;
+  void arm_due_watches(std::chrono::steady_clock::time_point now);
+  void arm(Watch& watch, const std::pair<dev_t, ino_t>& key, std::chrono::steady_clock::time_point now);
   Schedule& schedule_for(std::chrono::nanoseconds period);
-  Watch& watch_for(const Sidecar& sidecar);
+  Watch& watch_for(const Sidecar& sidecar, std::chrono::steady_clock::time_point now);
   void signal() const noexcept;
 
   const unsigned generation_;
@@ -170,6 +187,8 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   std::vector<std::unique_ptr<Schedule>> schedules_;
   std::map<std::pair<dev_t, ino_t>, Watch> watches_;
   std::unordered_map<int, std::pair<dev_t, ino_t>> watch_of_wd_;
+  // Inodes whose watch is to be set, in due order (one delay for all).
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::pair<dev_t, ino_t>>> to_arm_;
   std::size_t idle_watches_ = 0;
   std::vector<int> forgotten_wds_;  // the thread's: removed after the lock
   std::chrono::steady_clock::time_point next_sweep_ = std::chrono::steady_clock::time_point::max();

@@ -274,6 +274,40 @@ BOOST_FIXTURE_TEST_CASE(an_unlinked_sidecar_is_a_hijack_reported_at_once_and_onc
   BOOST_TEST(log.count(LogEventKind::hijacked) == 1u);
 }
 
+// inotify marks this process has on `inode`, over all its inotify
+// instances (the "inotify wd:" lines of their fdinfo name the inode in hex).
+int inotify_marks_on(ino_t inode) {
+  std::ostringstream hex;
+  hex << " ino:" << std::hex << inode << ' ';
+  int marks = 0;
+  for (const auto& fd : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (fs::read_symlink(fd.path(), ec) != "anon_inode:inotify" || ec) continue;
+    std::istringstream info(read_file(fs::path("/proc/self/fdinfo") / fd.path().filename()));
+    for (std::string line; std::getline(info, line);) {
+      marks += line.rfind("inotify wd:", 0) == 0 && line.find(hex.str()) != std::string::npos;
+    }
+  }
+  return marks;
+}
+
+// A process that ever had an inotify mark waits for its teardown when it
+// exits: a young hold has none; one that lasts gets it from the thread.
+BOOST_FIXTURE_TEST_CASE(a_young_hold_has_no_inotify_watch_a_lasting_one_has, HeartbeatFixture) {
+  LockOptions options = fast_options(&log);
+  options.heartbeat = 30s;
+  options.stale_after = 90s;
+  const PackLock lock = PackLock::open(pack, options);
+  const auto start = std::chrono::steady_clock::now();
+  PackLockHold hold = lock.acquire();
+  const ino_t inode = sidecar_inode(pack);
+  const int young_marks = inotify_marks_on(inode);
+  // Only when the test itself was not held up past the delay.
+  if (std::chrono::steady_clock::now() - start < detail::kWatchDelay) BOOST_TEST(young_marks == 0);
+  BOOST_TEST(eventually([&] { return inotify_marks_on(inode) == 1; }));
+  BOOST_TEST(!hold.lost());
+}
+
 BOOST_FIXTURE_TEST_CASE(a_replaced_sidecar_is_a_hijack, HeartbeatFixture) {
   LockOptions options = fast_options(&log);
   options.heartbeat = 30s;

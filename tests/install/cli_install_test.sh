@@ -19,6 +19,14 @@ for page in man1/packlock.1 man1/packlock-run.1 man1/packlock-probe.1 man1/packl
             man3/libpacklock.3; do
   test -f "$prefix/share/man/$page"
 done
+# An empty entry of a run path makes the loader search the current
+# directory: neither the built nor the installed command may have one.
+for binary in "$build/tools/packlock" "$prefix/bin/packlock"; do
+  runpath=$(readelf -d "$binary" | sed -n 's/.*(R\(UN\)\{0,1\}PATH).*\[\(.*\)\]$/\2/p')
+  case ":$runpath:" in
+    *::*) [[ -z $runpath ]] || { echo "$binary: run path with an empty entry: $runpath" >&2; exit 1; } ;;
+  esac
+done
 "$prefix/bin/packlock" --version | grep -q '^packlock '
 "$prefix/bin/packlock-run" "$scratch/pack" -- sh -c 'test "$PACKLOCK_MODE" = exclusive'
 "$prefix/bin/packlock-probe" "$scratch/pack" | grep -q ': free$'

@@ -27,16 +27,47 @@ void Hold::announce() noexcept {
                [] { return std::string("holding through a read-only descriptor: no owner record, no heartbeat"); },
                {});
   } else if (mode_ == Mode::exclusive) {
-    if (const int err = pack_->record_writer().write(sidecar_.fd.get(), acquired_at_)) {
+    if (const int err = write_record()) {
       pack_->log(LogEventKind::record_failed,
                  [] { return std::string("could not write the owner record"); },
                  {err, std::system_category()});
     }
+  } else if (mtime_still_fresh()) {
+    // Nothing to write: a shared hold has no record.
   } else if (const int err = refresh_mtime(sidecar_.fd.get())) {
     pack_->log(LogEventKind::refresh_failed,
                [] { return std::string("could not refresh the sidecar's mtime"); },
                {err, std::system_category()});
   }
+}
+
+// See the header: pwrite(2) refreshes the mtime as well, the mapped page
+// does not.
+int Hold::write_record() noexcept {
+  OwnerRecordWriter::Block block;
+  const std::size_t size = pack_->record_writer().render(block, acquired_at_);
+  if (size == 0) return ENOMEM;
+  const std::string_view record(block.data(), size);
+  if (mtime_still_fresh()) {
+    if (!sidecar_.page.made_for(sidecar_.dev, sidecar_.ino)) {
+      sidecar_.page = RecordPage::map(sidecar_.fd.get(), sidecar_.dev, sidecar_.ino);
+    }
+    if (sidecar_.page.store(record, sidecar_.seen.size)) return 0;
+  }
+  return OwnerRecordWriter::write(sidecar_.fd.get(), record);
+}
+
+bool Hold::mtime_still_fresh() const noexcept {
+  if (pack_->network() || sidecar_.seen.size < 0) return false;
+  const auto& options = pack_->options();
+  const auto mtime = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::seconds(sidecar_.seen.mtime.tv_sec) +
+          std::chrono::nanoseconds(sidecar_.seen.mtime.tv_nsec)));
+  const auto age = acquired_at_ - mtime;
+  // A future mtime is "skewed", not fresh (SPEC section 1).
+  return age >= std::chrono::system_clock::duration::zero() &&
+         age <= (options.stale_after - options.heartbeat) / 2;
 }
 
 void Hold::on_lost(std::function<void()> callback) {

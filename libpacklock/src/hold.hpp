@@ -2,11 +2,20 @@
 // A held kernel lock: the locked sidecar descriptor plus what the lock table
 // and the heartbeat service must be told when it goes.
 //
-// Right after acquiring, an exclusive hold writes its owner record (which
-// also refreshes the mtime) and a shared one refreshes the mtime, so that no
-// acquirer judges a fresh hold by an older holder's mtime; then the hold
-// joins the heartbeat service. A hold through a read-only descriptor writes
-// nothing: it is only watched for a hijack.
+// Right after acquiring, an exclusive hold writes its owner record and a
+// shared one refreshes the mtime, so that no acquirer judges a fresh hold
+// by an older holder's mtime; then the hold joins the heartbeat service. A
+// hold through a read-only descriptor writes nothing: it is only watched
+// for a hijack.
+//
+// The mtime need not be refreshed by every acquisition, only kept young
+// enough: when the mtime seen at the ghost-lock check is at most
+// (stale_after - heartbeat) / 2 old, it stays younger than
+// (stale_after + heartbeat) / 2, less than stale_after, until the first
+// beat one heartbeat later. Then the record goes through the sidecar's
+// mapped page (a memcpy, see record_page.hpp) and a shared hold makes no
+// system call; otherwise pwrite(2) or futimens(2) refreshes it. Only on a
+// local filesystem, whose clock is this host's.
 
 #include <chrono>
 #include <memory>
@@ -64,6 +73,8 @@ class Hold final {
   HeartbeatEntry heartbeat_entry_;
 
   void announce() noexcept;
+  int write_record() noexcept;
+  bool mtime_still_fresh() const noexcept;
 };
 
 }  // namespace packlock::detail

@@ -463,20 +463,24 @@ const OwnerRecordWriter::Template* OwnerRecordWriter::current() const noexcept t
   return nullptr;
 }
 
-int OwnerRecordWriter::write(int fd, std::chrono::system_clock::time_point acquired_at) const noexcept {
+std::size_t OwnerRecordWriter::render(Block& block,
+                                      std::chrono::system_clock::time_point acquired_at) const noexcept {
   const Template* current_template = current();
-  if (!current_template) return ENOMEM;
+  if (!current_template) return 0;
   const Template& t = *current_template;
-  std::array<char, kOwnerRecordMaxSize> buffer;
-  std::memcpy(buffer.data(), t.block.data(), t.block.size());
-  format_utc(acquired_at, buffer.data() + t.time_at);  // else the placeholder: unknown owner
-  write_hex(random64(), buffer.data() + t.token_at);
-  write_hex(random64(), buffer.data() + t.token_at + 16);
+  std::memcpy(block.data(), t.block.data(), t.block.size());
+  format_utc(acquired_at, block.data() + t.time_at);  // else the placeholder: unknown owner
+  write_hex(random64(), block.data() + t.token_at);
+  write_hex(random64(), block.data() + t.token_at + 16);
   const std::uint64_t check =
-      fnv1a(t.prefix_hash, std::string_view(buffer.data() + t.time_at, t.check_at - t.time_at));
-  write_hex(check, buffer.data() + t.check_at + kCheckKey.size());
-  const ssize_t written = ::pwrite(fd, buffer.data(), t.block.size(), 0);
-  if (written == static_cast<ssize_t>(t.block.size())) return 0;
+      fnv1a(t.prefix_hash, std::string_view(block.data() + t.time_at, t.check_at - t.time_at));
+  write_hex(check, block.data() + t.check_at + kCheckKey.size());
+  return t.block.size();
+}
+
+int OwnerRecordWriter::write(int fd, std::string_view block) noexcept {
+  const ssize_t written = ::pwrite(fd, block.data(), block.size(), 0);
+  if (written == static_cast<ssize_t>(block.size())) return 0;
   return written < 0 ? errno : EIO;
 }
 

@@ -10,11 +10,13 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include <packlock/options.hpp>
 #include <packlock/owner.hpp>
@@ -47,9 +49,13 @@ class OwnerRecordWriter final {
  public:
   explicit OwnerRecordWriter(const LockOptions& options);
 
-  // Writes the record of an acquisition made at `acquired_at` into `fd`.
+  using Block = std::array<char, kOwnerRecordMaxSize>;
+  // Formats the record of an acquisition made at `acquired_at` into
+  // `block`: its size (a multiple of 512), or 0 without memory to build it.
+  std::size_t render(Block& block, std::chrono::system_clock::time_point acquired_at) const noexcept;
+  // Writes a rendered record at the start of `fd` with one pwrite(2).
   // Returns 0, or the errno of the write (EIO for a short one).
-  int write(int fd, std::chrono::system_clock::time_point acquired_at) const noexcept;
+  static int write(int fd, std::string_view block) noexcept;
 
  private:
   struct Template {

@@ -69,8 +69,9 @@ class Pack final {
   void keep_sidecar(Sidecar&& sidecar) const noexcept;
 
   const WakeChannel& wake() const noexcept { return wake_; }
-  bool path_names(const Sidecar& sidecar) const noexcept {
-    return path_names_inode(dir_fd(), options_.sidecar_name, sidecar);
+  // The ghost-lock check of an acquisition (fills sidecar.seen).
+  bool path_names(Sidecar& sidecar) const noexcept {
+    return path_names_sidecar(dir_fd(), options_.sidecar_name, sidecar);
   }
 
   // The heartbeat service for a hold taken now: the one the Pack was opened

@@ -98,4 +98,23 @@ bool path_names_inode(int dir_fd, const std::string& name, dev_t dev, ino_t ino)
          makedev(st.stx_dev_major, st.stx_dev_minor) == dev;
 }
 
+bool path_names_sidecar(int dir_fd, const std::string& name, Sidecar& sidecar) noexcept {
+  // Asking for the mtime marks the timestamps as queried (see above): the
+  // next write that changes them dirties the inode. Holds refresh the mtime
+  // by a syscall only when it has aged (Hold::write_record), so that cost
+  // comes rarely; the heartbeat's check asks for the inode alone.
+  struct statx st {};
+  sidecar.seen = {};
+  if (::statx(dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, STATX_INO | STATX_SIZE | STATX_MTIME, &st) != 0 ||
+      !(st.stx_mask & STATX_INO) || st.stx_ino != sidecar.ino ||
+      makedev(st.stx_dev_major, st.stx_dev_minor) != sidecar.dev) {
+    return false;
+  }
+  if ((st.stx_mask & (STATX_SIZE | STATX_MTIME)) == (STATX_SIZE | STATX_MTIME)) {
+    sidecar.seen.size = static_cast<std::int64_t>(st.stx_size);
+    sidecar.seen.mtime = {static_cast<time_t>(st.stx_mtime.tv_sec), static_cast<long>(st.stx_mtime.tv_nsec)};
+  }
+  return true;
+}
+
 }  // namespace packlock::detail

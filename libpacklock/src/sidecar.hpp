@@ -4,15 +4,26 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+#include <ctime>
+
 #include <filesystem>
 #include <string>
 #include <system_error>
 
+#include "record_page.hpp"
 #include "unique_fd.hpp"
 
 namespace packlock::detail {
 
 inline constexpr const char* kDefaultSidecarName = ".grex-lock";
+
+// What the sidecar's path showed at the ghost-lock check of the last
+// acquisition: its size and mtime, while the lock was held.
+struct SidecarSeen {
+  std::int64_t size = -1;  // -1: not seen
+  timespec mtime{};
+};
 
 // An open sidecar and the identity (device, inode) of what it names.
 struct Sidecar {
@@ -21,6 +32,8 @@ struct Sidecar {
   ino_t ino = 0;
   bool writable = false;  // false: opened read-only (no record, no heartbeat)
   unsigned epoch = 0;     // descriptor_epoch() when opened
+  SidecarSeen seen;
+  RecordPage page;        // mapped by the first record written through it
 };
 
 // Opens (creating with `create`) the pack directory, following symlinks in
@@ -41,8 +54,8 @@ Sidecar open_sidecar(int dir_fd, const std::string& name, bool create,
 // True when `name` in `dir_fd` still names the inode `sidecar` has open: the
 // ghost-lock guard after flock, and the hijack check of a holder.
 bool path_names_inode(int dir_fd, const std::string& name, dev_t dev, ino_t ino) noexcept;
-inline bool path_names_inode(int dir_fd, const std::string& name, const Sidecar& sidecar) noexcept {
-  return path_names_inode(dir_fd, name, sidecar.dev, sidecar.ino);
-}
+// The same check for an acquisition, which also records the size and mtime
+// the path shows in `sidecar.seen` (one statx(2) all the same).
+bool path_names_sidecar(int dir_fd, const std::string& name, Sidecar& sidecar) noexcept;
 
 }  // namespace packlock::detail

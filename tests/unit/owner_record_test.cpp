@@ -110,6 +110,53 @@ BOOST_FIXTURE_TEST_CASE(shared_holders_write_no_record, RecordFixture) {
   BOOST_TEST(!read_owner_record(pack).has_value());
 }
 
+// The mtime an acquisition leaves: an aged one is refreshed (pwrite(2) or
+// futimens(2)); a young one, at most (stale_after - heartbeat) / 2 old, may
+// be left as it is (the record then goes through the mapped page, whose
+// first write after a writeback refreshes it all the same), but is never
+// older, and the record is always the new one.
+BOOST_FIXTURE_TEST_CASE(an_acquisition_leaves_the_mtime_young, RecordFixture) {
+  LockOptions options;
+  options.heartbeat = 2s;
+  options.stale_after = 10s;  // young: at most 4 s old
+  const PackLock with_options = PackLock::open(pack, options);
+  { PackLockHold first = with_options.acquire(); }
+  const auto mtime_age = [&] {
+    struct stat st {};
+    BOOST_REQUIRE(::stat(sidecar.c_str(), &st) == 0);
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    return std::chrono::seconds(now.tv_sec - st.st_mtim.tv_sec) +
+           std::chrono::nanoseconds(now.tv_nsec - st.st_mtim.tv_nsec);
+  };
+  const auto set_age = [&](std::chrono::seconds age) {
+    timespec times[2]{};
+    times[0].tv_nsec = UTIME_OMIT;
+    ::clock_gettime(CLOCK_REALTIME, &times[1]);
+    times[1].tv_sec -= age.count();
+    BOOST_REQUIRE(::utimensat(AT_FDCWD, sidecar.c_str(), times, 0) == 0);
+  };
+  for (const Mode mode : {Mode::exclusive, Mode::shared}) {
+    BOOST_TEST_CONTEXT(to_string(mode)) {
+      const std::string token_before = read_owner_record(pack).value_or(OwnerRecord{}).token;
+      set_age(6s);
+      PackLockHold hold = with_options.acquire(mode);
+      BOOST_TEST((mtime_age() < 2s));
+      hold.release();
+
+      set_age(2s);
+      hold = with_options.acquire(mode);
+      BOOST_TEST((mtime_age() < 4s));
+      if (mode == Mode::exclusive) {
+        const auto record = read_owner_record(pack);
+        BOOST_REQUIRE(record.has_value());
+        BOOST_TEST((record->acquired_at == hold.acquired_at()));
+        BOOST_TEST(record->token != token_before);
+      }
+    }
+  }
+}
+
 BOOST_FIXTURE_TEST_CASE(a_long_or_invalid_command_is_truncated_and_stays_valid, RecordFixture) {
   LockOptions options;
   options.command = std::string(5000, '\x01') + "\xff\xfe tail";

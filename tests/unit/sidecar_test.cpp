@@ -169,4 +169,25 @@ BOOST_AUTO_TEST_CASE(a_reader_without_write_access_still_gets_the_lock) {
   BOOST_TEST(run(child_as_nobody(dir, {"wake_channel", (dir / "pack").string()})) == kChildOk);
 }
 
+// The record page keeps a file description of its own alive: closing the
+// locked descriptor must still release the lock (a release by close(2), and
+// a child that drops its copy of a parent's hold, rely on it).
+BOOST_AUTO_TEST_CASE(a_mapped_record_page_does_not_keep_the_lock) {
+  TempDir dir;
+  std::error_code ec;
+  const auto pack = detail::Pack::open(dir / "pack", LockOptions{}, ec);
+  BOOST_REQUIRE(!ec);
+  detail::Sidecar sidecar = pack->open_sidecar(ec);
+  BOOST_REQUIRE(!ec);
+  BOOST_REQUIRE(::flock(sidecar.fd.get(), LOCK_EX | LOCK_NB) == 0);
+  BOOST_REQUIRE(::pwrite(sidecar.fd.get(), std::string(512, ' ').data(), 512, 0) == 512);
+  sidecar.page = detail::RecordPage::map(sidecar.fd.get(), sidecar.dev, sidecar.ino);
+  BOOST_TEST(sidecar.page.store("mapped\n", 512));
+  BOOST_TEST(!sidecar.page.store(std::string(513, 'x'), 512));  // past what the file holds
+  BOOST_TEST(read_file(pack->sidecar_path()).substr(0, 7) == "mapped\n");
+  BOOST_TEST(flock_nonblocking(pack->sidecar_path()) == 1);
+  sidecar.fd.reset();
+  BOOST_TEST(flock_nonblocking(pack->sidecar_path()) == 0);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -168,7 +168,6 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
     if (!sidecar_.fd) {
       sidecar_ = pack_->take_sidecar(ec);
       if (ec) return finish(ec, nullptr);
-      watch_.watch(sidecar_);
     }
     switch (attempt_kernel_lock(*pack_, sidecar_, mode(), ec)) {
       case Attempt::locked:
@@ -186,22 +185,27 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
       case Recovery::retry:
         sidecar_ = pack_->open_sidecar(ec);
         if (ec) return finish(ec, nullptr);
-        watch_.watch(sidecar_);
         return contend();
       case Recovery::none:
         break;
     }
-    if (!registration_.active()) registration_ = WaiterRegistration(*pack_, mode());
-    // As in the blocking acquire: events drained now may announce a
-    // release that came after the attempt; try again before waiting.
-    const bool missed_events = watch_.consume_events();
+    // As in the blocking acquire: a waiter just counted, or events drained
+    // now, may have missed a release that came after the attempt; try
+    // again before waiting.
+    bool newly_counted = false;
+    if (!registration_.active()) {
+      registration_ = WaiterRegistration(*pack_, mode());
+      newly_counted = registration_.counted();
+    }
+    const bool missed_events = watch_.consume_events() || newly_counted;
     if (!pack_->path_names(sidecar_)) {
       // The sidecar was replaced: follow the path at once.
       sidecar_.fd.reset();
       return contend();
     }
-    watch_.watch(sidecar_);
-    if (missed_events) return post_contend();
+    // As in the blocking acquire: a new watch missed what came before it.
+    const bool newly_watched = watch_.watch(sidecar_);
+    if (missed_events || newly_watched) return post_contend();
     wait_for_release();
   }
 

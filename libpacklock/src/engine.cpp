@@ -86,9 +86,6 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
   Sidecar sidecar = pack.take_sidecar(ec);
   if (ec) return {};
   ReleaseWatch watch(backoff, &pack.wake());
-  // Watch before the first attempt, so a release between a busy attempt and
-  // the wait is not lost.
-  if (may_wait) watch.watch(sidecar);
   StaleRecovery recovery(pack);
   bool recovered = false;  // a try recovers once
   for (;;) {
@@ -105,7 +102,6 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
         recovered = true;
         sidecar = pack.open_sidecar(ec);
         if (ec) return {};
-        if (may_wait) watch.watch(sidecar);
         continue;
       }
     }
@@ -114,20 +110,29 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
       ec = reason;
       return {};
     }
-    if (!registration.active()) registration = WaiterRegistration(pack, mode);
+    // A waiter just counted must attempt once more before it sleeps: a
+    // release before the count took effect wrote no wake-up.
+    bool newly_counted = false;
+    if (!registration.active()) {
+      registration = WaiterRegistration(pack, mode);
+      newly_counted = registration.counted();
+    }
     // An event drained now may announce a release that came after the
     // attempt: another process's waiter may have been woken by it and be
     // gone, so try again before sleeping, or the wake-up would be lost.
-    const bool missed_events = watch.consume_events();
+    const bool missed_events = watch.consume_events() || newly_counted;
     // A holder left on an unlinked inode must not keep us waiting on it.
     if (!pack.path_names(sidecar)) {
       sidecar = pack.open_sidecar(ec);
       if (ec) return {};
-      watch.watch(sidecar);
       continue;
     }
-    watch.watch(sidecar);
-    if (!missed_events) watch.wait_until(deadline, cancel ? cancel->native_handle() : -1);
+    // Watched only now, after a busy attempt; a new watch missed what came
+    // before it, so one more attempt first.
+    const bool newly_watched = watch.watch(sidecar);
+    if (!missed_events && !newly_watched) {
+      watch.wait_until(deadline, cancel ? cancel->native_handle() : -1);
+    }
   }
 }
 

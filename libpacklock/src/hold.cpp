@@ -92,8 +92,8 @@ std::error_code Hold::release() noexcept {
   const bool unlocked = ::flock(sidecar_.fd.get(), LOCK_UN) == 0;
   if (unlocked) {
     // Wake other processes' waiters first: every step between the unlock
-    // and this write is handoff latency.
-    pack_->wake().notify();
+    // and this write is handoff latency. Nobody counted: no waiter to wake.
+    if (pack_->anyone_waiting()) pack_->wake().notify();
     pack_->keep_sidecar(std::move(sidecar_));
   } else {
     release_result_.assign(errno, std::system_category());

@@ -33,7 +33,20 @@ Pack::Pack(UniqueFd dir, dev_t dir_dev, ino_t dir_ino, std::filesystem::path pat
       queue_(std::move(queue)),
       wake_(dir_.get(), options_.sidecar_name),
       record_writer_(options_),
-      heartbeat_(HeartbeatService::shared()) {}
+      heartbeat_(HeartbeatService::shared()) {
+  waiting_ = waiting_count_of(*this);
+}
+
+Pack::~Pack() {
+  try {
+    const std::string key = table_key();
+    waiting_.reset();
+    queue_.reset();
+    close_waiters_file_of(key);
+  } catch (...) {
+    // Without memory for the key: the registry closes it with a later pack.
+  }
+}
 
 Sidecar Pack::take_sidecar(std::error_code& ec) const noexcept {
   {

@@ -17,6 +17,7 @@
 #include "owner_record.hpp"
 #include "sidecar.hpp"
 #include "unique_fd.hpp"
+#include "waiter_registry.hpp"
 #include "wake_channel.hpp"
 
 namespace packlock::detail {
@@ -69,6 +70,9 @@ class Pack final {
   void keep_sidecar(Sidecar&& sidecar) const noexcept;
 
   const WakeChannel& wake() const noexcept { return wake_; }
+  // After a release: whether a waiter of this host may need waking through
+  // the wake channel (see WaitingCount); always true without the count.
+  bool anyone_waiting() const noexcept { return !waiting_ || waiting_->anyone(); }
   // The ghost-lock check of an acquisition (fills sidecar.seen).
   bool path_names(Sidecar& sidecar) const noexcept {
     return path_names_sidecar(dir_fd(), options_.sidecar_name, sidecar);
@@ -96,6 +100,10 @@ class Pack final {
 
   Pack(UniqueFd dir, dev_t dir_dev, ino_t dir_ino, std::filesystem::path path,
        const LockOptions& options, std::shared_ptr<PackQueue> queue);
+  Pack(const Pack&) = delete;
+  Pack& operator=(const Pack&) = delete;
+  // Closes the pack's waiters file too when this was its last Pack.
+  ~Pack();
 
  private:
   UniqueFd dir_;
@@ -106,6 +114,7 @@ class Pack final {
   bool network_;
   std::shared_ptr<PackQueue> queue_;
   WakeChannel wake_;
+  std::shared_ptr<const WaitingCount> waiting_;  // set once, in the constructor
   OwnerRecordWriter record_writer_;
   mutable std::mutex idle_mutex_;
   mutable Sidecar idle_;

@@ -98,17 +98,18 @@ ReleaseWatch::~ReleaseWatch() {
   InotifyPool::instance().put({std::move(inotify_), wd_, dev_, ino_});
 }
 
-void ReleaseWatch::watch(const Sidecar& sidecar) noexcept {
-  if (wd_ >= 0 && dev_ == sidecar.dev && ino_ == sidecar.ino) return;
+bool ReleaseWatch::watch(const Sidecar& sidecar) noexcept {
+  if (wd_ >= 0 && dev_ == sidecar.dev && ino_ == sidecar.ino) return false;
   if (!inotify_) {
     IdleInotify idle = InotifyPool::instance().take(sidecar.dev, sidecar.ino);
     inotify_ = std::move(idle.fd);
     wd_ = idle.wd;
     dev_ = idle.dev;
     ino_ = idle.ino;
-    if (wd_ >= 0 && dev_ == sidecar.dev && ino_ == sidecar.ino) return;
+    // An idle watch of this inode saw events while nobody read them.
+    if (wd_ >= 0 && dev_ == sidecar.dev && ino_ == sidecar.ino) return true;
   }
-  if (!inotify_) return;
+  if (!inotify_) return false;
   if (wd_ >= 0) ::inotify_rm_watch(inotify_.get(), wd_);
   // The descriptor's /proc link names exactly the inode we have open, even
   // if the path has been replaced since.
@@ -117,6 +118,7 @@ void ReleaseWatch::watch(const Sidecar& sidecar) noexcept {
   dev_ = sidecar.dev;
   ino_ = sidecar.ino;
   step_ = backoff_.first;
+  return wd_ >= 0;
 }
 
 bool ReleaseWatch::consume_events() noexcept {

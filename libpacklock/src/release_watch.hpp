@@ -55,7 +55,11 @@ class ReleaseWatch final {
 
   // Watches the inode `sidecar` has open (again, if it changed). Without
   // inotify (no instance left, no /proc) the back-off timer alone wakes.
-  void watch(const Sidecar& sidecar) noexcept;
+  // True when it set a new watch: events before it were not seen, so the
+  // caller attempts the lock once more before it waits. Waiters watch only
+  // after a busy attempt: an uncontended acquisition sets no inotify mark
+  // (whose teardown a process pays when it exits).
+  bool watch(const Sidecar& sidecar) noexcept;
 
   // Blocks until an event arrives, the back-off period passes, or the
   // deadline, whichever is first; true when events are pending (left for

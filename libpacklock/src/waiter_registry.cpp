@@ -1,7 +1,12 @@
 #include "waiter_registry.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
 
 #include <mutex>
 #include <unordered_map>
@@ -24,13 +29,36 @@ bool set_read_lock(int fd, Mode mode, bool on) noexcept {
   return ::fcntl(fd, F_SETLK, &range) == 0;
 }
 
-UniqueFd open_waiters_file(const Pack& pack) noexcept {
+constexpr std::size_t kCountPage = 4096;
+
+// Read-write when allowed (for the count), else read-only (a read lock is
+// all visibility needs).
+UniqueFd open_waiters_file(const Pack& pack, bool& writable) noexcept {
   const std::string name = pack.sidecar_name() + kWaitersSuffix;
-  UniqueFd fd(::openat(pack.dir_fd(), name.c_str(),
-                       O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0666));
+  constexpr int flags = O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
+  UniqueFd fd(::openat(pack.dir_fd(), name.c_str(), O_RDWR | flags, 0666));
+  writable = static_cast<bool>(fd);
+  if (!fd) fd = UniqueFd(::openat(pack.dir_fd(), name.c_str(), O_RDONLY | flags, 0666));
   struct stat st {};
   if (fd && (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))) fd.reset();
   return fd;
+}
+
+// Maps the count, first making the file long enough to hold it: touching
+// a mapped page wholly past the end of a file faults (SIGBUS). packlock
+// never shrinks the file.
+std::shared_ptr<const WaitingCount> map_count(int fd) noexcept try {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return nullptr;
+  if (st.st_size < static_cast<off_t>(sizeof(std::uint32_t)) &&
+      ::ftruncate(fd, sizeof(std::uint32_t)) != 0) {
+    return nullptr;
+  }
+  void* const page = ::mmap(nullptr, kCountPage, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (page == MAP_FAILED) return nullptr;
+  return std::make_shared<const WaitingCount>(page);
+} catch (...) {
+  return nullptr;
 }
 
 // Per pack: the one descriptor of its waiters file and how many waiters of
@@ -39,6 +67,7 @@ UniqueFd open_waiters_file(const Pack& pack) noexcept {
 // right after it got its lock. All members guarded by `mutex`.
 struct Entry {
   UniqueFd fd;
+  std::shared_ptr<const WaitingCount> waiting;  // null: not writable here
   int count[2] = {0, 0};
   std::weak_ptr<PackQueue> queue;
 
@@ -64,11 +93,9 @@ void forget_closed_packs() {
   });
 }
 
-}  // namespace
-
-WaiterRegistration::WaiterRegistration(const Pack& pack, Mode mode) noexcept : mode_(mode) {
-  std::string key = pack.table_key();
-  std::lock_guard lock(mutex);
+// The entry of `pack`, its file open (or null, the file not to be had).
+// Called under `mutex`.
+Entry* entry_of(const Pack& pack, const std::string& key) {
   forget_parent_after_fork();
   if (!entries.contains(key)) forget_closed_packs();
   Entry& entry = entries[key];
@@ -76,22 +103,95 @@ WaiterRegistration::WaiterRegistration(const Pack& pack, Mode mode) noexcept : m
   // directory that got the old one's inode number): its file is not ours.
   if (entry.idle() && entry.queue.lock() != pack.shared_queue().lock()) entry = Entry{};
   if (!entry.fd) {
-    entry.fd = open_waiters_file(pack);
+    bool writable = false;
+    entry.fd = open_waiters_file(pack, writable);
+    if (entry.fd && writable) entry.waiting = map_count(entry.fd.get());
     entry.queue = pack.shared_queue();
   }
   if (!entry.fd) {
     entries.erase(key);
-    return;
+    return nullptr;
   }
-  if (entry.count[byte_for(mode)]++ == 0 && !set_read_lock(entry.fd.get(), mode, true)) {
-    --entry.count[byte_for(mode)];
-    return;
+  return &entry;
+}
+
+}  // namespace
+
+WaitingCount::~WaitingCount() { ::munmap(page_, kCountPage); }
+
+// Cross-process atomics on the shared page; sequentially consistent, so the
+// count and the lock order as the header says on every architecture.
+bool WaitingCount::anyone() const noexcept {
+  return std::atomic_ref(*static_cast<std::uint32_t*>(page_)).load() != 0;
+}
+
+void WaitingCount::add() const noexcept {
+  std::atomic_ref(*static_cast<std::uint32_t*>(page_)).fetch_add(1);
+}
+
+void WaitingCount::remove() const noexcept {
+  // Never below zero: a count reset by hand must not wrap to "many".
+  std::atomic_ref count(*static_cast<std::uint32_t*>(page_));
+  std::uint32_t seen = count.load();
+  while (seen != 0 && !count.compare_exchange_weak(seen, seen - 1)) {
   }
-  key_ = std::move(key);
+}
+
+// The count of a SIGKILLed waiter (or one left from before a reboot) stays;
+// the last waiter of a process that finds no other process registered (no
+// other read lock on the file) takes it back to zero. Read before the
+// check, cleared only if unchanged: a registration that came in between,
+// which takes its read lock before it counts, keeps it.
+void WaitingCount::forget_the_dead(int waiters_fd) const noexcept {
+  std::atomic_ref count(*static_cast<std::uint32_t*>(page_));
+  std::uint32_t seen = count.load();
+  if (seen == 0) return;
+  struct flock probe {};
+  probe.l_type = F_WRLCK;  // conflicts with any other process's read lock
+  probe.l_whence = SEEK_SET;
+  probe.l_start = 0;
+  probe.l_len = 2;
+  if (::fcntl(waiters_fd, F_GETLK, &probe) != 0 || probe.l_type != F_UNLCK) return;
+  count.compare_exchange_strong(seen, 0);
+}
+
+std::shared_ptr<const WaitingCount> waiting_count_of(const Pack& pack) noexcept try {
+  const std::string key = pack.table_key();
+  std::lock_guard lock(mutex);
+  const Entry* entry = entry_of(pack, key);
+  return entry ? entry->waiting : nullptr;
+} catch (...) {
+  return nullptr;
+}
+
+void close_waiters_file_of(const std::string& key) noexcept {
+  std::lock_guard lock(mutex);
+  forget_parent_after_fork();
+  const auto it = entries.find(key);
+  if (it != entries.end() && it->second.idle() && it->second.queue.expired()) entries.erase(it);
+}
+
+WaiterRegistration::WaiterRegistration(const Pack& pack, Mode mode) noexcept : mode_(mode) {
+  try {
+    std::string key = pack.table_key();
+    std::lock_guard lock(mutex);
+    Entry* const entry = entry_of(pack, key);
+    if (!entry) return;
+    if (entry->count[byte_for(mode)]++ == 0 && !set_read_lock(entry->fd.get(), mode, true)) {
+      --entry->count[byte_for(mode)];
+      return;
+    }
+    key_ = std::move(key);
+    count_ = entry->waiting;
+    if (count_) count_->add();
+  } catch (...) {
+    // Without memory for the key: an invisible waiter, woken by inotify
+    // and the back-off.
+  }
 }
 
 WaiterRegistration::WaiterRegistration(WaiterRegistration&& other) noexcept
-    : key_(std::move(other.key_)), mode_(other.mode_) {
+    : key_(std::move(other.key_)), mode_(other.mode_), count_(std::move(other.count_)) {
   other.key_.clear();
 }
 
@@ -100,6 +200,7 @@ WaiterRegistration& WaiterRegistration::operator=(WaiterRegistration&& other) no
     reset();
     key_ = std::move(other.key_);
     mode_ = other.mode_;
+    count_ = std::move(other.count_);
     other.key_.clear();
   }
   return *this;
@@ -107,6 +208,7 @@ WaiterRegistration& WaiterRegistration::operator=(WaiterRegistration&& other) no
 
 void WaiterRegistration::reset() noexcept {
   if (key_.empty()) return;
+  if (count_) std::exchange(count_, nullptr)->remove();
   std::lock_guard lock(mutex);
   forget_parent_after_fork();
   const auto it = entries.find(key_);
@@ -114,6 +216,7 @@ void WaiterRegistration::reset() noexcept {
   if (it == entries.end()) return;
   Entry& entry = it->second;
   if (--entry.count[byte_for(mode_)] == 0) set_read_lock(entry.fd.get(), mode_, false);
+  if (entry.idle() && entry.waiting) entry.waiting->forget_the_dead(entry.fd.get());
 }
 
 }  // namespace packlock::detail

@@ -12,9 +12,22 @@
 //
 // Visibility is best effort: a waiters file that cannot be created (a
 // read-only directory) makes the waiter invisible, never fails the wait.
+//
+// The file also counts the waiters of the host: its first four bytes, mapped
+// shared by every packlock process that may write the file, hold how many
+// registrations are alive. A releaser writes the wake channel only when the
+// count is not zero, which saves an uncontended release a system call (see
+// WaitingCount). A SIGKILLed waiter leaves the count too high: releasers
+// then write wake-ups nobody needs, until the next waiter that finds itself
+// alone clears it (WaitingCount::forget_the_dead). A waiter that may not
+// write the file is not counted; it could not write
+// (so could not open) the wake channel either, made by the same first
+// process with the same permissions, and waits on inotify and the back-off.
 
-#include <string>
 #include <sys/types.h>
+
+#include <memory>
+#include <string>
 #include <vector>
 
 #include <packlock/mode.hpp>
@@ -24,6 +37,36 @@ namespace packlock::detail {
 class Pack;
 
 inline constexpr const char* kWaitersSuffix = ".waiters";
+
+// The mapped count of one pack's waiters file. A releaser reads it after
+// its LOCK_UN; a waiter increments it before the attempt that precedes its
+// wait. flock(2) orders the two in the kernel (the waiter's busy attempt
+// comes before the unlock), so a releaser that reads zero had no waiter to
+// wake, and one that a waiter counted on reads at least one.
+class WaitingCount final {
+ public:
+  explicit WaitingCount(void* page) noexcept : page_(page) {}
+  WaitingCount(const WaitingCount&) = delete;
+  WaitingCount& operator=(const WaitingCount&) = delete;
+  ~WaitingCount();
+
+  bool anyone() const noexcept;
+  void add() const noexcept;
+  void remove() const noexcept;
+  // Back to zero when no other process holds a waiter lock on `waiters_fd`
+  // (called by a process with no registration of its own left).
+  void forget_the_dead(int waiters_fd) const noexcept;
+
+ private:
+  void* page_;
+};
+
+// The count of `pack`'s waiters file (creating the file), or null when this
+// process may not map it writable; then it writes every wake-up.
+std::shared_ptr<const WaitingCount> waiting_count_of(const Pack& pack) noexcept;
+// Closes the waiters file of the pack `key` if no Pack of it is left open
+// (its queue gone) and this process does not wait for it.
+void close_waiters_file_of(const std::string& key) noexcept;
 
 // Registered while it lives. Move-only.
 class WaiterRegistration final {
@@ -37,11 +80,15 @@ class WaiterRegistration final {
   ~WaiterRegistration() { reset(); }
 
   bool active() const noexcept { return !key_.empty(); }
+  // Whether the pack's waiting count counts it: then the caller must
+  // attempt the lock once more before it waits (see WaitingCount).
+  bool counted() const noexcept { return static_cast<bool>(count_); }
   void reset() noexcept;
 
  private:
   std::string key_;
   Mode mode_ = Mode::exclusive;
+  std::shared_ptr<const WaitingCount> count_;
 };
 
 }  // namespace packlock::detail

@@ -198,7 +198,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
       newly_counted = registration_.counted();
     }
     const bool missed_events = watch_.consume_events() || newly_counted;
-    if (watch_.path_may_have_changed(sidecar_) && !pack_->path_names(sidecar_)) {
+    if (!pack_->path_names(sidecar_)) {
       // The sidecar was replaced: follow the path at once.
       sidecar_.fd.reset();
       return contend();

@@ -122,7 +122,7 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
     // gone, so try again before sleeping, or the wake-up would be lost.
     const bool missed_events = watch.consume_events() || newly_counted;
     // A holder left on an unlinked inode must not keep us waiting on it.
-    if (watch.path_may_have_changed(sidecar) && !pack.path_names(sidecar)) {
+    if (!pack.path_names(sidecar)) {
       sidecar = pack.open_sidecar(ec);
       if (ec) return {};
       continue;

@@ -3,8 +3,6 @@
 // name in it, the pack's queue in the process-wide lock table, and how its
 // holds live (LockOptions: heartbeat, stale period and policy, logger).
 
-#include <atomic>
-#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -71,16 +69,6 @@ class Pack final {
   // Keeps an unlocked descriptor for the next acquisition (or closes it).
   void keep_sidecar(Sidecar&& sidecar) const noexcept;
 
-  // Until when no stale-lock check of this pack is needed: a judgement
-  // found the mtime too young to be stale before then (StaleRecovery).
-  std::chrono::steady_clock::time_point not_stale_before() const noexcept {
-    return std::chrono::steady_clock::time_point(
-        std::chrono::steady_clock::duration(not_stale_before_.load(std::memory_order_relaxed)));
-  }
-  void not_stale_before(std::chrono::steady_clock::time_point until) const noexcept {
-    not_stale_before_.store(until.time_since_epoch().count(), std::memory_order_relaxed);
-  }
-
   const WakeChannel& wake() const noexcept { return wake_; }
   // After a release: whether a waiter of this host may need waking through
   // the wake channel (see WaitingCount); always true without the count.
@@ -128,7 +116,6 @@ class Pack final {
   WakeChannel wake_;
   std::shared_ptr<const WaitingCount> waiting_;  // set once, in the constructor
   OwnerRecordWriter record_writer_;
-  mutable std::atomic<std::chrono::steady_clock::rep> not_stale_before_{0};
   mutable std::mutex idle_mutex_;
   mutable Sidecar idle_;
   const std::shared_ptr<HeartbeatService> heartbeat_;

@@ -122,31 +122,16 @@ bool ReleaseWatch::watch(const Sidecar& sidecar) noexcept {
 }
 
 bool ReleaseWatch::consume_events() noexcept {
-  const bool read_wake = !polled_ || polled_wake_;
-  const bool read_inotify = !polled_ || polled_inotify_;
-  const bool release_polled = polled_ && polled_wake_;
-  polled_ = polled_wake_ = polled_inotify_ = false;
-  const bool woken = read_wake && wake_ && wake_->drain();
+  const bool woken = wake_ && wake_->drain();
   bool inotified = false;
   alignas(inotify_event) std::array<char, 4096> buffer;
-  // Events of a watched file carry no name: a read that does not fill the
-  // buffer took them all.
-  for (ssize_t n = static_cast<ssize_t>(buffer.size());
-       read_inotify && inotify_ && n == static_cast<ssize_t>(buffer.size());) {
-    n = ::read(inotify_.get(), buffer.data(), buffer.size());
-    inotified = inotified || n > 0;
-  }
+  while (inotify_ && ::read(inotify_.get(), buffer.data(), buffer.size()) > 0) inotified = true;
   if (inotified) {
     step_ = backoff_.after_event;
-  } else if (woken || release_polled) {
+  } else if (woken) {
     step_ = backoff_.first;
   }
-  woken_by_release_only_ = (woken || release_polled) && !inotified;
   return woken || inotified;
-}
-
-bool ReleaseWatch::path_may_have_changed(const Sidecar& sidecar) const noexcept {
-  return !(woken_by_release_only_ && wd_ >= 0 && dev_ == sidecar.dev && ino_ == sidecar.ino);
 }
 
 std::chrono::nanoseconds ReleaseWatch::next_delay() noexcept {
@@ -164,11 +149,8 @@ bool ReleaseWatch::wait_until(const Deadline& deadline, int also) noexcept {
   // A descriptor of -1 is ignored: without any, ppoll only sleeps.
   pollfd fds[3] = {{inotify_.get(), POLLIN, 0}, {wake_handle(), POLLIN, 0}, {also, POLLIN, 0}};
   const timespec timeout = to_timespec(delay);
-  const bool ready = ::ppoll(fds, 3, &timeout, nullptr) > 0;
-  polled_ = true;
-  polled_inotify_ = ready && (fds[0].revents & POLLIN) != 0;
-  polled_wake_ = ready && (fds[1].revents & POLLIN) != 0;
-  return ready && ((fds[0].revents | fds[1].revents | fds[2].revents) & POLLIN) != 0;
+  return ::ppoll(fds, 3, &timeout, nullptr) > 0 &&
+         ((fds[0].revents | fds[1].revents | fds[2].revents) & POLLIN) != 0;
 }
 
 }  // namespace packlock::detail

@@ -79,15 +79,6 @@ class ReleaseWatch final {
   bool consume_events() noexcept;
   std::chrono::nanoseconds next_delay() noexcept;
 
-  // Whether the sidecar's path may name another inode than `sidecar` now,
-  // as far as the watch can tell: false only when it watches that inode
-  // and the last consume_events() found a wake-up and no inotify event. A
-  // release says nothing about the path; an unlink or rename of a watched
-  // inode sends an event, and a back-off step (another host of a network
-  // filesystem) or a missing watch leaves the question open. Saves a
-  // waiter woken by a release it then loses (a busy pack) a path lookup.
-  bool path_may_have_changed(const Sidecar& sidecar) const noexcept;
-
  private:
   Backoff backoff_;
   const WakeChannel* wake_;
@@ -96,14 +87,6 @@ class ReleaseWatch final {
   int wd_ = -1;
   dev_t dev_ = 0;
   ino_t ino_ = 0;
-  bool woken_by_release_only_ = false;  // by the last consume_events()
-  // What the last wait_until() saw readable, until consume_events(): the
-  // wake channel is shared, so another waiter may have drained the byte
-  // that woke this one; and a source that was not readable need not be
-  // read (what arrives later wakes the next wait at once).
-  bool polled_ = false;
-  bool polled_wake_ = false;
-  bool polled_inotify_ = false;
 };
 
 }  // namespace packlock::detail

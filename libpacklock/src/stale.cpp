@@ -133,7 +133,7 @@ std::optional<Staleness> StaleRecovery::judge(const Sidecar& sidecar,
 
 Recovery StaleRecovery::after_busy(Sidecar& sidecar, Mode mode) noexcept {
   const auto now = Steady::now();
-  if (now < next_check_ || now < pack_.not_stale_before()) return Recovery::none;
+  if (now < next_check_) return Recovery::none;
   std::optional<OwnerRecord> record;
   const auto staleness = judge(sidecar, record);
   if (!staleness) {
@@ -142,12 +142,9 @@ Recovery StaleRecovery::after_busy(Sidecar& sidecar, Mode mode) noexcept {
   }
   if (!staleness->stale) {
     // Not stale before its period has passed since the mtime; a skewed
-    // mtime is looked at again within a period. An mtime only moves
-    // forward (a new holder's, a beat, a new sidecar's), so what holds for
-    // this wait holds for every later one through the pack.
+    // mtime is looked at again within a period.
     const auto left = staleness->skewed ? staleness->period : staleness->period - staleness->age;
     next_check_ = now + std::max(left, std::chrono::nanoseconds::zero());
-    if (!staleness->skewed) pack_.not_stale_before(next_check_);
     return Recovery::none;
   }
   if (pack_.options().stale_policy == StalePolicy::safe && held_on_this_host(sidecar.dev, sidecar.ino)) {

@@ -69,7 +69,6 @@ struct Entry {
   UniqueFd fd;
   std::shared_ptr<const WaitingCount> waiting;  // null: not writable here
   int count[2] = {0, 0};
-  unsigned lone_waits = 0;  // the times this process stopped waiting for it
   std::weak_ptr<PackQueue> queue;
 
   bool idle() const noexcept { return count[0] == 0 && count[1] == 0; }
@@ -217,11 +216,7 @@ void WaiterRegistration::reset() noexcept {
   if (it == entries.end()) return;
   Entry& entry = it->second;
   if (--entry.count[byte_for(mode_)] == 0) set_read_lock(entry.fd.get(), mode_, false);
-  // One look in 16: under contention others are counted nearly always,
-  // and the look is a system call on the path from a wait to its lock.
-  if (entry.idle() && entry.waiting && entry.lone_waits++ % 16 == 0) {
-    entry.waiting->forget_the_dead(entry.fd.get());
-  }
+  if (entry.idle() && entry.waiting) entry.waiting->forget_the_dead(entry.fd.get());
 }
 
 }  // namespace packlock::detail

@@ -29,12 +29,7 @@ bool WakeChannel::drain() const noexcept {
   if (!fifo_) return false;
   std::array<char, 512> buffer;
   bool any = false;
-  // A pipe read returns all it holds up to the buffer's size: one that
-  // does not fill it left the pipe empty.
-  for (ssize_t n = static_cast<ssize_t>(buffer.size()); n == static_cast<ssize_t>(buffer.size());) {
-    n = ::read(fifo_.get(), buffer.data(), buffer.size());
-    any = any || n > 0;
-  }
+  while (::read(fifo_.get(), buffer.data(), buffer.size()) > 0) any = true;
   return any;
 }
 

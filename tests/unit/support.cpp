@@ -184,6 +184,11 @@ int child_mixer(const fs::path& pack, const fs::path& file, int iterations) {
   std::minstd_rand random(static_cast<unsigned>(::getpid()));
   long increments = 0;
   for (int i = 0; i < iterations; ++i) {
+    // A pause between turns, outside the lock: without it a mixer takes the
+    // lock back at once on the same time slice, and the mixers pass it among
+    // themselves while holders woken in other processes (packlock run) find
+    // it taken again and hardly ever get a turn.
+    std::this_thread::sleep_for(std::chrono::microseconds(random() % 1000));
     if (random() % 4 == 0) {
       PackLockHold hold = lock.acquire(Mode::shared);
       if (!read_counter(counter.get())) return kChildError;

@@ -12,10 +12,6 @@
 namespace packlock::detail {
 namespace {
 
-// New sidecars other processes' waiters may win before us, one after
-// another; past this many the lock is left to them.
-constexpr int kStealRounds = 4;
-
 // The holder of `sidecar` will be told of a steal: its owner record names a
 // live process of this host, the very one (by start time) that holds the
 // lock in the kernel's table, and it holds alone.
@@ -46,12 +42,15 @@ Sidecar seize_sidecar(const Pack& pack, Mode mode, std::error_code& ec) noexcept
   ec.clear();
   Sidecar sidecar = pack.take_sidecar(ec);
   if (ec) return {};
-  for (int round = 0; round < kStealRounds; ++round) {
+  for (int round = 0;; ++round) {
     switch (attempt_kernel_lock(pack, sidecar, mode, ec)) {
       case Attempt::locked: return sidecar;
       case Attempt::failed: return {};
       case Attempt::busy: break;
     }
+    // Only after an attempt: a sidecar we made free by unlinking its
+    // predecessor is never left to nobody while we report busy.
+    if (round == kStealRounds) break;
     int unlink_error = 0;
     const auto told = [&]() noexcept { return holder_will_be_told(sidecar); };
     const Recovery result =

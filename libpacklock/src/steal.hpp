@@ -24,6 +24,11 @@
 
 namespace packlock::detail {
 
+// How many new sidecars a steal opens, after unlinking a busy one or
+// finding it replaced: other processes may win each before we attempt it,
+// one after another; past this many the lock is left to them.
+inline constexpr int kStealRounds = 4;
+
 // One non-blocking attempt on the pack's sidecar that, while the lock is
 // busy with a holder who will be told, unlinks it and attempts on the new
 // one. Returns the locked sidecar; errc::busy when the lock stays held (by

@@ -49,19 +49,6 @@ struct Events {
   }
 };
 
-// Sets the mtime of `file` to now + `offset`.
-void set_mtime(const fs::path& file, std::chrono::seconds offset) {
-  timespec times[2]{};
-  times[0].tv_nsec = UTIME_OMIT;
-  ::clock_gettime(CLOCK_REALTIME, &times[1]);
-  times[1].tv_sec += offset.count();
-  BOOST_REQUIRE(::utimensat(AT_FDCWD, file.c_str(), times, AT_SYMLINK_NOFOLLOW) == 0);
-}
-
-ino_t inode_in(const std::string& locked_line) {
-  return static_cast<ino_t>(std::stoull(locked_line.substr(locked_line.find(' ') + 1)));
-}
-
 struct StaleFixture {
   TempDir dir;
   fs::path pack = dir / "pack";

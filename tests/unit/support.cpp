@@ -184,6 +184,11 @@ int child_mixer(const fs::path& pack, const fs::path& file, int iterations) {
   std::minstd_rand random(static_cast<unsigned>(::getpid()));
   long increments = 0;
   for (int i = 0; i < iterations; ++i) {
+    // A pause between turns, outside the lock: without it a mixer takes the
+    // lock back at once on the same time slice, and the mixers pass it among
+    // themselves while holders woken in other processes (packlock run) find
+    // it taken again and hardly ever get a turn.
+    std::this_thread::sleep_for(std::chrono::microseconds(random() % 1000));
     if (random() % 4 == 0) {
       PackLockHold hold = lock.acquire(Mode::shared);
       if (!read_counter(counter.get())) return kChildError;
@@ -310,6 +315,14 @@ void say(const std::string& line) {
   std::cout << line << std::endl;
 }
 
+// Prints "event KIND MESSAGE" for each log event, unless logger=no.
+void report_events(AgentSettings& settings) {
+  if (!settings.logger) return;
+  settings.options.logger = [](const LogEvent& event) {
+    say("event " + std::string(to_string(event.kind)) + " " + event.message);
+  };
+}
+
 // A holder or acquirer with LockOptions, for the liveness tests. Answers
 // each command on stdin with one line:
 //   acquire -> "locked INODE", "timeout" or "error MESSAGE" (blocking, timeout=MS)
@@ -320,11 +333,7 @@ void say(const std::string& line) {
 // and "on_lost" when its hold's on-lost callback runs.
 int child_agent(const fs::path& pack, int argc, char** argv) {
   AgentSettings settings = parse_agent_settings(argc, argv);
-  if (settings.logger) {
-    settings.options.logger = [](const LogEvent& event) {
-      say("event " + std::string(to_string(event.kind)) + " " + event.message);
-    };
-  }
+  report_events(settings);
   std::error_code ec;
   const PackLock lock = PackLock::open(pack, settings.options, ec);
   if (ec) {
@@ -361,35 +370,65 @@ int child_agent(const fs::path& pack, int argc, char** argv) {
   return kChildOk;
 }
 
-// A holder of the named lock NAME of a LockManager of LOCK_DIR with
-// LockOptions (KEY=VALUE as for agent), through the Web Locks face. Prints
-// "locked" once its callback holds the lock, then answers on stdin
+// One request of the named lock NAME of `manager`: prints "locked INODE"
+// (the inode its sidecar path names then) once its callback holds the
+// lock, then answers on stdin
 //   lost -> "lost yes" or "lost no" (Lock::lost())
-// and reports "event KIND MESSAGE" for each log event whenever it comes. At
-// stdin EOF the callback returns, and it prints how the request ended:
-// "result ok", "result hijacked" or "result error MESSAGE".
-int child_named_agent(const fs::path& lock_dir, const std::string& name, int argc, char** argv) {
-  AgentSettings settings = parse_agent_settings(argc, argv);
-  if (settings.logger) {
-    settings.options.logger = [](const LogEvent& event) {
-      say("event " + std::string(to_string(event.kind)) + " " + event.message);
-    };
-  }
-  const LockManager manager(lock_dir, settings.options);
-  RequestOptions options;
-  options.mode = settings.mode;
+// until any other line or EOF, when the callback returns. Then prints how
+// the request ended: "result ok", "result hijacked", "result busy" (not
+// granted) or "result error MESSAGE".
+void named_request(const LockManager& manager, const std::string& name,
+                   const AgentSettings& settings, const RequestOptions& options) {
+  const fs::path sidecar = manager.lock_dir() / name / settings.options.sidecar_name;
   std::error_code ec;
   manager.request(name, options,
-                  [](std::optional<Lock> lock) {
-                    say("locked");
+                  [&](std::optional<Lock> lock) {
+                    struct stat st {};
+                    ::stat(sidecar.c_str(), &st);
+                    say("locked " + std::to_string(st.st_ino));
                     std::string command;
-                    while (std::getline(std::cin, command)) {
-                      if (command != "lost") return;
+                    while (std::getline(std::cin, command) && command == "lost") {
                       say(lock->lost() ? "lost yes" : "lost no");
                     }
                   },
                   ec);
-  say(!ec ? "result ok" : ec == errc::hijacked ? "result hijacked" : "result error " + ec.message());
+  say(!ec                     ? "result ok"
+      : ec == errc::hijacked  ? "result hijacked"
+      : ec == errc::busy      ? "result busy"
+                              : "result error " + ec.message());
+}
+
+// A holder of the named lock NAME of a LockManager of LOCK_DIR with
+// LockOptions (KEY=VALUE as for agent), through the Web Locks face: one
+// request at once (see named_request), stdin EOF ends it. Reports "event
+// KIND MESSAGE" for each log event whenever it comes.
+int child_named_agent(const fs::path& lock_dir, const std::string& name, int argc, char** argv) {
+  AgentSettings settings = parse_agent_settings(argc, argv);
+  report_events(settings);
+  RequestOptions options;
+  options.mode = settings.mode;
+  named_request(LockManager(lock_dir, settings.options), name, settings, options);
+  return kChildOk;
+}
+
+// Requests of the named lock NAME of a LockManager of LOCK_DIR (KEY=VALUE
+// as for agent), one per command on stdin:
+//   request -> a plain request (waiting as long as it takes)
+//   steal   -> a request with RequestOptions::steal
+// each answered as named_request says ("release" ends a granted one), and
+// "event KIND MESSAGE" for each log event whenever it comes.
+int child_named_requester(const fs::path& lock_dir, const std::string& name, int argc,
+                          char** argv) {
+  AgentSettings settings = parse_agent_settings(argc, argv);
+  report_events(settings);
+  const LockManager manager(lock_dir, settings.options);
+  std::string command;
+  while (std::getline(std::cin, command)) {
+    if (command != "request" && command != "steal") return kChildUsage;
+    RequestOptions options;
+    options.steal = command == "steal";
+    named_request(manager, name, settings, options);
+  }
   return kChildOk;
 }
 
@@ -414,6 +453,9 @@ int child_main(int argc, char** argv) {
   if (role == "agent" && argc >= 2) return child_agent(argv[1], argc - 2, argv + 2);
   if (role == "named_agent" && argc >= 3) {
     return child_named_agent(argv[1], argv[2], argc - 3, argv + 3);
+  }
+  if (role == "named_requester" && argc >= 3) {
+    return child_named_requester(argv[1], argv[2], argc - 3, argv + 3);
   }
   std::cerr << "unknown child role " << role << '\n';
   return kChildUsage;
@@ -552,6 +594,14 @@ void Process::close_stdin() {
 
 void Process::kill(int signal) { ::kill(pid_, signal); }
 
+void Process::stop() {
+  ::kill(pid_, SIGSTOP);
+  int status = 0;
+  check(::waitpid(pid_, &status, WUNTRACED) == pid_, "waitpid");
+  if (!WIFSTOPPED(status)) status_ = status;
+  BOOST_REQUIRE_MESSAGE(WIFSTOPPED(status), "pid " << pid_ << " ended instead of stopping");
+}
+
 int Process::wait(std::chrono::milliseconds limit) {
   if (status_) return *status_;
   const auto deadline = std::chrono::steady_clock::now() + limit;
@@ -603,6 +653,18 @@ ino_t sidecar_inode(const fs::path& pack, const std::string& name) {
   struct stat st {};
   BOOST_REQUIRE(::lstat((pack / name).c_str(), &st) == 0);
   return st.st_ino;
+}
+
+ino_t inode_in(const std::string& locked_line) {
+  return static_cast<ino_t>(std::stoull(locked_line.substr(locked_line.find(' ') + 1)));
+}
+
+void set_mtime(const fs::path& file, std::chrono::seconds offset) {
+  timespec times[2]{};
+  times[0].tv_nsec = UTIME_OMIT;
+  ::clock_gettime(CLOCK_REALTIME, &times[1]);
+  times[1].tv_sec += offset.count();
+  BOOST_REQUIRE(::utimensat(AT_FDCWD, file.c_str(), times, AT_SYMLINK_NOFOLLOW) == 0);
 }
 
 std::vector<std::string> child_as_nobody(const TempDir& dir, std::vector<std::string> args) {

@@ -43,6 +43,9 @@ inline constexpr int kChildUsage = 64;
 //                    "locked", wait for stdin EOF, release
 //   named_agent LOCK_DIR NAME [KEY=VALUE...]  a holder of a named lock with
 //                    LockOptions, reporting its loss (see support.cpp)
+//   named_requester LOCK_DIR NAME [KEY=VALUE...]  requests (plain or steal)
+//                    of a named lock, round after round, driven by commands
+//                    on stdin (see support.cpp)
 //   agent PACK [KEY=VALUE...]  a holder or acquirer with LockOptions, driven
 //                    by commands on stdin and reporting its log events (see
 //                    support.cpp)
@@ -97,6 +100,9 @@ class Process {
   void write_line(const std::string& line);
   void close_stdin();
   void kill(int signal);
+  // SIGSTOP; returns once every thread of the child has stopped, so none of
+  // its system calls is under way any more.
+  void stop();
   // Exit status as from waitpid (use WIFEXITED etc.), waiting at most `limit`.
   int wait(std::chrono::milliseconds limit = 10s);
   // The exit code; fails the test when the child did not exit normally.
@@ -127,6 +133,10 @@ int thread_count();
 
 // The inode the sidecar path of `pack` names now.
 ino_t sidecar_inode(const fs::path& pack, const std::string& name = ".grex-lock");
+// The inode in an agent's "locked INODE" line.
+ino_t inode_in(const std::string& locked_line);
+// Sets the mtime of `file` to now + `offset`.
+void set_mtime(const fs::path& file, std::chrono::seconds offset);
 
 // argv that runs this test binary --child ARGS as user and group 65534
 // (nobody), from a copy (with libpacklock) in a directory that user can

@@ -1,7 +1,9 @@
 // packlock run: takes the lock of a pack, runs a command as its child while
 // holding it, and exits with the command's status.
 
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <climits>
@@ -353,11 +355,16 @@ class LostLockGuard final {
   bool reaped_ = false;
 };
 
-// Forwards signals until the child ends; returns its wait status.
+// Forwards signals until the child ends; returns its wait status. The
+// child's end is watched through a pidfd as well as SIGCHLD: under
+// ThreadSanitizer, whose runtime defers signals to its own safe points, a
+// SIGCHLD that arrived while this thread slept in poll was seen never to be
+// handled, and run waited for ever on a zombie.
 int supervise(pid_t child, SignalCatcher& signals, LostLockGuard& guard) {
+  const detail::UniqueFd child_end(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
   int status = 0;
   for (;;) {
-    for (const auto& caught : signals.wait(-1)) {
+    for (const auto& caught : signals.wait(-1, child_end.get())) {
       // A terminal's signals reach the whole foreground process group: the
       // child has had this one already.
       if (caught.signo != SIGCHLD && !caught.from_kernel) ::kill(child, caught.signo);

@@ -77,9 +77,9 @@ std::vector<SignalCatcher::Caught> SignalCatcher::take() {
   return caught;
 }
 
-std::vector<SignalCatcher::Caught> SignalCatcher::wait(int timeout_ms) {
-  pollfd readable{read_end_.get(), POLLIN, 0};
-  if (::poll(&readable, 1, timeout_ms) < 0 && errno != EINTR) {
+std::vector<SignalCatcher::Caught> SignalCatcher::wait(int timeout_ms, int also) {
+  pollfd readable[2] = {{read_end_.get(), POLLIN, 0}, {also, POLLIN, 0}};
+  if (::poll(readable, 2, timeout_ms) < 0 && errno != EINTR) {
     throw std::system_error(errno, std::system_category(), "poll");
   }
   return take();

@@ -45,8 +45,9 @@ class SignalCatcher final {
   int fd() const noexcept { return read_end_.get(); }
   // The signals caught since the last call, in order; never blocks.
   std::vector<Caught> take();
-  // Waits up to `timeout_ms` (-1: forever) for a signal; EINTR is not one.
-  std::vector<Caught> wait(int timeout_ms);
+  // Waits up to `timeout_ms` (-1: forever) for a signal, or until `also`
+  // (when not -1) is readable; EINTR is not a signal.
+  std::vector<Caught> wait(int timeout_ms, int also = -1);
 
   // In a forked child before exec: the dispositions packlock found at
   // start. Async-signal-safe.

@@ -33,7 +33,8 @@ constexpr std::size_t kCountPage = 4096;
 
 // Read-write when allowed (for the count), else read-only (a read lock is
 // all visibility needs).
-UniqueFd open_waiters_file(const Pack& pack, bool& writable) noexcept {
+// `size` gets the file's size, for map_count.
+UniqueFd open_waiters_file(const Pack& pack, bool& writable, off_t& size) noexcept {
   const std::string name = pack.sidecar_name() + kWaitersSuffix;
   constexpr int flags = O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
   UniqueFd fd(::openat(pack.dir_fd(), name.c_str(), O_RDWR | flags, 0666));
@@ -41,16 +42,15 @@ UniqueFd open_waiters_file(const Pack& pack, bool& writable) noexcept {
   if (!fd) fd = UniqueFd(::openat(pack.dir_fd(), name.c_str(), O_RDONLY | flags, 0666));
   struct stat st {};
   if (fd && (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))) fd.reset();
+  size = st.st_size;
   return fd;
 }
 
 // Maps the count, first making the file long enough to hold it: touching
 // a mapped page wholly past the end of a file faults (SIGBUS). packlock
 // never shrinks the file.
-std::shared_ptr<const WaitingCount> map_count(int fd) noexcept try {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return nullptr;
-  if (st.st_size < static_cast<off_t>(sizeof(std::uint32_t)) &&
+std::shared_ptr<const WaitingCount> map_count(int fd, off_t size) noexcept try {
+  if (size < static_cast<off_t>(sizeof(std::uint32_t)) &&
       ::ftruncate(fd, sizeof(std::uint32_t)) != 0) {
     return nullptr;
   }
@@ -104,8 +104,9 @@ Entry* entry_of(const Pack& pack, const std::string& key) {
   if (entry.idle() && entry.queue.lock() != pack.shared_queue().lock()) entry = Entry{};
   if (!entry.fd) {
     bool writable = false;
-    entry.fd = open_waiters_file(pack, writable);
-    if (entry.fd && writable) entry.waiting = map_count(entry.fd.get());
+    off_t size = 0;
+    entry.fd = open_waiters_file(pack, writable, size);
+    if (entry.fd && writable) entry.waiting = map_count(entry.fd.get(), size);
     entry.queue = pack.shared_queue();
   }
   if (!entry.fd) {

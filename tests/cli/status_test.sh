@@ -16,7 +16,7 @@ start_waiter waiter "$PACKLOCK" run -v "$R/b/c" true
 # The waiter says it waits a moment before the kernel's table shows it.
 # (The COMMAND column is cut to its width: only its start is checked.)
 for _ in $(seq 100); do
-  "$PACKLOCK" status "$R/b/c" | grep -q "^$R/b/c  *held  *exclusive  *[0-9]*  *1 " && break
+  grep -q "^$R/b/c  *held  *exclusive  *[0-9]*  *1 " <<<"$("$PACKLOCK" status "$R/b/c")" && break
   sleep 0.05
 done
 expect 0 "status of a tree" "$PACKLOCK" status "$R"

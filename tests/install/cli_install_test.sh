@@ -24,16 +24,19 @@ done
 # when it carries the engine (the default build; CMake leaves a trailing
 # empty entry in the build tree's run path of a command it must rewrite).
 binaries=("$prefix/bin/packlock")
-readelf -d "$build/tools/packlock" | grep -q 'NEEDED.*libpacklock' || binaries+=("$build/tools/packlock")
+# (Outputs are read whole before grep -q: under pipefail, grep leaving at
+# the first match can kill the writer with SIGPIPE and fail the pipe.)
+dynamic=$(readelf -d "$build/tools/packlock")
+grep -q 'NEEDED.*libpacklock' <<<"$dynamic" || binaries+=("$build/tools/packlock")
 for binary in "${binaries[@]}"; do
   runpath=$(readelf -d "$binary" | sed -n 's/.*(R\(UN\)\{0,1\}PATH).*\[\(.*\)\]$/\2/p')
   case ":$runpath:" in
     *::*) [[ -z $runpath ]] || { echo "$binary: run path with an empty entry: $runpath" >&2; exit 1; } ;;
   esac
 done
-"$prefix/bin/packlock" --version | grep -q '^packlock '
+grep -q '^packlock ' <<<"$("$prefix/bin/packlock" --version)"
 "$prefix/bin/packlock-run" "$scratch/pack" -- sh -c 'test "$PACKLOCK_MODE" = exclusive'
-"$prefix/bin/packlock-probe" "$scratch/pack" | grep -q ': free$'
-"$prefix/bin/packlock-status" --help | grep -q -- '--max-depth'
+grep -q ': free$' <<<"$("$prefix/bin/packlock-probe" "$scratch/pack")"
+grep -q -- '--max-depth' <<<"$("$prefix/bin/packlock-status" --help)"
 bash -c 'source "$1"; complete -p packlock-run' _ "$prefix/share/bash-completion/completions/packlock" >/dev/null
 echo "the command, its links, manual pages and completion are installed and work"

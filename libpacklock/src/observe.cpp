@@ -28,11 +28,21 @@ bool identity_of(int dir, const std::string& name, struct stat& st, std::error_c
   return false;
 }
 
+// Parties are processes: one that the table lists twice in one mode (two
+// descriptors with shared locks, or a lock read twice, see
+// kernel_locks_on) is one party.
+void add_party(std::vector<LockParty>& parties, const LockParty& party) {
+  const auto same = [&](const LockParty& p) {
+    return p.pid == party.pid && p.mode == party.mode && p.packlock == party.packlock;
+  };
+  if (std::none_of(parties.begin(), parties.end(), same)) parties.push_back(party);
+}
+
 void add_sidecar_parties(const struct stat& st, PackObservation& seen, std::error_code& ec) {
   for (const KernelLock& lock : detail::kernel_locks_on(st.st_dev, st.st_ino, ec)) {
     if (lock.kind != KernelLock::Kind::flock) continue;
     const LockParty party{lock.pid, lock.write ? Mode::exclusive : Mode::shared, false};
-    (lock.blocked ? seen.waiters : seen.holders).push_back(party);
+    add_party(lock.blocked ? seen.waiters : seen.holders, party);
   }
 }
 
@@ -43,8 +53,8 @@ void add_registered_waiters(const struct stat& st, PackObservation& seen, std::e
     const auto covers = [&](long long byte) {
       return lock.start <= byte && (lock.end < 0 || lock.end >= byte);
     };
-    if (covers(0)) seen.waiters.push_back({lock.pid, Mode::exclusive, true});
-    if (covers(1)) seen.waiters.push_back({lock.pid, Mode::shared, true});
+    if (covers(0)) add_party(seen.waiters, {lock.pid, Mode::exclusive, true});
+    if (covers(1)) add_party(seen.waiters, {lock.pid, Mode::shared, true});
   }
 }
 

@@ -7,6 +7,8 @@
 // nor stale early.
 
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/file.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -21,6 +23,7 @@
 
 #include <packlock/packlock.hpp>
 
+#include "stale.hpp"
 #include "support.hpp"
 
 using namespace packlock;
@@ -234,6 +237,64 @@ BOOST_FIXTURE_TEST_CASE(many_recoverers_of_one_stale_lock_end_with_one_holder, S
   BOOST_TEST(recoveries == 1);
   holder.kill(SIGCONT);
   BOOST_TEST(holder.wait_for("on_lost").has_value());
+}
+
+// /proc/locks is handed out a page per read, and locks that come and go
+// between reads shift the rest: one pass over a long table can list a
+// holder twice or not at all. Observing (and the `safe` policy's look at
+// the table) must still see the one holder, once.
+BOOST_FIXTURE_TEST_CASE(a_long_changing_lock_table_shows_the_holder_once, StaleFixture) {
+  // The table is a list per CPU, newest lock first, the CPUs in turn: the
+  // holder locks on the last CPU, then 150 locks taken on each CPU put its
+  // lock pages into the table, and a churner on each CPU keeps adding and
+  // removing locks before it.
+  std::vector<int> cpus;
+  cpu_set_t all;
+  BOOST_REQUIRE(::sched_getaffinity(0, sizeof all, &all) == 0);
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &all)) cpus.push_back(cpu);
+  }
+  const auto only_on = [](pid_t pid, int cpu) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return ::sched_setaffinity(pid, sizeof one, &one) == 0;
+  };
+  Process holder = Process::child({"agent", pack.string()});
+  BOOST_REQUIRE(only_on(holder.pid(), cpus.back()));
+  holder.write_line("acquire");
+  BOOST_REQUIRE(holder.wait_for("locked"));
+  std::vector<detail::UniqueFd> fillers;
+  for (const int cpu : cpus) {
+    BOOST_REQUIRE(only_on(0, cpu));
+    for (int i = 0; i < 150; ++i) {
+      const fs::path file = dir / ("filler" + std::to_string(cpu) + "-" + std::to_string(i));
+      fillers.emplace_back(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+      BOOST_REQUIRE(fillers.back());
+      BOOST_REQUIRE(::flock(fillers.back().get(), LOCK_EX) == 0);
+    }
+  }
+  BOOST_REQUIRE(::sched_setaffinity(0, sizeof all, &all) == 0);
+  std::vector<Process> churners;
+  for (const int cpu : cpus) {
+    churners.push_back(Process::child({"lock_table_churn", dir.path().string()}));
+    BOOST_REQUIRE(churners.back().wait_for("started"));
+    BOOST_REQUIRE(only_on(churners.back().pid(), cpu));
+  }
+  int wrong = 0;
+  std::string example;
+  constexpr int kObservations = 300;
+  for (int i = 0; i < kObservations; ++i) {
+    std::error_code ec;
+    const PackObservation seen = observe(pack, 300ms, ec);
+    if (!ec && seen.holders.size() == 1u && seen.holders.front().pid == holder.pid()) continue;
+    if (wrong++ == 0) example = std::to_string(seen.holders.size()) + " holders, " + ec.message();
+  }
+  BOOST_TEST(wrong == 0,
+             wrong << " of " << kObservations << " observations wrong, the first: " << example);
+  struct stat st {};
+  BOOST_REQUIRE(::stat(sidecar.c_str(), &st) == 0);
+  BOOST_TEST(detail::held_on_this_host(st.st_dev, st.st_ino));
 }
 
 BOOST_FIXTURE_TEST_CASE(waiters_of_other_processes_follow_a_recovered_sidecar, StaleFixture) {

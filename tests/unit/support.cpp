@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -438,6 +439,22 @@ void check(bool ok, const char* what) {
 
 }  // namespace
 
+// Takes and drops exclusive flocks on 60 files in DIR, all then none, until
+// killed: a lock table that keeps changing.
+int child_lock_table_churn(const fs::path& dir) {
+  std::vector<detail::UniqueFd> files;
+  for (int i = 0; i < 60; ++i) {
+    const fs::path file = dir / ("churn" + std::to_string(i));
+    files.emplace_back(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!files.back()) return kChildError;
+  }
+  std::cout << "started" << std::endl;
+  for (;;) {
+    for (const auto& file : files) ::flock(file.get(), LOCK_EX);
+    for (const auto& file : files) ::flock(file.get(), LOCK_UN);
+  }
+}
+
 int child_main(int argc, char** argv) {
   const std::string role = argv[0];
   if (role == "hold" && argc == 3) return child_hold(argv[1], parse_mode(argv[2]));
@@ -445,6 +462,7 @@ int child_main(int argc, char** argv) {
   if (role == "server" && argc == 2) return child_server(argv[1]);
   if (role == "wake_channel" && argc == 2) return child_wake_channel(argv[1]);
   if (role == "churn" && argc == 3) return child_churn(argv[1], argv[2]);
+  if (role == "lock_table_churn" && argc == 2) return child_lock_table_churn(argv[1]);
   if (role == "mixer" && argc == 4) return child_mixer(argv[1], argv[2], std::stoi(argv[3]));
   if (role == "fd_exhaustion" && argc == 3) return child_fd_exhaustion(argv[1], argv[2]);
   if (role == "named_hold" && argc == 5) {

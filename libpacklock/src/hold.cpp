@@ -60,11 +60,7 @@ int Hold::write_record() noexcept {
 bool Hold::mtime_still_fresh() const noexcept {
   if (pack_->network() || sidecar_.seen.size < 0) return false;
   const auto& options = pack_->options();
-  const auto mtime = std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(
-          std::chrono::seconds(sidecar_.seen.mtime.tv_sec) +
-          std::chrono::nanoseconds(sidecar_.seen.mtime.tv_nsec)));
-  const auto age = acquired_at_ - mtime;
+  const auto age = acquired_at_ - sidecar_.seen.mtime;
   // A future mtime is "skewed", not fresh (SPEC section 1).
   return age >= std::chrono::system_clock::duration::zero() &&
          age <= (options.stale_after - options.heartbeat) / 2;

@@ -88,14 +88,24 @@ Sidecar open_sidecar(int dir_fd, const std::string& name, bool create,
   return sidecar;
 }
 
+namespace {
+
+// statx(2) of `name` asking for `mask`: true when it names (dev, ino).
+bool statx_names(int dir_fd, const std::string& name, unsigned mask, dev_t dev, ino_t ino,
+                 struct statx& st) noexcept {
+  return ::statx(dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, mask, &st) == 0 &&
+         (st.stx_mask & STATX_INO) && st.stx_ino == ino &&
+         makedev(st.stx_dev_major, st.stx_dev_minor) == dev;
+}
+
+}  // namespace
+
 bool path_names_inode(int dir_fd, const std::string& name, dev_t dev, ino_t ino) noexcept {
   // The inode number alone: asking for timestamps would mark them as
   // queried (multigrain timestamps, Linux 6.13+), and the holder's next
   // write would then have to dirty the inode for a fine-grained mtime.
   struct statx st {};
-  return ::statx(dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, STATX_INO, &st) == 0 &&
-         (st.stx_mask & STATX_INO) && st.stx_ino == ino &&
-         makedev(st.stx_dev_major, st.stx_dev_minor) == dev;
+  return statx_names(dir_fd, name, STATX_INO, dev, ino, st);
 }
 
 bool path_names_sidecar(int dir_fd, const std::string& name, Sidecar& sidecar) noexcept {
@@ -105,14 +115,13 @@ bool path_names_sidecar(int dir_fd, const std::string& name, Sidecar& sidecar) n
   // comes rarely; the heartbeat's check asks for the inode alone.
   struct statx st {};
   sidecar.seen = {};
-  if (::statx(dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, STATX_INO | STATX_SIZE | STATX_MTIME, &st) != 0 ||
-      !(st.stx_mask & STATX_INO) || st.stx_ino != sidecar.ino ||
-      makedev(st.stx_dev_major, st.stx_dev_minor) != sidecar.dev) {
-    return false;
-  }
-  if ((st.stx_mask & (STATX_SIZE | STATX_MTIME)) == (STATX_SIZE | STATX_MTIME)) {
+  constexpr unsigned kSeen = STATX_SIZE | STATX_MTIME;
+  if (!statx_names(dir_fd, name, STATX_INO | kSeen, sidecar.dev, sidecar.ino, st)) return false;
+  if ((st.stx_mask & kSeen) == kSeen) {
     sidecar.seen.size = static_cast<std::int64_t>(st.stx_size);
-    sidecar.seen.mtime = {static_cast<time_t>(st.stx_mtime.tv_sec), static_cast<long>(st.stx_mtime.tv_nsec)};
+    sidecar.seen.mtime = std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::seconds(st.stx_mtime.tv_sec) + std::chrono::nanoseconds(st.stx_mtime.tv_nsec)));
   }
   return true;
 }

@@ -4,8 +4,8 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
-#include <ctime>
 
 #include <filesystem>
 #include <string>
@@ -22,7 +22,7 @@ inline constexpr const char* kDefaultSidecarName = ".grex-lock";
 // acquisition: its size and mtime, while the lock was held.
 struct SidecarSeen {
   std::int64_t size = -1;  // -1: not seen
-  timespec mtime{};
+  std::chrono::system_clock::time_point mtime{};
 };
 
 // An open sidecar and the identity (device, inode) of what it names.

@@ -122,17 +122,17 @@ WaitingCount::~WaitingCount() { ::munmap(page_, kCountPage); }
 
 // Cross-process atomics on the shared page; sequentially consistent, so the
 // count and the lock order as the header says on every architecture.
-bool WaitingCount::anyone() const noexcept {
-  return std::atomic_ref(*static_cast<std::uint32_t*>(page_)).load() != 0;
+std::atomic_ref<std::uint32_t> WaitingCount::count() const noexcept {
+  return std::atomic_ref(*static_cast<std::uint32_t*>(page_));
 }
 
-void WaitingCount::add() const noexcept {
-  std::atomic_ref(*static_cast<std::uint32_t*>(page_)).fetch_add(1);
-}
+bool WaitingCount::anyone() const noexcept { return count().load() != 0; }
+
+void WaitingCount::add() const noexcept { count().fetch_add(1); }
 
 void WaitingCount::remove() const noexcept {
   // Never below zero: a count reset by hand must not wrap to "many".
-  std::atomic_ref count(*static_cast<std::uint32_t*>(page_));
+  std::atomic_ref<std::uint32_t> count = this->count();
   std::uint32_t seen = count.load();
   while (seen != 0 && !count.compare_exchange_weak(seen, seen - 1)) {
   }
@@ -144,7 +144,7 @@ void WaitingCount::remove() const noexcept {
 // check, cleared only if unchanged: a registration that came in between,
 // which takes its read lock before it counts, keeps it.
 void WaitingCount::forget_the_dead(int waiters_fd) const noexcept {
-  std::atomic_ref count(*static_cast<std::uint32_t*>(page_));
+  std::atomic_ref<std::uint32_t> count = this->count();
   std::uint32_t seen = count.load();
   if (seen == 0) return;
   struct flock probe {};

@@ -26,6 +26,8 @@
 
 #include <sys/types.h>
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,6 +60,8 @@ class WaitingCount final {
   void forget_the_dead(int waiters_fd) const noexcept;
 
  private:
+  std::atomic_ref<std::uint32_t> count() const noexcept;
+
   void* page_;
 };
 

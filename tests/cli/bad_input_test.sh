@@ -2,7 +2,6 @@
 # Every bad input of SPEC section 5: its exit code, exactly one line on
 # stderr naming the path, and nothing touched outside the sidecar.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 
 # --- missing pack ---------------------------------------------------------------
 expect_error 66 "run --no-create: missing pack" "$T/missing" "$PACKLOCK" run --no-create "$T/missing" true
@@ -38,19 +37,17 @@ mkdir -p "$T/closed" "$T/locked"
 touch "$T/closed/.grex-lock" "$T/locked/.grex-lock"
 chmod 700 "$T/closed"
 chmod 000 "$T/locked/.grex-lock"
-cp "$PACKLOCK" "$T/packlock"  # a copy the unprivileged user can certainly reach
-chmod 755 "$T/packlock"
-expect_error 77 "run: pack not accessible" "$T/closed" "${NOBODY[@]}" "$T/packlock" run "$T/closed" true
-expect_error 77 "run: sidecar not readable" "$T/locked" "${NOBODY[@]}" "$T/packlock" run "$T/locked" true
-expect_error 77 "probe: pack not accessible" "$T/closed" "${NOBODY[@]}" "$T/packlock" probe "$T/closed"
-expect_error 77 "status: path not accessible" "$T/closed" "${NOBODY[@]}" "$T/packlock" status "$T/closed"
+expect_error 77 "run: pack not accessible" "$T/closed" "${NOBODY[@]}" "$NOBODY_BIN/packlock" run "$T/closed" true
+expect_error 77 "run: sidecar not readable" "$T/locked" "${NOBODY[@]}" "$NOBODY_BIN/packlock" run "$T/locked" true
+expect_error 77 "probe: pack not accessible" "$T/closed" "${NOBODY[@]}" "$NOBODY_BIN/packlock" probe "$T/closed"
+expect_error 77 "status: path not accessible" "$T/closed" "${NOBODY[@]}" "$NOBODY_BIN/packlock" status "$T/closed"
 mkdir -p "$T/open"
 chmod 777 "$T/open"
 expect_error 77 "run: cannot create a pack in a directory it may not write" "$T/closed/sub" \
-  "${NOBODY[@]}" "$T/packlock" run "$T/closed/sub" true
+  "${NOBODY[@]}" "$NOBODY_BIN/packlock" run "$T/closed/sub" true
 mkdir -p "$T/readonly" && touch "$T/readonly/.grex-lock" && chmod 644 "$T/readonly/.grex-lock"
 expect 0 "a user who may only read the sidecar still gets the lock" \
-  "${NOBODY[@]}" "$T/packlock" run "$T/readonly" -- sh -c 'flock -n "$0/.grex-lock" true; echo $?' "$T/readonly"
+  "${NOBODY[@]}" "$NOBODY_BIN/packlock" run "$T/readonly" -- sh -c 'flock -n "$0/.grex-lock" true; echo $?' "$T/readonly"
 check "and holds it while the command runs" test "$(cat "$T/out")" = 1
 
 # --- name too long ----------------------------------------------------------------------

@@ -12,6 +12,17 @@ PACKLOCK=$(realpath "$1")
 BIN_DIR=$(dirname "$PACKLOCK")
 T=$(mktemp -d)
 chmod 755 "$T"  # reachable by the unprivileged user of the permission tests
+# That user runs a copy of the command in $T, with the libpacklock it links
+# when it links one (a sanitizer build does): the build tree may lie where
+# the user cannot go (a clone under a 0700 directory).
+NOBODY_BIN=$T/bin-for-nobody
+mkdir "$NOBODY_BIN"
+cp "$PACKLOCK" "$NOBODY_BIN/packlock"
+while read -r library; do
+  cp "$library" "$NOBODY_BIN/"
+done < <(ldd "$PACKLOCK" 2>/dev/null | awk '$1 ~ /^libpacklock/ && $3 ~ /^\// { print $3 }')
+chmod -R a+rX "$NOBODY_BIN"
+NOBODY=(env "LD_LIBRARY_PATH=$NOBODY_BIN" setpriv --reuid=65534 --regid=65534 --clear-groups)
 declare -A PIDS=()
 passed=0 failed=0
 

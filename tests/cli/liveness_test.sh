@@ -149,11 +149,10 @@ R=$T/ro
 mkdir -p "$R"
 "$PACKLOCK" run "$R" true
 chmod 644 "$R/.grex-lock"
-as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
-expect 0 "read-only: run -v takes the lock" as_nobody "$PACKLOCK" run -v "$R" true
+expect 0 "read-only: run -v takes the lock" "${NOBODY[@]}" "$NOBODY_BIN/packlock" run -v "$R" true
 check "read-only: -v says once that there is no record and no heartbeat" \
   test "$(grep -c "^packlock run: $R: .*read-only.*no owner record, no heartbeat" "$T/err")" -eq 1
-expect 0 "read-only: run without -v" as_nobody "$PACKLOCK" run "$R" true
+expect 0 "read-only: run without -v" "${NOBODY[@]}" "$NOBODY_BIN/packlock" run "$R" true
 check "read-only: nothing said without -v" test ! -s "$T/err"
 
 finish

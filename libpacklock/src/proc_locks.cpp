@@ -10,6 +10,8 @@
 #include <charconv>
 #include <string>
 
+#include "unique_fd.hpp"
+
 namespace packlock::detail {
 namespace {
 
@@ -86,21 +88,20 @@ bool same_lock(const KernelLock& a, const KernelLock& b) noexcept {
 // table took.
 std::vector<KernelLock> read_locks_on(dev_t dev, ino_t ino, int& reads, std::error_code& ec) {
   reads = 0;
-  const int fd = ::open("/proc/locks", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  const UniqueFd fd(::open("/proc/locks", O_RDONLY | O_CLOEXEC));
+  if (!fd) {
     ec.assign(errno, std::system_category());
     return {};
   }
   std::string table;
   std::array<char, 16384> chunk;
   for (;;) {
-    const ssize_t n = ::read(fd, chunk.data(), chunk.size());
+    const ssize_t n = ::read(fd.get(), chunk.data(), chunk.size());
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     ++reads;
     table.append(chunk.data(), static_cast<std::size_t>(n));
   }
-  ::close(fd);
   std::vector<KernelLock> found;
   KernelLock lock;
   for (std::string_view rest = table; !rest.empty();) {

@@ -88,6 +88,12 @@ Sidecar open_sidecar(int dir_fd, const std::string& name, bool create,
   return sidecar;
 }
 
+std::chrono::system_clock::time_point to_time_point(const struct statx_timestamp& t) noexcept {
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec)));
+}
+
 namespace {
 
 // statx(2) of `name` asking for `mask`: true when it names (dev, ino).
@@ -119,9 +125,7 @@ bool path_names_sidecar(int dir_fd, const std::string& name, Sidecar& sidecar) n
   if (!statx_names(dir_fd, name, STATX_INO | kSeen, sidecar.dev, sidecar.ino, st)) return false;
   if ((st.stx_mask & kSeen) == kSeen) {
     sidecar.seen.size = static_cast<std::int64_t>(st.stx_size);
-    sidecar.seen.mtime = std::chrono::system_clock::time_point(
-        std::chrono::duration_cast<std::chrono::system_clock::duration>(
-            std::chrono::seconds(st.stx_mtime.tv_sec) + std::chrono::nanoseconds(st.stx_mtime.tv_nsec)));
+    sidecar.seen.mtime = to_time_point(st.stx_mtime);
   }
   return true;
 }

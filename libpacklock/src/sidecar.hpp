@@ -2,6 +2,7 @@
 // The sidecar file of a pack: opened relative to the pack's directory
 // descriptor, never through a symlink, and only if it is a regular file.
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -20,6 +21,9 @@ inline constexpr const char* kDefaultSidecarName = ".grex-lock";
 
 // What the sidecar's path showed at the ghost-lock check of the last
 // acquisition: its size and mtime, while the lock was held.
+// A statx(2) timestamp on the system clock.
+std::chrono::system_clock::time_point to_time_point(const struct statx_timestamp& t) noexcept;
+
 struct SidecarSeen {
   std::int64_t size = -1;  // -1: not seen
   std::chrono::system_clock::time_point mtime{};

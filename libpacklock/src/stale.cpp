@@ -22,11 +22,6 @@ using Steady = std::chrono::steady_clock;
 // skewed: timestamps are truncated differently by different filesystems.
 constexpr auto kSkewTolerance = std::chrono::seconds(1);
 
-SystemClock::time_point to_time_point(const statx_timestamp& t) noexcept {
-  return SystemClock::time_point(std::chrono::duration_cast<SystemClock::duration>(
-      std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec)));
-}
-
 std::optional<SystemClock::time_point> statx_mtime(int dir_fd, const char* name, int flags,
                                                    bool network) noexcept {
   struct statx st {};

@@ -1,5 +1,6 @@
 #include "hold.hpp"
 
+#include <sched.h>
 #include <sys/file.h>
 
 #include <cerrno>
@@ -72,6 +73,20 @@ void Hold::on_lost(std::function<void()> callback) {
   heartbeat_entry_.on_lost(std::move(callback));
 }
 
+// A pipe's wake-up tells the scheduler that the writer is about to sleep,
+// so a waiter woken on this CPU waits until the releaser blocks or its slice
+// ends, not until it owns the lock. Yielding once lets it run now; a waiter
+// on another CPU costs the releaser one system call. Measured on a 2-vCPU
+// VM, alternated in the same runs: a waiter woken on the releaser's CPU came
+// back from its poll 13-14 us after the release started with the yield,
+// 18-26 us without (see the README, Benchmarks). The price: a releaser that
+// shares its CPU with the waiter it woke resumes after the waiter blocks or
+// uses its slice.
+void Hold::hand_over() const noexcept {
+  pack_->wake().notify();
+  ::sched_yield();
+}
+
 std::error_code Hold::release() noexcept {
   if (!sidecar_.fd) return release_result_;
   if (fork_generation_ != fork_generation()) {
@@ -89,7 +104,7 @@ std::error_code Hold::release() noexcept {
   if (unlocked) {
     // Wake other processes' waiters first: every step between the unlock
     // and this write is handoff latency. Nobody counted: no waiter to wake.
-    if (pack_->anyone_waiting()) pack_->wake().notify();
+    if (pack_->anyone_waiting()) hand_over();
     pack_->keep_sidecar(std::move(sidecar_));
   } else {
     release_result_.assign(errno, std::system_category());

@@ -73,6 +73,9 @@ class Hold final {
   HeartbeatEntry heartbeat_entry_;
 
   void announce() noexcept;
+  // Wakes other processes' waiters after the unlock and lets one on this
+  // CPU run at once.
+  void hand_over() const noexcept;
   int write_record() noexcept;
   bool mtime_still_fresh() const noexcept;
 };

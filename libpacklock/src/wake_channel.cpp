@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <array>
+#include <cerrno>
 #include <string>
 
 namespace packlock::detail {
@@ -15,7 +16,11 @@ WakeChannel::WakeChannel(int dir_fd, const std::string& sidecar_name) noexcept {
   // Read-write only: a read-only end reports POLLHUP whenever no writer
   // has it open, which would turn every wait into a spin. A user who may
   // not write it waits on inotify and the back-off instead.
-  UniqueFd fifo(::openat(dir_fd, name.c_str(), O_RDWR | flags));
+  // O_NOATIME, where the owner of the FIFO allows it: on a disk filesystem
+  // with relatime, the first read after each write would otherwise update
+  // the FIFO's atime, a journalled inode update on every drain.
+  UniqueFd fifo(::openat(dir_fd, name.c_str(), O_RDWR | O_NOATIME | flags));
+  if (!fifo && errno == EPERM) fifo = UniqueFd(::openat(dir_fd, name.c_str(), O_RDWR | flags));
   struct stat st {};
   if (fifo && ::fstat(fifo.get(), &st) == 0 && S_ISFIFO(st.st_mode)) fifo_ = std::move(fifo);
 }

@@ -88,6 +88,10 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
   ReleaseWatch watch(backoff, &pack.wake());
   StaleRecovery recovery(pack);
   bool recovered = false;  // a try recovers once
+  // Counted, watching, drained and guarded, all before the last attempt:
+  // the next busy attempt may sleep at once. Events that came since are
+  // still pending and end the sleep.
+  bool ready_to_wait = false;
   for (;;) {
     switch (attempt_kernel_lock(pack, sidecar, mode, ec)) {
       case Attempt::locked: return sidecar;
@@ -100,6 +104,7 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
       if (recovery_result == Recovery::locked) return sidecar;
       if (recovery_result == Recovery::retry) {
         recovered = true;
+        ready_to_wait = false;
         sidecar = pack.open_sidecar(ec);
         if (ec) return {};
         continue;
@@ -110,29 +115,36 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
       ec = reason;
       return {};
     }
-    // A waiter just counted must attempt once more before it sleeps: a
-    // release before the count took effect wrote no wake-up.
-    bool newly_counted = false;
-    if (!registration.active()) {
-      registration = WaiterRegistration(pack, mode);
-      newly_counted = registration.counted();
+    // The attempt may have left a ghost for the file the path names now.
+    if (!ready_to_wait || !watch.watching(sidecar)) {
+      // A waiter just counted must attempt once more before it sleeps: a
+      // release before the count took effect wrote no wake-up.
+      bool newly_counted = false;
+      if (!registration.active()) {
+        registration = WaiterRegistration(pack, mode);
+        newly_counted = registration.counted();
+      }
+      // Watched only now, after a busy attempt; a new watch missed what
+      // came before it, so one more attempt first.
+      const bool newly_watched = watch.watch(sidecar);
+      // An event drained now may announce a release that came after the
+      // attempt: another process's waiter may have been woken by it and be
+      // gone, so try again before sleeping, or the wake-up would be lost.
+      const bool missed_events = watch.consume_events() || newly_counted;
+      // A holder left on an unlinked inode must not keep us waiting on it.
+      // Checked after the watch is set: a later unlink or rename is an event.
+      if (!pack.path_names(sidecar)) {
+        sidecar = pack.open_sidecar(ec);
+        if (ec) return {};
+        continue;
+      }
+      if (missed_events || newly_watched) {
+        ready_to_wait = true;
+        continue;
+      }
     }
-    // An event drained now may announce a release that came after the
-    // attempt: another process's waiter may have been woken by it and be
-    // gone, so try again before sleeping, or the wake-up would be lost.
-    const bool missed_events = watch.consume_events() || newly_counted;
-    // A holder left on an unlinked inode must not keep us waiting on it.
-    if (!pack.path_names(sidecar)) {
-      sidecar = pack.open_sidecar(ec);
-      if (ec) return {};
-      continue;
-    }
-    // Watched only now, after a busy attempt; a new watch missed what came
-    // before it, so one more attempt first.
-    const bool newly_watched = watch.watch(sidecar);
-    if (!missed_events && !newly_watched) {
-      watch.wait_until(deadline, cancel ? cancel->native_handle() : -1);
-    }
+    ready_to_wait = false;
+    watch.wait_until(deadline, cancel ? cancel->native_handle() : -1);
   }
 }
 

@@ -99,7 +99,7 @@ ReleaseWatch::~ReleaseWatch() {
 }
 
 bool ReleaseWatch::watch(const Sidecar& sidecar) noexcept {
-  if (wd_ >= 0 && dev_ == sidecar.dev && ino_ == sidecar.ino) return false;
+  if (watching(sidecar)) return false;
   if (!inotify_) {
     IdleInotify idle = InotifyPool::instance().take(sidecar.dev, sidecar.ino);
     inotify_ = std::move(idle.fd);

@@ -60,6 +60,10 @@ class ReleaseWatch final {
   // after a busy attempt: an uncontended acquisition sets no inotify mark
   // (whose teardown a process pays when it exits).
   bool watch(const Sidecar& sidecar) noexcept;
+  // Whether it watches the inode `sidecar` has open.
+  bool watching(const Sidecar& sidecar) const noexcept {
+    return wd_ >= 0 && dev_ == sidecar.dev && ino_ == sidecar.ino;
+  }
 
   // Blocks until an event arrives, the back-off period passes, or the
   // deadline, whichever is first; true when events are pending (left for

@@ -92,7 +92,11 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
   // the next busy attempt may sleep at once. Events that came since are
   // still pending and end the sleep.
   bool ready_to_wait = false;
+  // Where a waiter no cancellation can end sleeps (see
+  // ReleaseWatch::sleep_until): the release word, read before each attempt.
+  const WaitingCount* const sleep_on = cancel ? nullptr : pack.waiting_count();
   for (;;) {
+    const std::uint32_t seen = sleep_on ? sleep_on->releases() : 0;
     switch (attempt_kernel_lock(pack, sidecar, mode, ec)) {
       case Attempt::locked: return sidecar;
       case Attempt::failed: return {};
@@ -144,7 +148,11 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
       }
     }
     ready_to_wait = false;
-    watch.wait_until(deadline, cancel ? cancel->native_handle() : -1);
+    if (sleep_on) {
+      watch.sleep_until(deadline, *sleep_on, seen);
+    } else {
+      watch.wait_until(deadline, cancel ? cancel->native_handle() : -1);
+    }
   }
 }
 

@@ -73,16 +73,15 @@ void Hold::on_lost(std::function<void()> callback) {
   heartbeat_entry_.on_lost(std::move(callback));
 }
 
-// A pipe's wake-up tells the scheduler that the writer is about to sleep,
-// so a waiter woken on this CPU waits until the releaser blocks or its slice
-// ends, not until it owns the lock. Yielding once lets it run now; a waiter
-// on another CPU costs the releaser one system call. Measured on a 2-vCPU
-// VM, alternated in the same runs: a waiter woken on the releaser's CPU came
-// back from its poll 13-14 us after the release started with the yield,
-// 18-26 us without (see the README, Benchmarks). The price: a releaser that
-// shares its CPU with the waiter it woke resumes after the waiter blocks or
-// uses its slice.
+// Blocking waiters sleep on the release word, asynchronous ones poll the
+// wake channel. A waiter woken on this CPU may still wait until the
+// releaser blocks or its slice ends (a pipe's wake-up even tells the
+// scheduler the writer is about to sleep); yielding once lets it run now,
+// and costs one system call when the waiter is on another CPU. The price:
+// a releaser that shares its CPU with the waiter it woke resumes after the
+// waiter blocks or uses its slice. Measured figures: README, Benchmarks.
 void Hold::hand_over() const noexcept {
+  if (const WaitingCount* const count = pack_->waiting_count()) count->released();
   pack_->wake().notify();
   ::sched_yield();
 }

@@ -70,6 +70,9 @@ class Pack final {
   void keep_sidecar(Sidecar&& sidecar) const noexcept;
 
   const WakeChannel& wake() const noexcept { return wake_; }
+  // The waiters file's count and release word; null when this process may
+  // not map it (then blocking waiters sleep in ppoll, on the wake channel).
+  const WaitingCount* waiting_count() const noexcept { return waiting_.get(); }
   // After a release: whether a waiter of this host may need waking through
   // the wake channel (see WaitingCount); always true without the count.
   bool anyone_waiting() const noexcept { return !waiting_ || waiting_->anyone(); }

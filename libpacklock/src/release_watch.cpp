@@ -1,6 +1,8 @@
 #include "release_watch.hpp"
 
+#include "inotify_relay.hpp"
 #include "lock_table.hpp"
+#include "waiter_registry.hpp"
 
 #include <poll.h>
 #include <sys/inotify.h>
@@ -67,7 +69,11 @@ class InotifyPool final {
   void put(IdleInotify idle) noexcept {
     std::lock_guard lock(mutex_);
     forget_after_fork();
-    if (idle_.size() < kMaxIdle) idle_.push_back(std::move(idle));
+    if (idle_.size() < kMaxIdle) {
+      idle_.push_back(std::move(idle));
+    } else if (InotifyRelay* const relay = InotifyRelay::running()) {
+      relay->forget(idle.fd.get());  // closed on return
+    }
   }
 
  private:
@@ -140,17 +146,30 @@ std::chrono::nanoseconds ReleaseWatch::next_delay() noexcept {
   return delay;
 }
 
+std::chrono::nanoseconds ReleaseWatch::delay_until(const Deadline& deadline) noexcept {
+  const auto delay = next_delay();
+  if (!deadline) return delay;
+  return std::min(delay, std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::max(*deadline - Clock::now(), Clock::duration::zero())));
+}
+
 bool ReleaseWatch::wait_until(const Deadline& deadline, int also) noexcept {
-  auto delay = next_delay();
-  if (deadline) {
-    delay = std::min(delay, std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                std::max(*deadline - Clock::now(), Clock::duration::zero())));
-  }
   // A descriptor of -1 is ignored: without any, ppoll only sleeps.
   pollfd fds[3] = {{inotify_.get(), POLLIN, 0}, {wake_handle(), POLLIN, 0}, {also, POLLIN, 0}};
-  const timespec timeout = to_timespec(delay);
+  const timespec timeout = to_timespec(delay_until(deadline));
   return ::ppoll(fds, 3, &timeout, nullptr) > 0 &&
          ((fds[0].revents | fds[1].revents | fds[2].revents) & POLLIN) != 0;
+}
+
+void ReleaseWatch::sleep_until(const Deadline& deadline, const WaitingCount& count,
+                               std::uint32_t seen) noexcept {
+  InotifyRelay* const relay = inotify_ ? InotifyRelay::instance() : nullptr;
+  if (inotify_ && (!relay || !relay->arm(inotify_.get(), count))) {
+    wait_until(deadline);
+    return;
+  }
+  count.sleep(seen, delay_until(deadline));
+  if (relay) relay->disarm(inotify_.get());
 }
 
 }  // namespace packlock::detail

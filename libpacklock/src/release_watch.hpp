@@ -28,6 +28,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 
 #include "sidecar.hpp"
@@ -35,6 +36,8 @@
 #include "wake_channel.hpp"
 
 namespace packlock::detail {
+
+class WaitingCount;
 
 using Clock = std::chrono::steady_clock;
 using Deadline = std::optional<Clock::time_point>;
@@ -73,6 +76,13 @@ class ReleaseWatch final {
   // readable (a cancellation).
   bool wait_until(const Deadline& deadline, int also = -1) noexcept;
 
+  // The same for a blocking waiter that no cancellation can end: sleeps on
+  // `count`'s release word while it is still `seen` (read before the last
+  // attempt), this watch's inotify events relayed to it (inotify_relay.hpp).
+  // Without a relay, as wait_until().
+  void sleep_until(const Deadline& deadline, const WaitingCount& count,
+                   std::uint32_t seen) noexcept;
+
   // For event loops: the inotify descriptor (-1 without one) and the wake
   // channel's (-1 without one), readable when events are pending;
   // consume_events() drains both and reports whether there were any (and
@@ -84,6 +94,9 @@ class ReleaseWatch final {
   std::chrono::nanoseconds next_delay() noexcept;
 
  private:
+  // The next back-off step, cut short by the deadline.
+  std::chrono::nanoseconds delay_until(const Deadline& deadline) noexcept;
+
   Backoff backoff_;
   const WakeChannel* wake_;
   std::chrono::nanoseconds step_;

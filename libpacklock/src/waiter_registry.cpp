@@ -1,12 +1,16 @@
 #include "waiter_registry.hpp"
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <climits>
 #include <cstdint>
+#include <ctime>
 
 #include <mutex>
 #include <unordered_map>
@@ -46,12 +50,13 @@ UniqueFd open_waiters_file(const Pack& pack, bool& writable, off_t& size) noexce
   return fd;
 }
 
-// Maps the count, first making the file long enough to hold it: touching
-// a mapped page wholly past the end of a file faults (SIGBUS). packlock
-// never shrinks the file.
+// Maps the count and the release word, first making the file long enough
+// to hold them: touching a mapped page wholly past the end of a file faults
+// (SIGBUS), and bytes past the end within its last page may be zeroed when
+// the page is written back. packlock never shrinks the file.
 std::shared_ptr<const WaitingCount> map_count(int fd, off_t size) noexcept try {
-  if (size < static_cast<off_t>(sizeof(std::uint32_t)) &&
-      ::ftruncate(fd, sizeof(std::uint32_t)) != 0) {
+  constexpr off_t kWords = 2 * sizeof(std::uint32_t);
+  if (size < kWords && ::ftruncate(fd, kWords) != 0) {
     return nullptr;
   }
   void* const page = ::mmap(nullptr, kCountPage, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -127,6 +132,28 @@ std::atomic_ref<std::uint32_t> WaitingCount::count() const noexcept {
 }
 
 bool WaitingCount::anyone() const noexcept { return count().load() != 0; }
+
+std::uint32_t* WaitingCount::release_word() const noexcept {
+  return static_cast<std::uint32_t*>(page_) + 1;
+}
+
+std::uint32_t WaitingCount::releases() const noexcept {
+  return std::atomic_ref(*release_word()).load();
+}
+
+// A shared futex (no FUTEX_PRIVATE_FLAG): the word is one page of one file
+// mapped by several processes, which the kernel keys by inode and offset.
+void WaitingCount::released() const noexcept {
+  std::atomic_ref(*release_word()).fetch_add(1);
+  ::syscall(SYS_futex, release_word(), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+void WaitingCount::sleep(std::uint32_t seen, std::chrono::nanoseconds timeout) const noexcept {
+  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+  const timespec relative{static_cast<time_t>(secs.count()),
+                          static_cast<long>((timeout - secs).count())};
+  ::syscall(SYS_futex, release_word(), FUTEX_WAIT, seen, &relative, nullptr, 0);
+}
 
 void WaitingCount::add() const noexcept { count().fetch_add(1); }
 

@@ -15,7 +15,8 @@
 //
 // The file also counts the waiters of the host: its first four bytes, mapped
 // shared by every packlock process that may write the file, hold how many
-// registrations are alive. A releaser writes the wake channel only when the
+// registrations are alive; the next four are the release word, a futex that
+// blocking waiters sleep on (see WaitingCount::sleep and inotify_relay.hpp). A releaser writes the wake channel only when the
 // count is not zero, which saves an uncontended release a system call (see
 // WaitingCount). A SIGKILLed waiter leaves the count too high: releasers
 // then write wake-ups nobody needs, until the next waiter that finds itself
@@ -27,6 +28,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -53,6 +55,15 @@ class WaitingCount final {
   ~WaitingCount();
 
   bool anyone() const noexcept;
+  // The release word, beside the count: bumped by every release that finds
+  // a waiter counted. A blocking waiter reads it before its attempt and
+  // sleeps only while it is unchanged.
+  std::uint32_t releases() const noexcept;
+  // After a release: bumps the word and wakes every sleeper of the host.
+  void released() const noexcept;
+  // Sleeps while the word is `seen`, for at most `timeout`, or until a
+  // signal; spurious returns are allowed.
+  void sleep(std::uint32_t seen, std::chrono::nanoseconds timeout) const noexcept;
   void add() const noexcept;
   void remove() const noexcept;
   // Back to zero when no other process holds a waiter lock on `waiters_fd`
@@ -61,6 +72,7 @@ class WaitingCount final {
 
  private:
   std::atomic_ref<std::uint32_t> count() const noexcept;
+  std::uint32_t* release_word() const noexcept;
 
   void* page_;
 };

@@ -1,10 +1,13 @@
 // The count of waiters in the waiters file: a release wakes other
-// processes through the wake channel only when someone is counted, a
-// counted waiter never misses a release (tried with the back-off timer out
-// of the way), and the count a SIGKILLed waiter leaves is taken back by the
-// next waiter that finds itself alone.
+// processes (the release word, the wake channel) only when someone is
+// counted, a counted waiter never misses a release (tried with the back-off
+// timer out of the way), other tools' releases and a replaced sidecar reach
+// a waiter asleep on the release word through the inotify relay, and the
+// count a SIGKILLed waiter leaves is taken back by the next waiter that
+// finds itself alone.
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,6 +19,7 @@
 #include <packlock/packlock.hpp>
 
 #include "engine.hpp"
+#include "hold.hpp"
 #include "pack.hpp"
 #include "support.hpp"
 
@@ -36,6 +40,16 @@ struct CountFixture : PackDir {
     return value;
   }
 
+  // The release word, beside the count (-1: unreadable).
+  long releases() const {
+    std::uint32_t value = 0;
+    const detail::UniqueFd fd(::open(waiters.c_str(), O_RDONLY | O_CLOEXEC));
+    if (::pread(fd.get(), &value, sizeof value, sizeof value) != static_cast<ssize_t>(sizeof value)) {
+      return -1;
+    }
+    return value;
+  }
+
   // Whether the wake channel holds a byte nobody has read.
   bool wake_pending() const {
     const detail::UniqueFd fd(::open(wake.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
@@ -43,6 +57,41 @@ struct CountFixture : PackDir {
     return ::read(fd.get(), &byte, 1) == 1;
   }
 };
+
+}  // namespace
+
+namespace {
+
+const detail::Backoff never{std::chrono::hours(1), std::chrono::hours(1), std::chrono::hours(1)};
+
+// This process's threads named `name`.
+int threads_named(const std::string& name) {
+  int count = 0;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    count += read_file(task.path() / "comm") == name + "\n";
+  }
+  return count;
+}
+
+// Acquires `opened` on another thread, the back-off out of the way and a
+// deadline 10 s off; `event` then happens once the waiter is asleep. True
+// when the waiter got the lock before its deadline.
+template <typename Event>
+bool woken_by(const std::shared_ptr<const detail::Pack>& opened, Event event) {
+  std::error_code ec;
+  const auto deadline = detail::Clock::now() + std::chrono::seconds(10);
+  std::unique_ptr<detail::Hold> hold;
+  std::thread waiter([&] { hold = detail::acquire(opened, Mode::exclusive, deadline, ec, never); });
+  // Asleep: counted, and the relay has been started for it.
+  const bool asleep = eventually([&] {
+    return waiting_here(opened->path()) && threads_named("packlock-relay") == 1;
+  });
+  event();
+  waiter.join();
+  BOOST_TEST(asleep);
+  BOOST_TEST(!ec, ec.message());
+  return hold && detail::Clock::now() < deadline;
+}
 
 }  // namespace
 
@@ -54,6 +103,7 @@ BOOST_FIXTURE_TEST_CASE(a_release_with_nobody_waiting_writes_no_wake_up, CountFi
     BOOST_TEST(hold.release().value() == 0);
   }
   BOOST_TEST(count() == 0);
+  BOOST_TEST(releases() == 0);
   BOOST_TEST(!wake_pending());
 }
 
@@ -62,9 +112,12 @@ BOOST_FIXTURE_TEST_CASE(a_waiter_of_another_process_is_counted_and_woken, CountF
   Process waiter = Process::child({"agent", pack.string()});
   waiter.write_line("acquire");
   BOOST_REQUIRE(eventually([&] { return count() == 1; }));
+  const long before = releases();
   hold.release();
   BOOST_TEST(waiter.wait_for("locked").has_value());
   BOOST_TEST(count() == 0);
+  // At least once: an inotify event relayed to a sleeper bumps it too.
+  BOOST_TEST(releases() > before);
   waiter.write_line("release");
   BOOST_TEST(waiter.wait_for("released").has_value());
 }
@@ -75,7 +128,6 @@ BOOST_FIXTURE_TEST_CASE(no_release_is_missed_with_the_back_off_out_of_the_way, C
   std::error_code ec;
   const auto opened = detail::Pack::open(pack, LockOptions{}, ec);
   BOOST_REQUIRE(!ec);
-  const detail::Backoff never{std::chrono::hours(1), std::chrono::hours(1), std::chrono::hours(1)};
   Process holder = Process::child({"agent", pack.string()});
   for (int round = 0; round < 200; ++round) {
     holder.write_line("acquire");
@@ -91,6 +143,79 @@ BOOST_FIXTURE_TEST_CASE(no_release_is_missed_with_the_back_off_out_of_the_way, C
     BOOST_REQUIRE(holder.wait_for("released").has_value());
     hold->release();
   }
+}
+
+// No packlock release here: only inotify can tell, through the relay.
+BOOST_FIXTURE_TEST_CASE(another_tools_close_wakes_a_waiter_asleep_on_the_release_word, CountFixture) {
+  std::error_code ec;
+  const auto opened = detail::Pack::open(pack, LockOptions{}, ec);
+  BOOST_REQUIRE(!ec);
+  for (int round = 0; round < 3; ++round) {
+    BOOST_TEST_CONTEXT("round " << round) {
+      Process holder = Process::flock_holder(pack / ".grex-lock");
+      holder.expect_line("locked");
+      BOOST_TEST(woken_by(opened, [&] { holder.close_stdin(); }));
+      BOOST_TEST(holder.exit_code() == 0);
+    }
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(a_replaced_sidecar_wakes_a_waiter_asleep_on_the_release_word, CountFixture) {
+  std::error_code ec;
+  const auto opened = detail::Pack::open(pack, LockOptions{}, ec);
+  BOOST_REQUIRE(!ec);
+  // flock(1) keeps holding the old inode: the waiter must move to the new
+  // file the path names, which is free.
+  Process holder = Process::flock_holder(pack / ".grex-lock");
+  holder.expect_line("locked");
+  write_file(pack / "replacement", "");
+  BOOST_TEST(woken_by(opened, [&] { fs::rename(pack / "replacement", pack / ".grex-lock"); }));
+  holder.close_stdin();
+  BOOST_TEST(holder.exit_code() == 0);
+}
+
+// A forked child has no thread of its parent's: it relays through its own.
+BOOST_FIXTURE_TEST_CASE(a_forked_child_asleep_on_the_release_word_has_its_own_relay, CountFixture) {
+  std::error_code ec;
+  const auto opened = detail::Pack::open(pack, LockOptions{}, ec);
+  BOOST_REQUIRE(!ec);
+  {
+    Process first = Process::flock_holder(pack / ".grex-lock");
+    first.expect_line("locked");
+    BOOST_REQUIRE(woken_by(opened, [&] { first.close_stdin(); }));  // this process's relay runs
+  }
+  // The child is forked before flock(1) starts, or it would keep the
+  // holder's stdin open; it waits for the word to go.
+  int go[2];
+  BOOST_REQUIRE(::pipe(go) == 0);
+  const pid_t child = ::fork();
+  BOOST_REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(go[1]);
+    char byte;
+    if (::read(go[0], &byte, 1) != 1) ::_exit(4);
+    const auto deadline = detail::Clock::now() + std::chrono::seconds(10);
+    const auto hold = detail::acquire(opened, Mode::exclusive, deadline, ec, never);
+    ::_exit(ec ? 1 : !hold ? 2 : detail::Clock::now() >= deadline ? 3 : 0);
+  }
+  ::close(go[0]);
+  Process holder = Process::flock_holder(pack / ".grex-lock");
+  holder.expect_line("locked");
+  BOOST_REQUIRE(::write(go[1], "g", 1) == 1);
+  ::close(go[1]);
+  const bool child_waits = eventually([&] {
+    std::error_code observed;
+    for (const LockParty& party : observe(pack, observed).waiters) {
+      if (party.pid == child) return true;
+    }
+    return false;
+  });
+  holder.close_stdin();
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  BOOST_TEST(child_waits);
+  BOOST_TEST((WIFEXITED(status) && WEXITSTATUS(status) == 0), "child status " << status);
+  BOOST_TEST(holder.exit_code() == 0);
 }
 
 BOOST_FIXTURE_TEST_CASE(a_killed_waiters_count_is_taken_back_by_the_next_lone_waiter, CountFixture) {

@@ -1,0 +1,68 @@
+#pragma once
+// Turns inotify events into futex wake-ups, for blocking waiters that sleep
+// on their pack's release word (see WaitingCount).
+//
+// A blocking waiter sleeps in FUTEX_WAIT rather than in ppoll: a releaser's
+// FUTEX_WAKE lets the scheduler run the waiter at once, where a pipe's
+// wake-up tells it the writer is about to sleep (measured on a 2-vCPU VM,
+// same runs: a blocking waiter owned the lock about 2.5 us sooner). A futex
+// cannot be waited on together with a descriptor, so the inotify events
+// that announce other tools' releases (a flock(1) holder's close) and a
+// replaced sidecar reach the sleeper through this relay: one thread per
+// process, asleep in epoll_wait on the inotify instances of sleeping
+// waiters, each armed once per sleep (EPOLLONESHOT, level-triggered: an
+// event already queued when the waiter arms fires at once). When one fires,
+// the relay bumps the release word of the pack that waiter sleeps on and
+// wakes its sleepers. Other processes' waiters of that pack wake too and
+// find the lock as it is: a spurious wake-up, for other tools' events only.
+
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
+
+#include "unique_fd.hpp"
+
+namespace packlock::detail {
+
+class WaitingCount;
+
+class InotifyRelay final {
+ public:
+  // This process's relay, its thread started; null when none could be had
+  // (no epoll instance, no thread): the waiter then sleeps in ppoll.
+  static InotifyRelay* instance() noexcept;
+  // This process's relay if it has started one, else null.
+  static InotifyRelay* running() noexcept;
+
+  // Until disarm(): the next event on `inotify_fd` wakes `count`'s sleepers.
+  // False when the descriptor could not be armed.
+  bool arm(int inotify_fd, const WaitingCount& count) noexcept;
+  // After the sleep: `count` may go away. An armed registration that did
+  // not fire stays armed in the kernel; its event, if one comes, is ignored.
+  void disarm(int inotify_fd) noexcept;
+  // Before `inotify_fd` is closed: the number may name another instance
+  // next.
+  void forget(int inotify_fd) noexcept;
+
+  InotifyRelay(const InotifyRelay&) = delete;
+  InotifyRelay& operator=(const InotifyRelay&) = delete;
+
+ private:
+  struct Target {
+    const WaitingCount* count = nullptr;
+    bool registered = false;
+  };
+
+  explicit InotifyRelay(UniqueFd epoll) noexcept : epoll_(std::move(epoll)) {}
+  static InotifyRelay* get(bool start_one) noexcept;
+  static InotifyRelay* start() noexcept;
+  void run() noexcept;
+  void relay(int inotify_fd) noexcept;
+
+  UniqueFd epoll_;
+  InotifyRelay* inherited_ = nullptr;  // the parent process's, before a fork
+  std::mutex mutex_;
+  std::unordered_map<int, Target> targets_;  // guarded by mutex_
+};
+
+}  // namespace packlock::detail

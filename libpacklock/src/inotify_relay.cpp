@@ -49,7 +49,11 @@ InotifyRelay* InotifyRelay::start() noexcept try {
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &previous);
   try {
-    std::thread([relay] { relay->run(); }).detach();
+    // Joinable, never joined (the object is never destroyed): the C library
+    // of a forked child then keeps the thread's stack apart instead of
+    // handing it to the child's next thread, which ThreadSanitizer would
+    // take for the parent's thread, still alive.
+    relay->thread_ = std::thread([relay] { relay->run(); });
   } catch (...) {
     ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     delete relay;

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "unique_fd.hpp"
@@ -61,6 +62,7 @@ class InotifyRelay final {
 
   UniqueFd epoll_;
   InotifyRelay* inherited_ = nullptr;  // the parent process's, before a fork
+  std::thread thread_;
   std::mutex mutex_;
   std::unordered_map<int, Target> targets_;  // guarded by mutex_
 };

@@ -20,8 +20,8 @@
 // The kernel reports a close a moment before it drops the lock, so an
 // attempt made right after an inotify event can still find the lock busy;
 // after such an event the timer restarts at `after_event`, short, to cover
-// that race. A wake-up through the wake channel comes after the unlock and
-// needs no such retry.
+// that race. A wake-up through the wake channel or the release word comes
+// after the unlock and needs no such retry.
 //
 // Not thread-safe: one waiter owns one watch.
 

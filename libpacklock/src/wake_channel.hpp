@@ -1,6 +1,8 @@
 #pragma once
-// The fast path from a packlock holder's release to waiters in other
-// processes.
+// The path from a packlock holder's release to waiters in other processes
+// that wait on descriptors: asynchronous waiters, and blocking ones that a
+// cancellation can end. (Other blocking waiters sleep on the release word of
+// the waiters file, a futex: see WaitingCount and inotify_relay.hpp.)
 //
 // inotify reports a holder's close, but on the kernels we measured a waiter
 // woken through inotify runs about 150 us later, while one woken through a

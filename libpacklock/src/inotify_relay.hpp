@@ -5,7 +5,8 @@
 // A blocking waiter sleeps in FUTEX_WAIT rather than in ppoll: a releaser's
 // FUTEX_WAKE lets the scheduler run the waiter at once, where a pipe's
 // wake-up tells it the writer is about to sleep (measured on a 2-vCPU VM,
-// same runs: a blocking waiter owned the lock about 2.5 us sooner). A futex
+// same runs, rounds where both processes shared a vCPU: the waiter came
+// back from its wait 2-5 us sooner). A futex
 // cannot be waited on together with a descriptor, so the inotify events
 // that announce other tools' releases (a flock(1) holder's close) and a
 // replaced sidecar reach the sleeper through this relay: one thread per

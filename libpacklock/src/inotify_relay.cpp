@@ -79,28 +79,22 @@ void InotifyRelay::relay(int inotify_fd) noexcept {
   // Under the mutex: disarm() returning means the count is no longer used.
   std::lock_guard lock(mutex_);
   const auto it = targets_.find(inotify_fd);
-  if (it == targets_.end() || !it->second.count) return;
-  it->second.count->released();
+  if (it != targets_.end() && it->second) it->second->released();
 }
 
 bool InotifyRelay::arm(int inotify_fd, const WaitingCount& count) noexcept try {
   std::lock_guard lock(mutex_);
-  Target& target = targets_[inotify_fd];
-  target.count = &count;
   epoll_event event{};
   event.events = EPOLLIN | EPOLLONESHOT;
   event.data.fd = inotify_fd;
-  int op = target.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-  if (::epoll_ctl(epoll_.get(), op, inotify_fd, &event) != 0) {
-    // The kernel forgot it (closed elsewhere and reopened), or knows it
-    // already: the other operation.
-    op = errno == ENOENT ? EPOLL_CTL_ADD : errno == EEXIST ? EPOLL_CTL_MOD : -1;
-    if (op < 0 || ::epoll_ctl(epoll_.get(), op, inotify_fd, &event) != 0) {
-      targets_.erase(inotify_fd);
-      return false;
-    }
+  // Re-armed when the kernel knows it (an instance is armed once per
+  // sleep), added the first time.
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, inotify_fd, &event) != 0 &&
+      (errno != ENOENT || ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, inotify_fd, &event) != 0)) {
+    targets_.erase(inotify_fd);
+    return false;
   }
-  target.registered = true;
+  targets_[inotify_fd] = &count;
   return true;
 } catch (...) {
   return false;
@@ -109,7 +103,7 @@ bool InotifyRelay::arm(int inotify_fd, const WaitingCount& count) noexcept try {
 void InotifyRelay::disarm(int inotify_fd) noexcept {
   std::lock_guard lock(mutex_);
   const auto it = targets_.find(inotify_fd);
-  if (it != targets_.end()) it->second.count = nullptr;
+  if (it != targets_.end()) it->second = nullptr;
 }
 
 void InotifyRelay::forget(int inotify_fd) noexcept {

@@ -50,11 +50,6 @@ class InotifyRelay final {
   InotifyRelay& operator=(const InotifyRelay&) = delete;
 
  private:
-  struct Target {
-    const WaitingCount* count = nullptr;
-    bool registered = false;
-  };
-
   explicit InotifyRelay(UniqueFd epoll) noexcept : epoll_(std::move(epoll)) {}
   static InotifyRelay* get(bool start_one) noexcept;
   static InotifyRelay* start() noexcept;
@@ -65,7 +60,9 @@ class InotifyRelay final {
   InotifyRelay* inherited_ = nullptr;  // the parent process's, before a fork
   std::thread thread_;
   std::mutex mutex_;
-  std::unordered_map<int, Target> targets_;  // guarded by mutex_
+  // The count each armed descriptor wakes (null: disarmed); every
+  // descriptor here is registered in epoll_. Guarded by mutex_.
+  std::unordered_map<int, const WaitingCount*> targets_;
 };
 
 }  // namespace packlock::detail

@@ -19,11 +19,11 @@ namespace packlock::detail {
 
 inline constexpr const char* kDefaultSidecarName = ".grex-lock";
 
-// What the sidecar's path showed at the ghost-lock check of the last
-// acquisition: its size and mtime, while the lock was held.
 // A statx(2) timestamp on the system clock.
 std::chrono::system_clock::time_point to_time_point(const struct statx_timestamp& t) noexcept;
 
+// What the sidecar's path showed at the ghost-lock check of the last
+// acquisition: its size and mtime, while the lock was held.
 struct SidecarSeen {
   std::int64_t size = -1;  // -1: not seen
   std::chrono::system_clock::time_point mtime{};

@@ -16,14 +16,15 @@
 // The file also counts the waiters of the host: its first four bytes, mapped
 // shared by every packlock process that may write the file, hold how many
 // registrations are alive; the next four are the release word, a futex that
-// blocking waiters sleep on (see WaitingCount::sleep and inotify_relay.hpp). A releaser writes the wake channel only when the
-// count is not zero, which saves an uncontended release a system call (see
-// WaitingCount). A SIGKILLed waiter leaves the count too high: releasers
-// then write wake-ups nobody needs, until the next waiter that finds itself
-// alone clears it (WaitingCount::forget_the_dead). A waiter that may not
-// write the file is not counted; it could not write
-// (so could not open) the wake channel either, made by the same first
-// process with the same permissions, and waits on inotify and the back-off.
+// blocking waiters sleep on (see WaitingCount::sleep and inotify_relay.hpp).
+// A releaser wakes waiters only when the count is not zero, which saves an
+// uncontended release its system calls (see WaitingCount). A SIGKILLed
+// waiter leaves the count too high: releasers then write wake-ups nobody
+// needs, until the next waiter that finds itself alone clears it
+// (WaitingCount::forget_the_dead). A waiter that may not write the file is
+// not counted; it could not write (so could not open) the wake channel
+// either, made by the same first process with the same permissions, and
+// waits on inotify and the back-off.
 
 #include <sys/types.h>
 

@@ -50,6 +50,14 @@ struct CountFixture : PackDir {
     return value;
   }
 
+  // The engine's view of the pack, to wait with a back-off of our own.
+  std::shared_ptr<const detail::Pack> open_pack() const {
+    std::error_code ec;
+    auto opened = detail::Pack::open(pack, LockOptions{}, ec);
+    BOOST_REQUIRE_MESSAGE(!ec, ec.message());
+    return opened;
+  }
+
   // Whether the wake channel holds a byte nobody has read.
   bool wake_pending() const {
     const detail::UniqueFd fd(::open(wake.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
@@ -125,9 +133,7 @@ BOOST_FIXTURE_TEST_CASE(a_waiter_of_another_process_is_counted_and_woken, CountF
 // With the back-off at an hour, only the wake channel and inotify can end
 // a wait: a wake-up lost to the count would show as a timeout.
 BOOST_FIXTURE_TEST_CASE(no_release_is_missed_with_the_back_off_out_of_the_way, CountFixture) {
-  std::error_code ec;
-  const auto opened = detail::Pack::open(pack, LockOptions{}, ec);
-  BOOST_REQUIRE(!ec);
+  const auto opened = open_pack();
   Process holder = Process::child({"agent", pack.string()});
   for (int round = 0; round < 200; ++round) {
     holder.write_line("acquire");
@@ -137,6 +143,7 @@ BOOST_FIXTURE_TEST_CASE(no_release_is_missed_with_the_back_off_out_of_the_way, C
     // A lost wake-up ends the wait only at the deadline, where the attempt
     // then succeeds: reaching it is the failure.
     const auto deadline = detail::Clock::now() + std::chrono::seconds(10);
+    std::error_code ec;
     auto hold = detail::acquire(opened, Mode::exclusive, deadline, ec, never);
     BOOST_REQUIRE_MESSAGE(!ec && detail::Clock::now() < deadline,
                           "round " << round << ": " << (ec ? ec.message() : "woken by the deadline"));
@@ -147,9 +154,7 @@ BOOST_FIXTURE_TEST_CASE(no_release_is_missed_with_the_back_off_out_of_the_way, C
 
 // No packlock release here: only inotify can tell, through the relay.
 BOOST_FIXTURE_TEST_CASE(another_tools_close_wakes_a_waiter_asleep_on_the_release_word, CountFixture) {
-  std::error_code ec;
-  const auto opened = detail::Pack::open(pack, LockOptions{}, ec);
-  BOOST_REQUIRE(!ec);
+  const auto opened = open_pack();
   for (int round = 0; round < 3; ++round) {
     BOOST_TEST_CONTEXT("round " << round) {
       Process holder = Process::flock_holder(pack / ".grex-lock");
@@ -161,9 +166,7 @@ BOOST_FIXTURE_TEST_CASE(another_tools_close_wakes_a_waiter_asleep_on_the_release
 }
 
 BOOST_FIXTURE_TEST_CASE(a_replaced_sidecar_wakes_a_waiter_asleep_on_the_release_word, CountFixture) {
-  std::error_code ec;
-  const auto opened = detail::Pack::open(pack, LockOptions{}, ec);
-  BOOST_REQUIRE(!ec);
+  const auto opened = open_pack();
   // flock(1) keeps holding the old inode: the waiter must move to the new
   // file the path names, which is free.
   Process holder = Process::flock_holder(pack / ".grex-lock");
@@ -176,9 +179,7 @@ BOOST_FIXTURE_TEST_CASE(a_replaced_sidecar_wakes_a_waiter_asleep_on_the_release_
 
 // A forked child has no thread of its parent's: it relays through its own.
 BOOST_FIXTURE_TEST_CASE(a_forked_child_asleep_on_the_release_word_has_its_own_relay, CountFixture) {
-  std::error_code ec;
-  const auto opened = detail::Pack::open(pack, LockOptions{}, ec);
-  BOOST_REQUIRE(!ec);
+  const auto opened = open_pack();
   {
     Process first = Process::flock_holder(pack / ".grex-lock");
     first.expect_line("locked");
@@ -195,6 +196,7 @@ BOOST_FIXTURE_TEST_CASE(a_forked_child_asleep_on_the_release_word_has_its_own_re
     char byte;
     if (::read(go[0], &byte, 1) != 1) ::_exit(4);
     const auto deadline = detail::Clock::now() + std::chrono::seconds(10);
+    std::error_code ec;
     const auto hold = detail::acquire(opened, Mode::exclusive, deadline, ec, never);
     ::_exit(ec ? 1 : !hold ? 2 : detail::Clock::now() >= deadline ? 3 : 0);
   }

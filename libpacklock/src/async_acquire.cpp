@@ -115,7 +115,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
         post_contend();
         break;
       case PackQueue::Admission::queued:
-        registration_ = WaiterRegistration(*pack_, mode());
+        registration_ = WaiterRegistration(*pack_, mode(), WakeBy::wake_channel);
         break;
       case PackQueue::Admission::reentry:  // not tied to a thread: never
       case PackQueue::Admission::busy:     // may_wait: never
@@ -194,7 +194,7 @@ class AsyncAcquire final : public Waiter, public std::enable_shared_from_this<As
     // again before waiting.
     bool newly_counted = false;
     if (!registration_.active()) {
-      registration_ = WaiterRegistration(*pack_, mode());
+      registration_ = WaiterRegistration(*pack_, mode(), WakeBy::wake_channel);
       newly_counted = registration_.counted();
     }
     const bool missed_events = watch_.consume_events() || newly_counted;

@@ -77,6 +77,13 @@ std::error_code stop_reason(bool may_wait, const Deadline& deadline, const Cance
   return {};
 }
 
+// A waiter no cancellation can end sleeps on the release word (see
+// ReleaseWatch::sleep_until); the others poll the wake channel, with the
+// cancellation's descriptor beside it.
+WakeBy wake_by(const Cancellation* cancel) noexcept {
+  return cancel ? WakeBy::wake_channel : WakeBy::release_word;
+}
+
 // The head of the in-process queue contends for the kernel lock: attempt,
 // and while busy recover a stale lock or wait for a release event (or the
 // back-off step) and attempt again. Returns the locked sidecar, or sets `ec`.
@@ -92,9 +99,9 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
   // the next busy attempt may sleep at once. Events that came since are
   // still pending and end the sleep.
   bool ready_to_wait = false;
-  // Where a waiter no cancellation can end sleeps (see
-  // ReleaseWatch::sleep_until): the release word, read before each attempt.
-  const WaitingCount* const sleep_on = cancel ? nullptr : pack.waiting_count();
+  // The release word to sleep on, read before each attempt.
+  const WaitingCount* const sleep_on =
+      wake_by(cancel) == WakeBy::release_word ? pack.waiting_count() : nullptr;
   for (;;) {
     const std::uint32_t seen = sleep_on ? sleep_on->releases() : 0;
     switch (attempt_kernel_lock(pack, sidecar, mode, ec)) {
@@ -125,7 +132,7 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
       // release before the count took effect wrote no wake-up.
       bool newly_counted = false;
       if (!registration.active()) {
-        registration = WaiterRegistration(pack, mode);
+        registration = WaiterRegistration(pack, mode, wake_by(cancel));
         newly_counted = registration.counted();
       }
       // Watched only now, after a busy attempt; a new watch missed what
@@ -186,7 +193,7 @@ std::unique_ptr<Hold> acquire_as(const std::shared_ptr<const Pack>& pack, Mode m
       ec = errc::busy;
       return nullptr;
     case PackQueue::Admission::queued:
-      registration = WaiterRegistration(*pack, mode);
+      registration = WaiterRegistration(*pack, mode, wake_by(cancel));
       switch (waiter.wait_for_turn(deadline)) {
         case BlockingWaiter::Outcome::turn: break;
         case BlockingWaiter::Outcome::timeout:

@@ -74,15 +74,17 @@ void Hold::on_lost(std::function<void()> callback) {
 }
 
 // Blocking waiters sleep on the release word, asynchronous ones poll the
-// wake channel. A waiter woken on this CPU may still wait until the
+// wake channel, written only when one of them is counted (see
+// waiter_registry.hpp). A waiter woken on this CPU may still wait until the
 // releaser blocks or its slice ends (a pipe's wake-up even tells the
 // scheduler the writer is about to sleep); yielding once lets it run now,
 // and costs one system call when the waiter is on another CPU. The price:
 // a releaser that shares its CPU with the waiter it woke resumes after the
 // waiter blocks or uses its slice. Measured figures: README, Benchmarks.
 void Hold::hand_over() const noexcept {
-  if (const WaitingCount* const count = pack_->waiting_count()) count->released();
-  pack_->wake().notify();
+  const WaitingCount* const count = pack_->waiting_count();
+  if (count) count->released();
+  if (!count || count->anyone_listening()) pack_->wake().notify();
   ::sched_yield();
 }
 

@@ -164,12 +164,9 @@ bool ReleaseWatch::wait_until(const Deadline& deadline, int also) noexcept {
 void ReleaseWatch::sleep_until(const Deadline& deadline, const WaitingCount& count,
                                std::uint32_t seen) noexcept {
   InotifyRelay* const relay = inotify_ ? InotifyRelay::instance() : nullptr;
-  if (inotify_ && (!relay || !relay->arm(inotify_.get(), count))) {
-    wait_until(deadline);
-    return;
-  }
+  const bool relayed = relay && relay->arm(inotify_.get(), count);
   count.sleep(seen, delay_until(deadline));
-  if (relay) relay->disarm(inotify_.get());
+  if (relayed) relay->disarm(inotify_.get());
 }
 
 }  // namespace packlock::detail

@@ -50,12 +50,12 @@ UniqueFd open_waiters_file(const Pack& pack, bool& writable, off_t& size) noexce
   return fd;
 }
 
-// Maps the count and the release word, first making the file long enough
+// Maps the count, the release word and the listeners, first making the file long enough
 // to hold them: touching a mapped page wholly past the end of a file faults
 // (SIGBUS), and bytes past the end within its last page may be zeroed when
 // the page is written back. packlock never shrinks the file.
 std::shared_ptr<const WaitingCount> map_count(int fd, off_t size) noexcept try {
-  constexpr off_t kWords = 2 * sizeof(std::uint32_t);
+  constexpr off_t kWords = 3 * sizeof(std::uint32_t);
   if (size < kWords && ::ftruncate(fd, kWords) != 0) {
     return nullptr;
   }
@@ -133,6 +133,12 @@ std::atomic_ref<std::uint32_t> WaitingCount::count() const noexcept {
 
 bool WaitingCount::anyone() const noexcept { return count().load() != 0; }
 
+std::atomic_ref<std::uint32_t> WaitingCount::listeners() const noexcept {
+  return std::atomic_ref(static_cast<std::uint32_t*>(page_)[2]);
+}
+
+bool WaitingCount::anyone_listening() const noexcept { return listeners().load() != 0; }
+
 std::uint32_t* WaitingCount::release_word() const noexcept {
   return static_cast<std::uint32_t*>(page_) + 1;
 }
@@ -155,14 +161,27 @@ void WaitingCount::sleep(std::uint32_t seen, std::chrono::nanoseconds timeout) c
   ::syscall(SYS_futex, release_word(), FUTEX_WAIT, seen, &relative, nullptr, 0);
 }
 
-void WaitingCount::add() const noexcept { count().fetch_add(1); }
+namespace {
 
-void WaitingCount::remove() const noexcept {
-  // Never below zero: a count reset by hand must not wrap to "many".
-  std::atomic_ref<std::uint32_t> count = this->count();
-  std::uint32_t seen = count.load();
-  while (seen != 0 && !count.compare_exchange_weak(seen, seen - 1)) {
+// Never below zero: a count reset by hand must not wrap to "many".
+void decrement_to_zero(std::atomic_ref<std::uint32_t> word) noexcept {
+  std::uint32_t seen = word.load();
+  while (seen != 0 && !word.compare_exchange_weak(seen, seen - 1)) {
   }
+}
+
+}  // namespace
+
+// The listener is counted first and uncounted last: a releaser that finds
+// a waiter counted writes the wake channel if it is one.
+void WaitingCount::add(WakeBy wake_by) const noexcept {
+  if (wake_by == WakeBy::wake_channel) listeners().fetch_add(1);
+  count().fetch_add(1);
+}
+
+void WaitingCount::remove(WakeBy wake_by) const noexcept {
+  decrement_to_zero(count());
+  if (wake_by == WakeBy::wake_channel) decrement_to_zero(listeners());
 }
 
 // The count of a SIGKILLed waiter (or one left from before a reboot) stays;
@@ -172,8 +191,10 @@ void WaitingCount::remove() const noexcept {
 // which takes its read lock before it counts, keeps it.
 void WaitingCount::forget_the_dead(int waiters_fd) const noexcept {
   std::atomic_ref<std::uint32_t> count = this->count();
+  std::atomic_ref<std::uint32_t> listeners = this->listeners();
   std::uint32_t seen = count.load();
-  if (seen == 0) return;
+  std::uint32_t seen_listening = listeners.load();
+  if (seen == 0 && seen_listening == 0) return;
   struct flock probe {};
   probe.l_type = F_WRLCK;  // conflicts with any other process's read lock
   probe.l_whence = SEEK_SET;
@@ -181,6 +202,7 @@ void WaitingCount::forget_the_dead(int waiters_fd) const noexcept {
   probe.l_len = 2;
   if (::fcntl(waiters_fd, F_GETLK, &probe) != 0 || probe.l_type != F_UNLCK) return;
   count.compare_exchange_strong(seen, 0);
+  listeners.compare_exchange_strong(seen_listening, 0);
 }
 
 std::shared_ptr<const WaitingCount> waiting_count_of(const Pack& pack) noexcept try {
@@ -199,7 +221,8 @@ void close_waiters_file_of(const std::string& key) noexcept {
   if (it != entries.end() && it->second.idle() && it->second.queue.expired()) entries.erase(it);
 }
 
-WaiterRegistration::WaiterRegistration(const Pack& pack, Mode mode) noexcept : mode_(mode) {
+WaiterRegistration::WaiterRegistration(const Pack& pack, Mode mode, WakeBy wake_by) noexcept
+    : mode_(mode), wake_by_(wake_by) {
   try {
     std::string key = pack.table_key();
     std::lock_guard lock(mutex);
@@ -211,7 +234,7 @@ WaiterRegistration::WaiterRegistration(const Pack& pack, Mode mode) noexcept : m
     }
     key_ = std::move(key);
     count_ = entry->waiting;
-    if (count_) count_->add();
+    if (count_) count_->add(wake_by_);
   } catch (...) {
     // Without memory for the key: an invisible waiter, woken by inotify
     // and the back-off.
@@ -219,7 +242,10 @@ WaiterRegistration::WaiterRegistration(const Pack& pack, Mode mode) noexcept : m
 }
 
 WaiterRegistration::WaiterRegistration(WaiterRegistration&& other) noexcept
-    : key_(std::move(other.key_)), mode_(other.mode_), count_(std::move(other.count_)) {
+    : key_(std::move(other.key_)),
+      mode_(other.mode_),
+      wake_by_(other.wake_by_),
+      count_(std::move(other.count_)) {
   other.key_.clear();
 }
 
@@ -228,6 +254,7 @@ WaiterRegistration& WaiterRegistration::operator=(WaiterRegistration&& other) no
     reset();
     key_ = std::move(other.key_);
     mode_ = other.mode_;
+    wake_by_ = other.wake_by_;
     count_ = std::move(other.count_);
     other.key_.clear();
   }
@@ -236,7 +263,7 @@ WaiterRegistration& WaiterRegistration::operator=(WaiterRegistration&& other) no
 
 void WaiterRegistration::reset() noexcept {
   if (key_.empty()) return;
-  if (count_) std::exchange(count_, nullptr)->remove();
+  if (count_) std::exchange(count_, nullptr)->remove(wake_by_);
   std::lock_guard lock(mutex);
   forget_parent_after_fork();
   const auto it = entries.find(key_);

@@ -16,11 +16,16 @@
 // The file also counts the waiters of the host: its first four bytes, mapped
 // shared by every packlock process that may write the file, hold how many
 // registrations are alive; the next four are the release word, a futex that
-// blocking waiters sleep on (see WaitingCount::sleep and inotify_relay.hpp).
+// blocking waiters sleep on (see WaitingCount::sleep and inotify_relay.hpp);
+// the next four count the registrations that listen on the wake channel
+// instead (asynchronous waits, and blocking waits a cancellation can end).
 // A releaser wakes waiters only when the count is not zero, which saves an
-// uncontended release its system calls (see WaitingCount). A SIGKILLed
-// waiter leaves the count too high: releasers then write wake-ups nobody
-// needs, until the next waiter that finds itself alone clears it
+// uncontended release its system calls (see WaitingCount), and writes the
+// wake channel only when a listener is counted: a waiter that shares the
+// releaser's CPU runs only after the releaser's last system call before its
+// yield, so a write nobody reads is handoff latency. A SIGKILLed waiter
+// leaves the counts too high: releasers then write wake-ups nobody needs,
+// until the next waiter that finds itself alone clears them
 // (WaitingCount::forget_the_dead). A waiter that may not write the file is
 // not counted; it could not write (so could not open) the wake channel
 // either, made by the same first process with the same permissions, and
@@ -42,6 +47,10 @@ namespace packlock::detail {
 class Pack;
 
 inline constexpr const char* kWaitersSuffix = ".waiters";
+
+// How a waiter hears of releases: asleep on the release word, or polling
+// the wake channel (with inotify and, for the Go face, a cancellation).
+enum class WakeBy { release_word, wake_channel };
 
 // The mapped count of one pack's waiters file. A releaser reads it after
 // its LOCK_UN; a waiter increments it before the attempt that precedes its
@@ -65,14 +74,17 @@ class WaitingCount final {
   // Sleeps while the word is `seen`, for at most `timeout`, or until a
   // signal; spurious returns are allowed.
   void sleep(std::uint32_t seen, std::chrono::nanoseconds timeout) const noexcept;
-  void add() const noexcept;
-  void remove() const noexcept;
-  // Back to zero when no other process holds a waiter lock on `waiters_fd`
-  // (called by a process with no registration of its own left).
+  // Whether a counted waiter listens on the wake channel.
+  bool anyone_listening() const noexcept;
+  void add(WakeBy wake_by) const noexcept;
+  void remove(WakeBy wake_by) const noexcept;
+  // Both counts back to zero when no other process holds a waiter lock on
+  // `waiters_fd` (called by a process with no registration of its own left).
   void forget_the_dead(int waiters_fd) const noexcept;
 
  private:
   std::atomic_ref<std::uint32_t> count() const noexcept;
+  std::atomic_ref<std::uint32_t> listeners() const noexcept;
   std::uint32_t* release_word() const noexcept;
 
   void* page_;
@@ -89,7 +101,7 @@ void close_waiters_file_of(const std::string& key) noexcept;
 class WaiterRegistration final {
  public:
   WaiterRegistration() noexcept = default;
-  WaiterRegistration(const Pack& pack, Mode mode) noexcept;
+  WaiterRegistration(const Pack& pack, Mode mode, WakeBy wake_by) noexcept;
   WaiterRegistration(WaiterRegistration&& other) noexcept;
   WaiterRegistration& operator=(WaiterRegistration&& other) noexcept;
   WaiterRegistration(const WaiterRegistration&) = delete;
@@ -105,6 +117,7 @@ class WaiterRegistration final {
  private:
   std::string key_;
   Mode mode_ = Mode::exclusive;
+  WakeBy wake_by_ = WakeBy::release_word;
   std::shared_ptr<const WaitingCount> count_;
 };
 

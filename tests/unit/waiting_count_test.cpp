@@ -1,7 +1,8 @@
 // The count of waiters in the waiters file: a release wakes other
 // processes (the release word, the wake channel) only when someone is
-// counted, a counted waiter never misses a release (tried with the back-off
-// timer out of the way), other tools' releases and a replaced sidecar reach
+// counted, and writes the wake channel only when a counted waiter listens
+// on it; a counted waiter never misses a release (tried with the back-off
+// timer out of the way, asleep on the release word and listening), other tools' releases and a replaced sidecar reach
 // a waiter asleep on the release word through the inotify relay, and the
 // count a SIGKILLed waiter leaves is taken back by the next waiter that
 // finds itself alone.
@@ -14,10 +15,12 @@
 #include <cstdint>
 #include <thread>
 
+#include <asio/io_context.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <packlock/packlock.hpp>
 
+#include "cancellation.hpp"
 #include "engine.hpp"
 #include "hold.hpp"
 #include "pack.hpp"
@@ -32,23 +35,19 @@ struct CountFixture : PackDir {
   fs::path waiters = pack / ".grex-lock.waiters";
   fs::path wake = pack / ".grex-lock.wake";
 
-  // The count as the file holds it (-1: unreadable).
-  long count() const {
+  // Word `index` of the waiters file as the file holds it (-1: unreadable).
+  long word(int index) const {
     std::uint32_t value = 0;
     const detail::UniqueFd fd(::open(waiters.c_str(), O_RDONLY | O_CLOEXEC));
-    if (::pread(fd.get(), &value, sizeof value, 0) != static_cast<ssize_t>(sizeof value)) return -1;
-    return value;
-  }
-
-  // The release word, beside the count (-1: unreadable).
-  long releases() const {
-    std::uint32_t value = 0;
-    const detail::UniqueFd fd(::open(waiters.c_str(), O_RDONLY | O_CLOEXEC));
-    if (::pread(fd.get(), &value, sizeof value, sizeof value) != static_cast<ssize_t>(sizeof value)) {
+    const off_t offset = index * static_cast<off_t>(sizeof value);
+    if (::pread(fd.get(), &value, sizeof value, offset) != static_cast<ssize_t>(sizeof value)) {
       return -1;
     }
     return value;
   }
+  long count() const { return word(0); }
+  long releases() const { return word(1); }  // the release word
+  long listeners() const { return word(2); }  // waiters on the wake channel
 
   // The engine's view of the pack, to wait with a back-off of our own.
   std::shared_ptr<const detail::Pack> open_pack() const {
@@ -150,6 +149,72 @@ BOOST_FIXTURE_TEST_CASE(no_release_is_missed_with_the_back_off_out_of_the_way, C
     BOOST_REQUIRE(holder.wait_for("released").has_value());
     hold->release();
   }
+}
+
+// A waiter asleep on the release word reads nothing from the wake channel:
+// a byte written there would only delay the releaser's yield.
+BOOST_FIXTURE_TEST_CASE(a_release_writes_the_wake_channel_only_for_a_listener, CountFixture) {
+  PackLockHold hold = lock.acquire();
+  Process waiter = Process::child({"agent", pack.string()});
+  waiter.write_line("acquire");
+  BOOST_REQUIRE(eventually([&] { return count() == 1; }));
+  BOOST_TEST(listeners() == 0);
+  hold.release();
+  BOOST_TEST(waiter.wait_for("locked").has_value());
+  BOOST_TEST(!wake_pending());
+  waiter.write_line("release");
+  BOOST_TEST(waiter.wait_for("released").has_value());
+}
+
+// A wait a cancellation can end polls the wake channel: it is counted as a
+// listener, and with the back-off at an hour no release of another process
+// (LOCK_UN, no close: no inotify event) may go unheard.
+BOOST_FIXTURE_TEST_CASE(a_cancellable_waiter_listens_and_misses_no_release, CountFixture) {
+  const auto opened = open_pack();
+  Process holder = Process::child({"agent", pack.string()});
+  for (int round = 0; round < 100; ++round) {
+    holder.write_line("acquire");
+    BOOST_REQUIRE(holder.wait_for("locked").has_value());
+    const bool check_counts = round == 0;
+    if (!check_counts) holder.write_line("release");
+    detail::Cancellation cancel;
+    const auto deadline = detail::Clock::now() + std::chrono::seconds(10);
+    std::error_code ec;
+    std::unique_ptr<detail::Hold> hold;
+    std::thread waiter(
+        [&] { hold = detail::acquire(opened, Mode::exclusive, deadline, ec, never, &cancel); });
+    if (check_counts) {
+      BOOST_TEST(eventually([&] { return listeners() == 1 && count() == 1; }));
+      holder.write_line("release");
+    }
+    waiter.join();
+    BOOST_REQUIRE_MESSAGE(!ec && hold && detail::Clock::now() < deadline,
+                          "round " << round << ": " << (ec ? ec.message() : "woken by the deadline"));
+    BOOST_REQUIRE(holder.wait_for("released").has_value());
+    hold->release();
+    if (check_counts) BOOST_TEST(listeners() == 0);
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(an_asynchronous_waiter_is_counted_as_a_listener, CountFixture) {
+  Process holder = Process::child({"agent", pack.string()});
+  holder.write_line("acquire");
+  BOOST_REQUIRE(holder.wait_for("locked").has_value());
+  asio::io_context io;
+  std::error_code result = make_error_code(std::errc::interrupted);
+  PackLockHold hold;
+  lock.async_acquire(io.get_executor(), Mode::exclusive,
+                     [&](std::error_code ec, PackLockHold taken) {
+                       result = ec;
+                       hold = std::move(taken);
+                     });
+  run_until(io, [&] { return listeners() == 1 && count() == 1; });
+  BOOST_TEST(listeners() == 1);
+  holder.write_line("release");
+  run_until(io, [&] { return hold.held(); });
+  BOOST_TEST(!result, result.message());
+  BOOST_TEST(listeners() == 0);
+  BOOST_REQUIRE(holder.wait_for("released").has_value());
 }
 
 // No packlock release here: only inotify can tell, through the relay.

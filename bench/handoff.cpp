@@ -56,11 +56,16 @@ class Locker {
   virtual void release() = 0;
 };
 
+// As a program scopes its hold: the hold ends (released, then destroyed)
+// where its scope does, not when the next acquisition replaces it.
 class PackLockLocker final : public Locker {
  public:
   explicit PackLockLocker(const std::filesystem::path& pack) : lock_(PackLock::open(pack)) {}
   void acquire() override { hold_ = lock_.acquire(Mode::exclusive); }
-  void release() override { hold_.release(); }
+  void release() override {
+    hold_.release();
+    hold_ = PackLockHold();
+  }
 
  private:
   PackLock lock_;

@@ -5,6 +5,7 @@
 
 #include <packlock/error.hpp>
 
+#include "heartbeat.hpp"
 #include "kernel_lock.hpp"
 #include "stale.hpp"
 #include "steal.hpp"
@@ -99,9 +100,12 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
   // the next busy attempt may sleep at once. Events that came since are
   // still pending and end the sleep.
   bool ready_to_wait = false;
-  // The release word to sleep on, read before each attempt.
+  // The release word to sleep on, read before each attempt, and the
+  // heartbeat service whose thread relays inotify events to it.
   const WaitingCount* const sleep_on =
       wake_by(cancel) == WakeBy::release_word ? pack.waiting_count() : nullptr;
+  std::shared_ptr<HeartbeatService> child_service;  // in a forked child, kept for the wait
+  HeartbeatService* const relay_service = sleep_on ? pack.heartbeat(child_service) : nullptr;
   for (;;) {
     const std::uint32_t seen = sleep_on ? sleep_on->releases() : 0;
     switch (attempt_kernel_lock(pack, sidecar, mode, ec)) {
@@ -156,7 +160,8 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
     }
     ready_to_wait = false;
     if (sleep_on) {
-      watch.sleep_until(deadline, *sleep_on, seen);
+      watch.sleep_until(deadline, *sleep_on, seen,
+                        relay_service ? relay_service->relay() : nullptr);
     } else {
       watch.wait_until(deadline, cancel ? cancel->native_handle() : -1);
     }

@@ -194,6 +194,26 @@ bool HeartbeatService::start_locked() noexcept try {
   return false;
 }
 
+InotifyRelay* HeartbeatService::relay() noexcept {
+  std::lock_guard lock(mutex_);
+  if (stop_ || generation_ != fork_generation()) return nullptr;
+  const bool polled = relay_.native_handle() >= 0;
+  if (!start_locked() || !relay_.open()) return nullptr;
+  // The thread may be asleep in a poll that lacks the new instance.
+  if (!polled) signal();
+  return &relay_;
+}
+
+void HeartbeatService::forget_relayed(int inotify_fd) noexcept {
+  std::shared_ptr<HeartbeatService> service;
+  {
+    Registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    if (r.generation == fork_generation()) service = r.current.lock();
+  }
+  if (service) service->relay_.forget(inotify_fd);
+}
+
 void HeartbeatService::signal() const noexcept {
   if (!wakeup_) return;
   const std::uint64_t one = 1;
@@ -366,10 +386,12 @@ bool HeartbeatService::step(std::vector<Call>& calls) {
 
 void HeartbeatService::sleep_until_planned() noexcept {
   Clock::time_point until;
+  int relay_fd = -1;
   {
     std::lock_guard lock(mutex_);
     if (stop_) return;
     until = planned_wake_;
+    relay_fd = relay_.native_handle();
   }
   const auto now = Clock::now();
   timespec timeout{};
@@ -378,8 +400,11 @@ void HeartbeatService::sleep_until_planned() noexcept {
     timeout = to_timespec(std::max(until - now, Clock::duration::zero()));
     limit = &timeout;
   }
-  pollfd fds[2] = {{wakeup_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}};
-  ::ppoll(fds, 2, limit, nullptr);
+  pollfd fds[3] = {
+      {wakeup_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}, {relay_fd, POLLIN, 0}};
+  ::ppoll(fds, 3, limit, nullptr);
+  // First: a sleeper waits for this, the beats below can wait for it.
+  if (fds[2].revents & POLLIN) relay_.relay_fired();
   std::uint64_t count;
   [[maybe_unused]] const auto drained = ::read(wakeup_.get(), &count, sizeof count);
 }

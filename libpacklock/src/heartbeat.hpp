@@ -32,8 +32,13 @@
 // `packlock run`; a short hold never pays for it, and it costs a young hold
 // nothing on its acquisition path either.
 //
+// The same thread relays inotify events to blocking waiters asleep on a
+// release word (inotify_relay.hpp); loggers and callbacks that block it
+// delay those wake-ups as they delay beats.
+//
 // Lifetime: every Pack shares the process's service; its thread starts at
-// the first registration and is stopped and joined when the last Pack goes.
+// the first registration or relayed sleep, and is stopped and joined when
+// the last Pack goes.
 
 #include <sys/types.h>
 
@@ -49,6 +54,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "inotify_relay.hpp"
 #include "sidecar.hpp"
 #include "unique_fd.hpp"
 
@@ -129,6 +135,14 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   // caller may then close its descriptor.
   void remove(HeartbeatEntry& entry) noexcept;
 
+  // The relay of this process's blocking waiters (inotify_relay.hpp),
+  // polled by the service's thread, which it starts if need be; null when
+  // no thread or epoll instance could be had, or in a forked child (whose
+  // service this is not).
+  InotifyRelay* relay() noexcept;
+  // Before `inotify_fd` is closed: the current service's relay forgets it.
+  static void forget_relayed(int inotify_fd) noexcept;
+
   // The fork generation it belongs to; in a forked child, a service of an
   // earlier generation has no thread.
   unsigned generation() const noexcept { return generation_; }
@@ -196,6 +210,7 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   unsigned round_ = 0;
   UniqueFd inotify_;
   UniqueFd wakeup_;  // eventfd: a registration due earlier, or stop
+  InotifyRelay relay_;  // its epoll instance opened under mutex_
   std::thread thread_;
 };
 

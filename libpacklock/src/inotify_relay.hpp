@@ -6,20 +6,25 @@
 // FUTEX_WAKE lets the scheduler run the waiter at once, where a pipe's
 // wake-up tells it the writer is about to sleep (measured on a 2-vCPU VM,
 // same runs, rounds where both processes shared a vCPU: the waiter came
-// back from its wait 2-5 us sooner). A futex
-// cannot be waited on together with a descriptor, so the inotify events
-// that announce other tools' releases (a flock(1) holder's close) and a
-// replaced sidecar reach the sleeper through this relay: one thread per
-// process, asleep in epoll_wait on the inotify instances of sleeping
-// waiters, each armed once per sleep (EPOLLONESHOT, level-triggered: an
-// event already queued when the waiter arms fires at once). When one fires,
-// the relay bumps the release word of the pack that waiter sleeps on and
-// wakes its sleepers. Other processes' waiters of that pack wake too and
-// find the lock as it is: a spurious wake-up, for other tools' events only.
+// back from its wait 2-5 us sooner). A futex cannot be waited on together
+// with a descriptor, so the inotify events that announce other tools'
+// releases (a flock(1) holder's close) and a replaced sidecar reach the
+// sleeper through this relay: an epoll instance holding the inotify
+// instances of sleeping waiters, each armed once per sleep (EPOLLONESHOT,
+// level-triggered: an event already queued when the waiter arms fires at
+// once). When one fires, the relay bumps the release word of the pack that
+// waiter sleeps on and wakes its sleepers. Other processes' waiters of that
+// pack wake too and find the lock as it is: a spurious wake-up, for other
+// tools' events only.
+//
+// The relay has no thread of its own: the heartbeat thread polls its epoll
+// instance beside its own descriptors (HeartbeatService::relay). On this
+// host every live thread of a process, even one that only sleeps, makes
+// the process's wake-ups land on the other vCPU more often (README,
+// Benchmarks), so the process keeps one library thread, not two.
 
 #include <cstdint>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 
 #include "unique_fd.hpp"
@@ -30,11 +35,17 @@ class WaitingCount;
 
 class InotifyRelay final {
  public:
-  // This process's relay, its thread started; null when none could be had
-  // (no epoll instance, no thread): the waiter then sleeps in ppoll.
-  static InotifyRelay* instance() noexcept;
-  // This process's relay if it has started one, else null.
-  static InotifyRelay* running() noexcept;
+  InotifyRelay() noexcept = default;
+  InotifyRelay(const InotifyRelay&) = delete;
+  InotifyRelay& operator=(const InotifyRelay&) = delete;
+
+  // Creates the epoll instance if there is none yet: true when there is
+  // one. Called by the thread that polls it, under that thread's lock.
+  bool open() noexcept;
+  // The epoll instance to poll (-1 before open()).
+  int native_handle() const noexcept { return epoll_.get(); }
+  // Once native_handle() polls readable: relays every event that fired.
+  void relay_fired() noexcept;
 
   // Until disarm(): the next event on `inotify_fd` wakes `count`'s sleepers.
   // False when the descriptor could not be armed.
@@ -46,19 +57,8 @@ class InotifyRelay final {
   // next.
   void forget(int inotify_fd) noexcept;
 
-  InotifyRelay(const InotifyRelay&) = delete;
-  InotifyRelay& operator=(const InotifyRelay&) = delete;
-
  private:
-  explicit InotifyRelay(UniqueFd epoll) noexcept : epoll_(std::move(epoll)) {}
-  static InotifyRelay* get(bool start_one) noexcept;
-  static InotifyRelay* start() noexcept;
-  void run() noexcept;
-  void relay(int inotify_fd) noexcept;
-
   UniqueFd epoll_;
-  InotifyRelay* inherited_ = nullptr;  // the parent process's, before a fork
-  std::thread thread_;
   std::mutex mutex_;
   // The count each armed descriptor wakes (null: disarmed); every
   // descriptor here is registered in epoll_. Guarded by mutex_.

@@ -1,5 +1,6 @@
 #include "release_watch.hpp"
 
+#include "heartbeat.hpp"
 #include "inotify_relay.hpp"
 #include "lock_table.hpp"
 #include "waiter_registry.hpp"
@@ -71,8 +72,8 @@ class InotifyPool final {
     forget_after_fork();
     if (idle_.size() < kMaxIdle) {
       idle_.push_back(std::move(idle));
-    } else if (InotifyRelay* const relay = InotifyRelay::running()) {
-      relay->forget(idle.fd.get());  // closed on return
+    } else {
+      HeartbeatService::forget_relayed(idle.fd.get());  // closed on return
     }
   }
 
@@ -162,9 +163,8 @@ bool ReleaseWatch::wait_until(const Deadline& deadline, int also) noexcept {
 }
 
 void ReleaseWatch::sleep_until(const Deadline& deadline, const WaitingCount& count,
-                               std::uint32_t seen) noexcept {
-  InotifyRelay* const relay = inotify_ ? InotifyRelay::instance() : nullptr;
-  const bool relayed = relay && relay->arm(inotify_.get(), count);
+                               std::uint32_t seen, InotifyRelay* relay) noexcept {
+  const bool relayed = inotify_ && relay && relay->arm(inotify_.get(), count);
   count.sleep(seen, delay_until(deadline));
   if (relayed) relay->disarm(inotify_.get());
 }

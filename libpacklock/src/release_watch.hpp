@@ -37,6 +37,7 @@
 
 namespace packlock::detail {
 
+class InotifyRelay;
 class WaitingCount;
 
 using Clock = std::chrono::steady_clock;
@@ -78,13 +79,14 @@ class ReleaseWatch final {
 
   // The same for a blocking waiter that no cancellation can end: sleeps on
   // `count`'s release word while it is still `seen` (read before the last
-  // attempt), this watch's inotify events relayed to it (inotify_relay.hpp).
-  // Without a relay (no thread or epoll entry to be had), or without inotify,
+  // attempt), this watch's inotify events relayed to it through `relay`
+  // (inotify_relay.hpp). Without a relay (null, or no epoll entry to be
+  // had), or without inotify,
   // it sleeps on the word alone: packlock's releases still wake it at once,
   // other tools' only at the end of the back-off step. It does not fall back
   // to the wake channel: releasers write that only for counted listeners.
-  void sleep_until(const Deadline& deadline, const WaitingCount& count,
-                   std::uint32_t seen) noexcept;
+  void sleep_until(const Deadline& deadline, const WaitingCount& count, std::uint32_t seen,
+                   InotifyRelay* relay) noexcept;
 
   // For event loops: the inotify descriptor (-1 without one) and the wake
   // channel's (-1 without one), readable when events are pending;

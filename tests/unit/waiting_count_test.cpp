@@ -22,6 +22,7 @@
 
 #include "cancellation.hpp"
 #include "engine.hpp"
+#include "heartbeat.hpp"
 #include "hold.hpp"
 #include "pack.hpp"
 #include "support.hpp"
@@ -89,9 +90,9 @@ bool woken_by(const std::shared_ptr<const detail::Pack>& opened, Event event) {
   const auto deadline = detail::Clock::now() + std::chrono::seconds(10);
   std::unique_ptr<detail::Hold> hold;
   std::thread waiter([&] { hold = detail::acquire(opened, Mode::exclusive, deadline, ec, never); });
-  // Asleep: counted, and the relay has been started for it.
+  // Asleep: counted, and the heartbeat thread, which relays, started.
   const bool asleep = eventually([&] {
-    return waiting_here(opened->path()) && threads_named("packlock-relay") == 1;
+    return waiting_here(opened->path()) && threads_named(detail::kHeartbeatThreadName) == 1;
   });
   event();
   waiter.join();

@@ -80,9 +80,12 @@ std::error_code stop_reason(bool may_wait, const Deadline& deadline, const Cance
 
 // A waiter no cancellation can end sleeps on the release word (see
 // ReleaseWatch::sleep_until); the others poll the wake channel, with the
-// cancellation's descriptor beside it.
+// cancellation's descriptor beside it. So does a wait on the heartbeat
+// thread (a logger or callback that acquires): the thread that relays
+// inotify events to sleepers would be the one asleep.
 WakeBy wake_by(const Cancellation* cancel) noexcept {
-  return cancel ? WakeBy::wake_channel : WakeBy::release_word;
+  return cancel || HeartbeatService::on_service_thread() ? WakeBy::wake_channel
+                                                         : WakeBy::release_word;
 }
 
 // The head of the in-process queue contends for the kernel lock: attempt,

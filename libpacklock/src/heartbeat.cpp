@@ -24,6 +24,8 @@ constexpr std::uint32_t kHijackEvents = IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SEL
 
 std::atomic<RefreshFunction> refresh_function{nullptr};
 
+thread_local bool is_service_thread = false;
+
 // The process's current service, and a thread a service could not join
 // because it was destroyed on that very thread (a callback dropped the last
 // reference); the next service joins it. Guarded by `mutex`, which a fork
@@ -338,7 +340,10 @@ void HeartbeatService::arm(Watch& watch, const std::pair<dev_t, ino_t>& key, Clo
   check_now(watch, now);
 }
 
+bool HeartbeatService::on_service_thread() noexcept { return is_service_thread; }
+
 void HeartbeatService::thread_main(HeartbeatService* service, std::weak_ptr<HeartbeatService> weak) {
+  is_service_thread = true;
   std::vector<Call> calls;
   for (;;) {
     bool running = true;

@@ -142,6 +142,9 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   InotifyRelay* relay() noexcept;
   // Before `inotify_fd` is closed: the current service's relay forgets it.
   static void forget_relayed(int inotify_fd) noexcept;
+  // Whether the calling thread is a service's thread (running a logger or
+  // a callback): a wait there cannot be relayed by the thread it blocks.
+  static bool on_service_thread() noexcept;
 
   // The fork generation it belongs to; in a forked child, a service of an
   // earlier generation has no thread.

@@ -115,7 +115,7 @@ std::error_code Hold::release() noexcept {
   if (const int err = sidecar_.fd.reset(); err && !release_result_) {
     release_result_.assign(err, std::system_category());
   }
-  if (!unlocked) pack_->wake().notify();
+  if (!unlocked) hand_over();
   pack_->queue().released(mode_, thread_);
   return release_result_;
 }

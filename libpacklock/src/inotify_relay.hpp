@@ -40,7 +40,7 @@ class InotifyRelay final {
   InotifyRelay& operator=(const InotifyRelay&) = delete;
 
   // Creates the epoll instance if there is none yet: true when there is
-  // one. Called by the thread that polls it, under that thread's lock.
+  // one. Called under the lock of the service whose thread polls it.
   bool open() noexcept;
   // The epoll instance to poll (-1 before open()).
   int native_handle() const noexcept { return epoll_.get(); }

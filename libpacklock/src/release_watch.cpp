@@ -68,13 +68,17 @@ class InotifyPool final {
   }
 
   void put(IdleInotify idle) noexcept {
-    std::lock_guard lock(mutex_);
-    forget_after_fork();
-    if (idle_.size() < kMaxIdle) {
-      idle_.push_back(std::move(idle));
-    } else {
-      HeartbeatService::forget_relayed(idle.fd.get());  // closed on return
+    {
+      std::lock_guard lock(mutex_);
+      forget_after_fork();
+      if (idle_.size() < kMaxIdle) {
+        idle_.push_back(std::move(idle));
+        return;
+      }
     }
+    // Not under the pool's lock: this takes the heartbeat registry's, which
+    // a fork holds, and a child must not inherit the pool's taken.
+    HeartbeatService::forget_relayed(idle.fd.get());  // closed on return
   }
 
  private:

@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <future>
 #include <thread>
 
 #include <asio/io_context.hpp>
@@ -229,6 +230,34 @@ BOOST_FIXTURE_TEST_CASE(another_tools_close_wakes_a_waiter_asleep_on_the_release
       BOOST_TEST(holder.exit_code() == 0);
     }
   }
+}
+
+// A wait inside a logger or callback runs on the heartbeat thread, which
+// relays inotify events to sleepers: it listens on the wake channel and
+// polls inotify itself, so another tool's close still wakes it.
+BOOST_FIXTURE_TEST_CASE(a_wait_inside_a_heartbeat_callback_hears_another_tools_close, CountFixture) {
+  const auto opened = open_pack();
+  Process holder = Process::flock_holder(pack / ".grex-lock");
+  holder.expect_line("locked");
+  LockOptions slow_beat;
+  slow_beat.heartbeat = std::chrono::seconds(30);  // inotify tells the loss
+  slow_beat.stale_after = std::chrono::seconds(90);
+  const PackLock other = PackLock::open(pack.parent_path() / "other", slow_beat);
+  PackLockHold lost = other.acquire();
+  std::promise<bool> woken;
+  lost.on_lost([&] {
+    const auto deadline = detail::Clock::now() + std::chrono::seconds(10);
+    std::error_code ec;
+    const auto hold = detail::acquire(opened, Mode::exclusive, deadline, ec, never);
+    woken.set_value(!ec && hold && detail::Clock::now() < deadline);
+  });
+  fs::remove(other.sidecar());
+  BOOST_TEST(eventually([&] { return waiting_here(pack); }));
+  holder.close_stdin();
+  auto result = woken.get_future();
+  BOOST_REQUIRE(result.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+  BOOST_TEST(result.get(), "the callback's wait ended only at its deadline");
+  BOOST_TEST(holder.exit_code() == 0);
 }
 
 BOOST_FIXTURE_TEST_CASE(a_replaced_sidecar_wakes_a_waiter_asleep_on_the_release_word, CountFixture) {

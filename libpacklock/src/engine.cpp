@@ -91,11 +91,9 @@ WakeBy wake_by(const Cancellation* cancel) noexcept {
 // The head of the in-process queue contends for the kernel lock: attempt,
 // and while busy recover a stale lock or wait for a release event (or the
 // back-off step) and attempt again. Returns the locked sidecar, or sets `ec`.
-// In a forked child, `child_service` keeps the child's heartbeat service,
-// whose thread relays for the wait, alive for the hold that follows.
 Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& deadline,
                 Backoff backoff, Cancellation* cancel, WaiterRegistration& registration,
-                std::shared_ptr<HeartbeatService>& child_service, std::error_code& ec) noexcept {
+                std::error_code& ec) noexcept {
   Sidecar sidecar = pack.take_sidecar(ec);
   if (ec) return {};
   ReleaseWatch watch(backoff, &pack.wake());
@@ -109,6 +107,7 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
   // heartbeat service whose thread relays inotify events to it.
   const WaitingCount* const sleep_on =
       wake_by(cancel) == WakeBy::release_word ? pack.waiting_count() : nullptr;
+  std::shared_ptr<HeartbeatService> child_service;  // in a forked child, kept for the wait
   HeartbeatService* const relay_service = sleep_on ? pack.heartbeat(child_service) : nullptr;
   for (;;) {
     const std::uint32_t seen = sleep_on ? sleep_on->releases() : 0;
@@ -177,9 +176,8 @@ std::unique_ptr<Hold> take_turn(const std::shared_ptr<const Pack>& pack, Blockin
                                 bool may_wait, const Deadline& deadline, Backoff backoff,
                                 Cancellation* cancel, WaiterRegistration& registration,
                                 std::error_code& ec) noexcept {
-  std::shared_ptr<HeartbeatService> child_service;
-  Sidecar sidecar = contend(*pack, waiter.mode(), may_wait, deadline, backoff, cancel,
-                            registration, child_service, ec);
+  Sidecar sidecar =
+      contend(*pack, waiter.mode(), may_wait, deadline, backoff, cancel, registration, ec);
   registration.reset();
   if (ec) {
     pack->queue().withdraw(waiter);

@@ -30,9 +30,19 @@ thread_local bool is_service_thread = false;
 // because it was destroyed on that very thread (a callback dropped the last
 // reference); the next service joins it. Guarded by `mutex`, which a fork
 // takes so that a child never inherits it locked.
+//
+// In a forked child the service is `pinned`: it lives, and its thread runs,
+// until the process ends, so that thread is never joined. The C library
+// gives the child's first new thread the cached stack, hence the pthread_t,
+// of one of the parent's threads, and ThreadSanitizer (GCC 12's runtime)
+// still counts that parent thread as alive: joining the child's thread then
+// aborts the process ("dup thread with used id"). A forked child usually
+// execs or exits soon; one idle thread until then costs less than a
+// sanitizer that cannot check children.
 struct Registry {
   std::mutex mutex;
   std::weak_ptr<HeartbeatService> current;
+  std::shared_ptr<HeartbeatService> pinned;
   unsigned generation = 0;
   std::thread* orphan = nullptr;
 };
@@ -139,6 +149,7 @@ std::shared_ptr<HeartbeatService> HeartbeatService::shared() {
     service = std::make_shared<HeartbeatService>(Token{});
     r.current = service;
     r.generation = fork_generation();
+    if (r.generation != 0) r.pinned = service;  // a forked child: see Registry
   }
   return service;
 }

@@ -2,29 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
-
-#include <pthread.h>
+#include <memory>
 
 namespace packlock::detail {
-
-namespace {
-
-std::atomic<unsigned> forks{0};
-std::atomic<unsigned> epochs{0};
-
-void note_fork_in_parent() noexcept { epochs.fetch_add(1, std::memory_order_relaxed); }
-void note_fork_in_child() noexcept {
-  forks.fetch_add(1, std::memory_order_relaxed);
-  epochs.fetch_add(1, std::memory_order_relaxed);
-}
-
-[[maybe_unused]] const int fork_handler_installed =
-    ::pthread_atfork(nullptr, note_fork_in_parent, note_fork_in_child);
-
-}  // namespace
-
-unsigned fork_generation() noexcept { return forks.load(std::memory_order_relaxed); }
-unsigned descriptor_epoch() noexcept { return epochs.load(std::memory_order_relaxed); }
 
 ThreadToken this_thread_token() noexcept {
   static std::atomic<ThreadToken> last{kNoThread};
@@ -109,6 +89,12 @@ std::size_t PackQueue::holding() {
 void PackQueue::forget_parent_after_fork() noexcept {
   if (generation_ == fork_generation()) return;
   generation_ = fork_generation();
+  if (mutex_.left_held_by_fork()) {
+    // Possibly caught mid-change: start over without touching the old ones.
+    std::construct_at(&holders_);
+    std::construct_at(&waiters_);
+    return;
+  }
   holders_.clear();
   waiters_.clear();
 }
@@ -142,6 +128,9 @@ LockTable& LockTable::instance() {
 
 std::shared_ptr<PackQueue> LockTable::queue_for(const std::string& key) {
   std::lock_guard lock(mutex_);
+  // Caught mid-change by a fork: the child starts a new map (its queues
+  // were its parent's threads' anyway) and leaves the old one alone.
+  if (mutex_.left_held_by_fork()) std::construct_at(&queues_);
   std::weak_ptr<PackQueue>& slot = queues_[key];
   std::shared_ptr<PackQueue> queue = slot.lock();
   if (!queue) {

@@ -19,6 +19,8 @@
 
 #include <packlock/mode.hpp>
 
+#include "fork.hpp"
+
 namespace packlock::detail {
 
 // Identifies a thread for the re-entry check. Unlike std::thread::id it is
@@ -27,17 +29,6 @@ namespace packlock::detail {
 using ThreadToken = std::uint64_t;
 inline constexpr ThreadToken kNoThread = 0;
 ThreadToken this_thread_token() noexcept;
-
-// Counts the forks that led to this process. A child's copy of the lock
-// table describes its parent's threads: it starts afresh (see PackQueue),
-// and a hold taken before the fork is only closed in the child.
-unsigned fork_generation() noexcept;
-
-// Counts every fork, in the parent as in the child. A descriptor opened in
-// an earlier epoch is an open file description shared with another process:
-// flock(2) would take the two processes for one holder, so it is never
-// reused for a new acquisition (see Pack::take_sidecar).
-unsigned descriptor_epoch() noexcept;
 
 // One request for a pack, queued until it may contend at the kernel level.
 // Not thread-safe on its own: every member is guarded by its PackQueue.
@@ -109,7 +100,7 @@ class PackQueue final {
   // In a forked child, the holders and waiters are the parent's threads.
   void forget_parent_after_fork() noexcept;
 
-  std::mutex mutex_;
+  ForkSafeMutex mutex_;
   std::vector<Holder> holders_;
   std::deque<Waiter*> waiters_;
   unsigned generation_ = fork_generation();
@@ -128,7 +119,7 @@ class LockTable final {
  private:
   void forget_expired();
 
-  std::mutex mutex_;
+  ForkSafeMutex mutex_;
   std::unordered_map<std::string, std::weak_ptr<PackQueue>> queues_;
   std::size_t sweep_at_ = 64;
 };

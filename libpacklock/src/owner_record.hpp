@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+
+#include "fork.hpp"
 #include <string>
 #include <string_view>
 
@@ -74,7 +76,7 @@ class OwnerRecordWriter final {
   std::optional<std::string> command_;
   mutable std::once_flag built_;
   mutable std::shared_ptr<const Template> template_;  // written once, under built_
-  mutable std::mutex child_mutex_;
+  mutable ForkSafeMutex child_mutex_;
   mutable std::shared_ptr<const Template> child_template_;
 };
 

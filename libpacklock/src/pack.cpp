@@ -48,9 +48,16 @@ Pack::~Pack() {
   }
 }
 
+std::unique_lock<ForkSafeMutex> Pack::lock_idle() const noexcept {
+  std::unique_lock lock(idle_mutex_);
+  // Caught mid-change by a fork: forget it without closing whatever it was.
+  if (idle_mutex_.left_held_by_fork()) std::construct_at(&idle_);
+  return lock;
+}
+
 Sidecar Pack::take_sidecar(std::error_code& ec) const noexcept {
   {
-    std::lock_guard lock(idle_mutex_);
+    const auto lock = lock_idle();
     // A descriptor kept before a fork is one open file description shared
     // with the other process: flock(2) would take the two for one holder.
     if (idle_.fd && idle_.epoch == descriptor_epoch()) {
@@ -64,7 +71,7 @@ Sidecar Pack::take_sidecar(std::error_code& ec) const noexcept {
 
 void Pack::keep_sidecar(Sidecar&& sidecar) const noexcept {
   if (sidecar.epoch != descriptor_epoch()) return;  // shared with another process
-  std::lock_guard lock(idle_mutex_);
+  const auto lock = lock_idle();
   if (idle_.fd && idle_.epoch == descriptor_epoch()) return;
   idle_ = std::move(sidecar);
 }

@@ -12,6 +12,7 @@
 
 #include <packlock/options.hpp>
 
+#include "fork.hpp"
 #include "heartbeat.hpp"
 #include "lock_table.hpp"
 #include "owner_record.hpp"
@@ -119,7 +120,9 @@ class Pack final {
   WakeChannel wake_;
   std::shared_ptr<const WaitingCount> waiting_;  // set once, in the constructor
   OwnerRecordWriter record_writer_;
-  mutable std::mutex idle_mutex_;
+  std::unique_lock<ForkSafeMutex> lock_idle() const noexcept;
+
+  mutable ForkSafeMutex idle_mutex_;
   mutable Sidecar idle_;
   const std::shared_ptr<HeartbeatService> heartbeat_;
 };

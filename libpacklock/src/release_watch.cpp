@@ -9,6 +9,7 @@
 #include <sys/inotify.h>
 
 #include <algorithm>
+#include <memory>
 #include <array>
 #include <cerrno>
 #include <mutex>
@@ -86,12 +87,17 @@ class InotifyPool final {
   // would read the other's events. Called with mutex_ held.
   void forget_after_fork() noexcept {
     if (generation_ == descriptor_epoch()) return;
-    idle_.clear();
     generation_ = descriptor_epoch();
+    // Caught mid-change by a fork: a new list, the old one left alone.
+    if (mutex_.left_held_by_fork()) {
+      std::construct_at(&idle_);
+      return;
+    }
+    idle_.clear();
   }
 
   static constexpr std::size_t kMaxIdle = 16;
-  std::mutex mutex_;
+  ForkSafeMutex mutex_;
   std::vector<IdleInotify> idle_;
   unsigned generation_ = descriptor_epoch();
 };

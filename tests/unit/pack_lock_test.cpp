@@ -6,9 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <future>
 #include <thread>
 #include <type_traits>
+#include <vector>
 
 #include <boost/test/unit_test.hpp>
 
@@ -285,6 +287,40 @@ BOOST_FIXTURE_TEST_CASE(a_forked_child_starts_with_a_fresh_lock_table, PackFixtu
   int status = 0;
   ::waitpid(child, &status, 0);
   BOOST_TEST((WIFEXITED(status) && WEXITSTATUS(status) == 0), "child status " << status);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_child_forked_while_threads_contend_can_still_wait, PackFixture) {
+  // A fork copies each mutex as it is at that instant, taken or not; the
+  // child has none of the threads that would let go of one. Its wait must
+  // not hang on a lock a parent thread held in the queue, the waiter
+  // registry or the inotify pool.
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> contenders;
+  for (int i = 0; i < 3; ++i)
+    contenders.emplace_back([&] {
+      while (!stop.load()) PackLockHold hold = lock.acquire();
+    });
+  int hung = 0;
+  for (int round = 0; round < 500 && hung == 0; ++round) {
+    const pid_t child = ::fork();
+    BOOST_REQUIRE(child >= 0);
+    if (child == 0) {
+      std::error_code ec;
+      (void)lock.acquire(Mode::exclusive, 50ms, ec);
+      ::_exit(!ec || ec == errc::timeout ? 0 : 1);
+    }
+    int status = -1;
+    if (!eventually([&] { return ::waitpid(child, &status, WNOHANG) == child; })) {
+      ++hung;
+      ::kill(child, SIGKILL);
+      ::waitpid(child, &status, 0);
+      continue;
+    }
+    BOOST_TEST((WIFEXITED(status) && WEXITSTATUS(status) == 0), "child status " << status);
+  }
+  stop = true;
+  for (std::thread& contender : contenders) contender.join();
+  BOOST_TEST(hung == 0);
 }
 
 BOOST_FIXTURE_TEST_CASE(a_pack_lock_used_on_both_sides_of_a_fork_still_excludes, PackFixture) {

@@ -7,6 +7,8 @@
 // possibly held by a thread the child does not have.
 
 #include <atomic>
+#include <cstddef>
+#include <memory>
 #include <mutex>
 #include <utility>
 
@@ -33,6 +35,17 @@ unsigned descriptor_epoch() noexcept;
 // the fork are of this kind; a fork made while a thread of the library is
 // inside one of them then costs the child a little leaked memory, never a
 // hang. Costs one atomic load per lock.
+// Replaces `object` by a new, empty one without running the old one's
+// destructor: a thread the fork left behind may have been changing it. The
+// old bytes are copied where a leak checker still finds what they point to.
+void keep_for_leak_checkers(const void* bytes, std::size_t size) noexcept;
+
+template <typename T>
+void abandon(T& object) noexcept {
+  keep_for_leak_checkers(&object, sizeof object);
+  std::construct_at(&object);
+}
+
 class ForkSafeMutex {
  public:
   ForkSafeMutex() noexcept = default;
@@ -49,8 +62,8 @@ class ForkSafeMutex {
   }
   void unlock() { mutex_.unlock(); }
 
-  // Under the lock: true once per fork generation when the mutex was held
-  // at the fork, so what it guards must be abandoned (leaked), not cleared.
+  // Under the lock: true, once, when the mutex was held at a fork, so what
+  // it guards must be abandoned (see abandon), not cleared.
   bool left_held_by_fork() noexcept { return std::exchange(left_held_, false); }
 
  private:

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "fork.hpp"
 #include "lock_table.hpp"
 #include "pack.hpp"
 
@@ -31,14 +32,19 @@ thread_local bool is_service_thread = false;
 // reference); the next service joins it. Guarded by `mutex`, which a fork
 // takes so that a child never inherits it locked.
 //
-// In a forked child the service is `pinned`: it lives, and its thread runs,
-// until the process ends, so that thread is never joined. The C library
-// gives the child's first new thread the cached stack, hence the pthread_t,
-// of one of the parent's threads, and ThreadSanitizer (GCC 12's runtime)
-// still counts that parent thread as alive: joining the child's thread then
-// aborts the process ("dup thread with used id"). A forked child usually
-// execs or exits soon; one idle thread until then costs less than a
-// sanitizer that cannot check children.
+// Under ThreadSanitizer, a forked child's service is `pinned`: it lives, and
+// its thread runs, until the process ends, so that thread is never joined.
+// The C library gives the child's first new thread the cached stack, hence
+// the pthread_t, of one of the parent's threads, which GCC 12's
+// ThreadSanitizer still counts as alive: joining the child's thread then
+// aborts the process ("dup thread with used id"). Without the sanitizer
+// the child joins its thread as any process does.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kPinChildServices = true;
+#else
+constexpr bool kPinChildServices = false;
+#endif
+
 struct Registry {
   std::mutex mutex;
   std::weak_ptr<HeartbeatService> current;
@@ -146,24 +152,29 @@ std::shared_ptr<HeartbeatService> HeartbeatService::shared() {
   std::shared_ptr<HeartbeatService> service;
   if (r.generation == fork_generation()) service = r.current.lock();
   if (!service) {
-    service = std::make_shared<HeartbeatService>(Token{});
+    service = std::shared_ptr<HeartbeatService>(new HeartbeatService, dispose);
     r.current = service;
     r.generation = fork_generation();
-    if (r.generation != 0) r.pinned = service;  // a forked child: see Registry
+    if (kPinChildServices && r.generation != 0) r.pinned = service;  // see Registry
   }
   return service;
 }
 
-HeartbeatService::HeartbeatService(Token) noexcept : generation_(fork_generation()) {}
+HeartbeatService::HeartbeatService() noexcept : generation_(fork_generation()) {}
 
-HeartbeatService::~HeartbeatService() {
-  if (generation_ != fork_generation()) {
-    // A forked child's copy: its thread runs in the parent only. A
-    // std::thread cannot be dropped without join or detach; this one stays
-    // with the child, unjoined and inert.
-    if (thread_.joinable()) new std::thread(std::move(thread_));
+// A forked child's copy of a service is the parent's, caught by the fork in
+// whatever state its threads had it: its thread runs in the parent only, its
+// lists may be mid-change, and a condition variable a parent thread waited
+// on cannot even be destroyed. The child never destroys it.
+void HeartbeatService::dispose(HeartbeatService* service) noexcept {
+  if (service->generation_ != fork_generation()) {
+    keep_for_leak_checkers(&service, sizeof service);
     return;
   }
+  delete service;
+}
+
+HeartbeatService::~HeartbeatService() {
   {
     std::lock_guard lock(mutex_);
     stop_ = true;

@@ -38,7 +38,8 @@
 //
 // Lifetime: every Pack shares the process's service; its thread starts at
 // the first registration or relayed sleep, and is stopped and joined when
-// the last Pack goes.
+// the last Pack goes. A forked child starts its own service and never
+// destroys the copy of its parent's.
 
 #include <sys/types.h>
 
@@ -150,11 +151,11 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   // earlier generation has no thread.
   unsigned generation() const noexcept { return generation_; }
 
-  // Private, for make_shared.
-  struct Token {};
-  explicit HeartbeatService(Token) noexcept;
-
  private:
+  HeartbeatService() noexcept;
+  // The deleter of every service: see heartbeat.cpp.
+  static void dispose(HeartbeatService* service) noexcept;
+
   struct List {
     HeartbeatEntry* front = nullptr;
     HeartbeatEntry* back = nullptr;

@@ -86,13 +86,17 @@ std::size_t PackQueue::holding() {
   return holders_.size();
 }
 
+PackQueue::~PackQueue() {
+  std::lock_guard lock(mutex_);
+  forget_parent_after_fork();
+}
+
 void PackQueue::forget_parent_after_fork() noexcept {
   if (generation_ == fork_generation()) return;
   generation_ = fork_generation();
   if (mutex_.left_held_by_fork()) {
-    // Possibly caught mid-change: start over without touching the old ones.
-    std::construct_at(&holders_);
-    std::construct_at(&waiters_);
+    abandon(holders_);
+    abandon(waiters_);
     return;
   }
   holders_.clear();
@@ -128,9 +132,8 @@ LockTable& LockTable::instance() {
 
 std::shared_ptr<PackQueue> LockTable::queue_for(const std::string& key) {
   std::lock_guard lock(mutex_);
-  // Caught mid-change by a fork: the child starts a new map (its queues
-  // were its parent's threads' anyway) and leaves the old one alone.
-  if (mutex_.left_held_by_fork()) std::construct_at(&queues_);
+  // The child's queues start empty anyway (see PackQueue).
+  if (mutex_.left_held_by_fork()) abandon(queues_);
   std::weak_ptr<PackQueue>& slot = queues_[key];
   std::shared_ptr<PackQueue> queue = slot.lock();
   if (!queue) {

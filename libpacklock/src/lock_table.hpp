@@ -64,6 +64,12 @@ class Waiter {
 // mutex; every call takes it.
 class PackQueue final {
  public:
+  PackQueue() = default;
+  // In a forked child, leaves alone what a fork caught mid-change.
+  ~PackQueue();
+  PackQueue(const PackQueue&) = delete;
+  PackQueue& operator=(const PackQueue&) = delete;
+
   enum class Admission {
     proceed,  // the waiter is the head: contend at the kernel, then granted() or withdraw()
     queued,   // turn_came() will be called; then as for proceed

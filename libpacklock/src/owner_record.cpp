@@ -388,8 +388,7 @@ std::shared_ptr<const ProcessFacts> process_facts() {
   static auto* cached = new std::shared_ptr<const ProcessFacts>;  // never destroyed
   static unsigned generation = 0;
   std::lock_guard lock(mutex);
-  // Caught mid-change by a fork: leave the old pointer be.
-  if (mutex.left_held_by_fork()) cached = new std::shared_ptr<const ProcessFacts>;
+  if (mutex.left_held_by_fork()) abandon(*cached);
   if (!*cached || generation != fork_generation()) {
     *cached = read_process_facts();
     generation = fork_generation();
@@ -446,6 +445,11 @@ bool OwnerRecordWriter::build(Template& out) const try {
   return false;
 }
 
+OwnerRecordWriter::~OwnerRecordWriter() {
+  std::lock_guard lock(child_mutex_);
+  if (child_mutex_.left_held_by_fork()) abandon(child_template_);
+}
+
 const OwnerRecordWriter::Template* OwnerRecordWriter::current() const noexcept try {
   std::call_once(built_, [this] {
     auto fresh = std::make_shared<Template>();
@@ -455,8 +459,7 @@ const OwnerRecordWriter::Template* OwnerRecordWriter::current() const noexcept t
   // A forked child writes its own pid and start time. Once built for this
   // process the child's template is never replaced here.
   std::lock_guard lock(child_mutex_);
-  // Caught mid-change by a fork: leave the old pointer be.
-  if (child_mutex_.left_held_by_fork()) std::construct_at(&child_template_);
+  if (child_mutex_.left_held_by_fork()) abandon(child_template_);
   if (!child_template_ || child_template_->generation != fork_generation()) {
     auto fresh = std::make_shared<Template>();
     if (!build(*fresh)) return nullptr;

@@ -50,6 +50,10 @@ std::optional<std::uint64_t> process_start_time(pid_t pid) noexcept;
 class OwnerRecordWriter final {
  public:
   explicit OwnerRecordWriter(const LockOptions& options);
+  // In a forked child, leaves alone what a fork caught mid-change.
+  ~OwnerRecordWriter();
+  OwnerRecordWriter(const OwnerRecordWriter&) = delete;
+  OwnerRecordWriter& operator=(const OwnerRecordWriter&) = delete;
 
   using Block = std::array<char, kOwnerRecordMaxSize>;
   // Formats the record of an acquisition made at `acquired_at` into

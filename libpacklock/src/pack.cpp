@@ -38,6 +38,7 @@ Pack::Pack(UniqueFd dir, dev_t dir_dev, ino_t dir_ino, std::filesystem::path pat
 }
 
 Pack::~Pack() {
+  (void)lock_idle();  // in a forked child, leaves alone what a fork caught mid-change
   try {
     const std::string key = table_key();
     waiting_.reset();
@@ -50,8 +51,7 @@ Pack::~Pack() {
 
 std::unique_lock<ForkSafeMutex> Pack::lock_idle() const noexcept {
   std::unique_lock lock(idle_mutex_);
-  // Caught mid-change by a fork: forget it without closing whatever it was.
-  if (idle_mutex_.left_held_by_fork()) std::construct_at(&idle_);
+  if (idle_mutex_.left_held_by_fork()) abandon(idle_);
   return lock;
 }
 

@@ -88,9 +88,8 @@ class InotifyPool final {
   void forget_after_fork() noexcept {
     if (generation_ == descriptor_epoch()) return;
     generation_ = descriptor_epoch();
-    // Caught mid-change by a fork: a new list, the old one left alone.
     if (mutex_.left_held_by_fork()) {
-      std::construct_at(&idle_);
+      abandon(idle_);
       return;
     }
     idle_.clear();

@@ -88,6 +88,10 @@ void RequestRegistry::revoke_holders(const Pack& pack) noexcept {
 void RequestRegistry::forget_parent_after_fork() noexcept {
   if (generation_ == fork_generation()) return;
   generation_ = fork_generation();
+  if (mutex_.left_held_by_fork()) {
+    abandon(entries_);
+    return;
+  }
   entries_.clear();
 }
 

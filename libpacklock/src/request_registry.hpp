@@ -19,6 +19,7 @@
 #include <packlock/mode.hpp>
 #include <packlock/pack_lock.hpp>
 
+#include "fork.hpp"
 #include "pack.hpp"
 
 namespace packlock::detail {
@@ -86,7 +87,7 @@ class RequestRegistry final {
   // In a forked child, the requests are the parent's.
   void forget_parent_after_fork() noexcept;
 
-  std::mutex mutex_;
+  ForkSafeMutex mutex_;
   std::vector<std::shared_ptr<RequestEntry>> entries_;
   unsigned generation_ = fork_generation();
 };

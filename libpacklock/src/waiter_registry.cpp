@@ -81,24 +81,23 @@ struct Entry {
 
 ForkSafeMutex mutex;
 // Never destroyed, like the lock table: waiters may finish during exit.
-auto* entries = new std::unordered_map<std::string, Entry>;
+auto& entries = *new std::unordered_map<std::string, Entry>;
 unsigned entries_generation = fork_generation();
 
 // POSIX locks are not inherited: a forked child starts with no entries.
 void forget_parent_after_fork() {
   if (entries_generation == fork_generation()) return;
   entries_generation = fork_generation();
-  // Caught mid-change by a fork: a new map, the old one left alone.
   if (mutex.left_held_by_fork()) {
-    entries = new std::unordered_map<std::string, Entry>;
+    abandon(entries);
     return;
   }
-  entries->clear();
+  entries.clear();
 }
 
 // Closes the descriptors of packs this process no longer has open.
 void forget_closed_packs() {
-  std::erase_if(*entries, [](const auto& item) {
+  std::erase_if(entries, [](const auto& item) {
     return item.second.idle() && item.second.queue.expired();
   });
 }
@@ -107,8 +106,8 @@ void forget_closed_packs() {
 // Called under `mutex`.
 Entry* entry_of(const Pack& pack, const std::string& key) {
   forget_parent_after_fork();
-  if (!entries->contains(key)) forget_closed_packs();
-  Entry& entry = (*entries)[key];
+  if (!entries.contains(key)) forget_closed_packs();
+  Entry& entry = entries[key];
   // An idle entry of a pack closed since may carry the same key (a new
   // directory that got the old one's inode number): its file is not ours.
   if (entry.idle() && entry.queue.lock() != pack.shared_queue().lock()) entry = Entry{};
@@ -120,7 +119,7 @@ Entry* entry_of(const Pack& pack, const std::string& key) {
     entry.queue = pack.shared_queue();
   }
   if (!entry.fd) {
-    entries->erase(key);
+    entries.erase(key);
     return nullptr;
   }
   return &entry;
@@ -222,8 +221,8 @@ std::shared_ptr<const WaitingCount> waiting_count_of(const Pack& pack) noexcept 
 void close_waiters_file_of(const std::string& key) noexcept {
   std::lock_guard lock(mutex);
   forget_parent_after_fork();
-  const auto it = entries->find(key);
-  if (it != entries->end() && it->second.idle() && it->second.queue.expired()) entries->erase(it);
+  const auto it = entries.find(key);
+  if (it != entries.end() && it->second.idle() && it->second.queue.expired()) entries.erase(it);
 }
 
 WaiterRegistration::WaiterRegistration(const Pack& pack, Mode mode, WakeBy wake_by) noexcept
@@ -271,9 +270,9 @@ void WaiterRegistration::reset() noexcept {
   if (count_) std::exchange(count_, nullptr)->remove(wake_by_);
   std::lock_guard lock(mutex);
   forget_parent_after_fork();
-  const auto it = entries->find(key_);
+  const auto it = entries.find(key_);
   key_.clear();
-  if (it == entries->end()) return;
+  if (it == entries.end()) return;
   Entry& entry = it->second;
   if (--entry.count[byte_for(mode_)] == 0) set_read_lock(entry.fd.get(), mode_, false);
   if (entry.idle() && entry.waiting) entry.waiting->forget_the_dead(entry.fd.get());

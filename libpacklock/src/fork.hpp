@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <utility>
 
 namespace packlock::detail {
@@ -25,6 +26,20 @@ unsigned fork_generation() noexcept;
 // reused for a new acquisition (see Pack::take_sidecar).
 unsigned descriptor_epoch() noexcept;
 
+// Keeps a copy of `size` bytes where a leak checker finds what they point
+// to, on a list no fork can leave locked.
+void keep_for_leak_checkers(const void* bytes, std::size_t size) noexcept;
+
+// Replaces `object` by a new, empty one without running the old one's
+// destructor: a thread the fork left behind may have been changing it.
+template <typename T>
+void abandon(T& object) noexcept {
+  static_assert(std::is_nothrow_default_constructible_v<T>,
+                "renewing must not allocate: it runs where nothing may throw");
+  keep_for_leak_checkers(&object, sizeof object);
+  std::construct_at(&object);
+}
+
 // A mutex a forked child can lock even when a thread of its parent held it
 // at the fork (that thread, which would unlock it, does not exist in the
 // child). The first lock in a new fork generation renews the mutex; if the
@@ -35,17 +50,6 @@ unsigned descriptor_epoch() noexcept;
 // the fork are of this kind; a fork made while a thread of the library is
 // inside one of them then costs the child a little leaked memory, never a
 // hang. Costs one atomic load per lock.
-// Replaces `object` by a new, empty one without running the old one's
-// destructor: a thread the fork left behind may have been changing it. The
-// old bytes are copied where a leak checker still finds what they point to.
-void keep_for_leak_checkers(const void* bytes, std::size_t size) noexcept;
-
-template <typename T>
-void abandon(T& object) noexcept {
-  keep_for_leak_checkers(&object, sizeof object);
-  std::construct_at(&object);
-}
-
 class ForkSafeMutex {
  public:
   ForkSafeMutex() noexcept = default;

@@ -32,19 +32,13 @@ thread_local bool is_service_thread = false;
 // reference); the next service joins it. Guarded by `mutex`, which a fork
 // takes so that a child never inherits it locked.
 //
-// Under ThreadSanitizer, a forked child's service is `pinned`: it lives, and
-// its thread runs, until the process ends, so that thread is never joined.
-// The C library gives the child's first new thread the cached stack, hence
-// the pthread_t, of one of the parent's threads, which GCC 12's
-// ThreadSanitizer still counts as alive: joining the child's thread then
-// aborts the process ("dup thread with used id"). Without the sanitizer
-// the child joins its thread as any process does.
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kPinChildServices = true;
-#else
-constexpr bool kPinChildServices = false;
-#endif
-
+// A forked child's service is `pinned`: it lives, and its thread runs,
+// until the process ends. Two reasons. A child that goes on using packs
+// opened before the fork has no Pack of its own to keep a service alive,
+// so each hold would start and join a thread. And the C library gives the
+// child's first new thread the cached stack, hence the pthread_t, of one
+// of the parent's threads, which GCC 12's ThreadSanitizer still counts as
+// alive: joining the child's thread aborts it ("dup thread with used id").
 struct Registry {
   std::mutex mutex;
   std::weak_ptr<HeartbeatService> current;
@@ -155,7 +149,7 @@ std::shared_ptr<HeartbeatService> HeartbeatService::shared() {
     service = std::shared_ptr<HeartbeatService>(new HeartbeatService, dispose);
     r.current = service;
     r.generation = fork_generation();
-    if (kPinChildServices && r.generation != 0) r.pinned = service;  // see Registry
+    if (r.generation != 0) r.pinned = service;  // a forked child: see Registry
   }
   return service;
 }

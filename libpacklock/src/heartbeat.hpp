@@ -38,8 +38,8 @@
 //
 // Lifetime: every Pack shares the process's service; its thread starts at
 // the first registration or relayed sleep, and is stopped and joined when
-// the last Pack goes. A forked child starts its own service and never
-// destroys the copy of its parent's.
+// the last Pack goes. A forked child starts its own service, kept until it
+// exits, and never destroys the copy of its parent's.
 
 #include <sys/types.h>
 

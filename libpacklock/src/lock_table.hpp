@@ -9,7 +9,6 @@
 // queue contends at the kernel level; the others wait for their turn here, so
 // N waiters in one process cost the kernel (and the waker) one.
 
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -108,7 +107,10 @@ class PackQueue final {
 
   ForkSafeMutex mutex_;
   std::vector<Holder> holders_;
-  std::deque<Waiter*> waiters_;
+  // A vector, not a deque: a fork may leave it to be abandoned, and only a
+  // container whose empty state needs no allocation can be renewed in a
+  // noexcept path. Queues are short; erasing the head moves a few pointers.
+  std::vector<Waiter*> waiters_;
   unsigned generation_ = fork_generation();
 };
 

@@ -25,6 +25,7 @@ std::chrono::system_clock::time_point to_time_point(const struct statx_timestamp
 // What the sidecar's path showed at the ghost-lock check of the last
 // acquisition: its size and mtime, while the lock was held.
 struct SidecarSeen {
+  SidecarSeen() noexcept = default;  // time_point's own constructor is not marked so
   std::int64_t size = -1;  // -1: not seen
   std::chrono::system_clock::time_point mtime{};
 };

@@ -399,7 +399,13 @@ BOOST_FIXTURE_TEST_CASE(a_callback_that_drops_the_last_pack_lock_ends_the_servic
     BOOST_REQUIRE(dropped.get_future().wait_for(10s) == std::future_status::ready);
   }
   BOOST_TEST(eventually([&] { return heartbeat_threads() == 0; }));
-  if (kCountAllThreads) BOOST_TEST(eventually([&] { return thread_count() == before; }));
+  // At most as many as before, not exactly: a thread joined by an earlier
+  // test may still have been listed in /proc when `before` was counted (the
+  // kernel wakes the joiner before it drops the exiting task), and be gone now.
+  int now = 0;
+  if (kCountAllThreads)
+    BOOST_TEST(eventually([&] { return (now = thread_count()) <= before; }),
+               now << " threads, " << before << " before");
   // A new service starts and beats as before.
   const PackLock again = PackLock::open(pack, fast_options());
   PackLockHold hold = again.acquire();

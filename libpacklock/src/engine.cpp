@@ -107,8 +107,7 @@ Sidecar contend(const Pack& pack, Mode mode, bool may_wait, const Deadline& dead
   // heartbeat service whose thread relays inotify events to it.
   const WaitingCount* const sleep_on =
       wake_by(cancel) == WakeBy::release_word ? pack.waiting_count() : nullptr;
-  std::shared_ptr<HeartbeatService> child_service;  // in a forked child, kept for the wait
-  HeartbeatService* const relay_service = sleep_on ? pack.heartbeat(child_service) : nullptr;
+  HeartbeatService* const relay_service = sleep_on ? pack.heartbeat() : nullptr;
   for (;;) {
     const std::uint32_t seen = sleep_on ? sleep_on->releases() : 0;
     switch (attempt_kernel_lock(pack, sidecar, mode, ec)) {

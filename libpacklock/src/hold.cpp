@@ -17,7 +17,7 @@ Hold::Hold(std::shared_ptr<const Pack> pack, Sidecar sidecar, Mode mode,
       thread_(thread),
       acquired_at_(std::chrono::system_clock::now()),
       fork_generation_(fork_generation()),
-      heartbeat_(pack_->heartbeat(child_heartbeat_)) {
+      heartbeat_(pack_->heartbeat()) {
   announce();
   if (heartbeat_) heartbeat_->add(heartbeat_entry_, *pack_, sidecar_, sidecar_.writable);
 }

@@ -68,7 +68,6 @@ class Hold final {
   std::chrono::system_clock::time_point acquired_at_;
   unsigned fork_generation_;
   std::error_code release_result_;
-  std::shared_ptr<HeartbeatService> child_heartbeat_;  // in a forked child only
   HeartbeatService* heartbeat_;
   HeartbeatEntry heartbeat_entry_;
 

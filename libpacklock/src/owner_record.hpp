@@ -15,13 +15,13 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-
-#include "fork.hpp"
 #include <string>
 #include <string_view>
 
 #include <packlock/options.hpp>
 #include <packlock/owner.hpp>
+
+#include "fork.hpp"
 
 namespace packlock::detail {
 

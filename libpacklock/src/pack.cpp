@@ -76,11 +76,11 @@ void Pack::keep_sidecar(Sidecar&& sidecar) const noexcept {
   idle_ = std::move(sidecar);
 }
 
-HeartbeatService* Pack::heartbeat(std::shared_ptr<HeartbeatService>& keep) const noexcept try {
+HeartbeatService* Pack::heartbeat() const noexcept try {
   if (heartbeat_->generation() == fork_generation()) return heartbeat_.get();
-  // A service from before a fork has no thread in this process.
-  keep = HeartbeatService::shared();
-  return keep.get();
+  // A service from before a fork has no thread in this process; the
+  // child's own is pinned, so the pointer outlives this reference.
+  return HeartbeatService::shared().get();
 } catch (...) {
   return nullptr;
 }

@@ -84,9 +84,9 @@ class Pack final {
 
   // The heartbeat service for a hold taken now: the one the Pack was opened
   // with, without a lock or a reference count; in a forked child, whose
-  // process that one does not serve, the child's own, kept alive by
-  // `keep`. Null when none could be had.
-  HeartbeatService* heartbeat(std::shared_ptr<HeartbeatService>& keep) const noexcept;
+  // process that one does not serve, the child's own, which lives until
+  // the child exits (see heartbeat.cpp). Null when none could be had.
+  HeartbeatService* heartbeat() const noexcept;
   const OwnerRecordWriter& record_writer() const noexcept { return record_writer_; }
 
   // Tells the logger, if there is one; `message()` builds the text only then.
@@ -110,6 +110,10 @@ class Pack final {
   ~Pack();
 
  private:
+  // Locks the idle descriptor; in a forked child, first abandons one a fork
+  // caught mid-change.
+  std::unique_lock<ForkSafeMutex> lock_idle() const noexcept;
+
   UniqueFd dir_;
   dev_t dir_dev_;
   ino_t dir_ino_;
@@ -120,8 +124,6 @@ class Pack final {
   WakeChannel wake_;
   std::shared_ptr<const WaitingCount> waiting_;  // set once, in the constructor
   OwnerRecordWriter record_writer_;
-  std::unique_lock<ForkSafeMutex> lock_idle() const noexcept;
-
   mutable ForkSafeMutex idle_mutex_;
   mutable Sidecar idle_;
   const std::shared_ptr<HeartbeatService> heartbeat_;

@@ -9,9 +9,9 @@
 #include <sys/inotify.h>
 
 #include <algorithm>
-#include <memory>
 #include <array>
 #include <cerrno>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>

@@ -1,14 +1,14 @@
 #pragma once
 // Cancelling a blocking acquire from another thread: what the Go face's
-// Context carries. A waiter queued in this process is told through a
-// listener; one waiting for the kernel lock polls the cancellation's
-// eventfd beside its release events, so cancelling wakes it at once.
+// Context carries, and what an asynchronous acquire's cancellation slot
+// fires. A waiter queued in this process is told through a listener; one
+// blocked in flock(2) is interrupted (kernel_wait.hpp).
 
 #include <atomic>
 #include <mutex>
 #include <vector>
 
-#include "unique_fd.hpp"
+#include "kernel_wait.hpp"
 
 namespace packlock::detail {
 
@@ -32,9 +32,8 @@ class Cancellation final {
   void cancel() noexcept;
   bool cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
 
-  // Readable once cancelled; -1 when no eventfd could be had (waiters then
-  // notice at their next back-off step, within 250 ms).
-  int native_handle() const noexcept;
+  // Ends a wait in flock(2) that passes it to wait_in_kernel().
+  WaitInterrupt& interrupt() noexcept { return interrupt_; }
 
   // True when subscribed; false when already cancelled (nothing will call).
   bool subscribe(Listener& listener);
@@ -42,9 +41,9 @@ class Cancellation final {
 
  private:
   std::atomic<bool> cancelled_{false};
-  mutable std::mutex mutex_;
-  mutable UniqueFd event_;
+  std::mutex mutex_;
   std::vector<Listener*> listeners_;
+  WaitInterrupt interrupt_;
 };
 
 }  // namespace packlock::detail

@@ -10,8 +10,8 @@
 
 #include "cancellation.hpp"
 #include "hold.hpp"
+#include "kernel_wait.hpp"
 #include "pack.hpp"
-#include "release_watch.hpp"
 
 namespace packlock::detail {
 
@@ -31,20 +31,21 @@ std::unique_ptr<Hold> try_acquire(const std::shared_ptr<const Pack>& pack, Mode 
 // holder of another process who will be told (steal.hpp). errc::busy when
 // the lock stays held (a holder in this process that `clear_the_way` left
 // alone, or one elsewhere who would not be told), or on re-entry; the
-// waiter has then left the queue.
+// waiter has then left the queue. The steal itself is the contention's
+// (contention.hpp).
 std::unique_ptr<Hold> acquire_ahead(const std::shared_ptr<const Pack>& pack, Mode mode,
                                     ThreadToken thread, const std::function<void()>& clear_the_way,
                                     std::error_code& ec) noexcept;
 
-// Waits in FIFO order behind this process's other waiters, then for the
-// kernel lock (recovering it when it turns stale, as the pack's policy
-// allows), until `deadline` (none: forever) or `cancel`. errc::busy at once
+// Waits in FIFO order behind this process's other waiters, then in the
+// kernel (contention.hpp: recovering the lock when it turns stale, as the
+// pack's policy allows), until `deadline` (none: forever) or `cancel`. errc::busy at once
 // on re-entry by a thread that holds the pack; errc::timeout at the
 // deadline; errc::cancelled once `cancel` is cancelled, and then no stale
 // lock is recovered (Go parity). The first attempt is made even when
 // `cancel` already is.
 std::unique_ptr<Hold> acquire(const std::shared_ptr<const Pack>& pack, Mode mode,
                               const Deadline& deadline, std::error_code& ec,
-                              Backoff backoff = {}, Cancellation* cancel = nullptr) noexcept;
+                              Cancellation* cancel = nullptr) noexcept;
 
 }  // namespace packlock::detail

@@ -21,6 +21,8 @@ class Category final : public std::error_category {
       case errc::hijacked: return "lock was lost: stolen, or the sidecar was unlinked or replaced";
       case errc::not_open: return "pack lock is not open";
       case errc::conflicting_options: return "conflicting lock request options";
+      case errc::wait_signal_taken:
+        return "the wait signal has a handler of the application's (see PACKLOCK_WAIT_SIGNAL)";
     }
     return "unknown packlock error";
   }

@@ -25,8 +25,6 @@ constexpr std::uint32_t kHijackEvents = IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SEL
 
 std::atomic<RefreshFunction> refresh_function{nullptr};
 
-thread_local bool is_service_thread = false;
-
 // The process's current service, and a thread a service could not join
 // because it was destroyed on that very thread (a callback dropped the last
 // reference); the next service joins it. Guarded by `mutex`, which a fork
@@ -45,6 +43,7 @@ struct Registry {
   std::shared_ptr<HeartbeatService> pinned;
   unsigned generation = 0;
   std::thread* orphan = nullptr;
+  std::vector<HeartbeatService*> kept_from_parent;  // a forked child's copies
 };
 
 Registry& registry() {
@@ -162,7 +161,13 @@ HeartbeatService::HeartbeatService() noexcept : generation_(fork_generation()) {
 // on cannot even be destroyed. The child never destroys it.
 void HeartbeatService::dispose(HeartbeatService* service) noexcept {
   if (service->generation_ != fork_generation()) {
-    keep_for_leak_checkers(&service, sizeof service);
+    // Kept where a leak checker finds it.
+    Registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    try {
+      r.kept_from_parent.push_back(service);
+    } catch (...) {
+    }
     return;
   }
   delete service;
@@ -210,26 +215,6 @@ bool HeartbeatService::start_locked() noexcept try {
   return true;
 } catch (...) {
   return false;
-}
-
-InotifyRelay* HeartbeatService::relay() noexcept {
-  std::lock_guard lock(mutex_);
-  if (stop_ || generation_ != fork_generation()) return nullptr;
-  const bool polled = relay_.native_handle() >= 0;
-  if (!start_locked() || !relay_.open()) return nullptr;
-  // The thread may be asleep in a poll that lacks the new instance.
-  if (!polled) signal();
-  return &relay_;
-}
-
-void HeartbeatService::forget_relayed(int inotify_fd) noexcept {
-  std::shared_ptr<HeartbeatService> service;
-  {
-    Registry& r = registry();
-    std::lock_guard lock(r.mutex);
-    if (r.generation == fork_generation()) service = r.current.lock();
-  }
-  if (service) service->relay_.forget(inotify_fd);
 }
 
 void HeartbeatService::signal() const noexcept {
@@ -356,10 +341,7 @@ void HeartbeatService::arm(Watch& watch, const std::pair<dev_t, ino_t>& key, Clo
   check_now(watch, now);
 }
 
-bool HeartbeatService::on_service_thread() noexcept { return is_service_thread; }
-
 void HeartbeatService::thread_main(HeartbeatService* service, std::weak_ptr<HeartbeatService> weak) {
-  is_service_thread = true;
   std::vector<Call> calls;
   for (;;) {
     bool running = true;
@@ -407,12 +389,10 @@ bool HeartbeatService::step(std::vector<Call>& calls) {
 
 void HeartbeatService::sleep_until_planned() noexcept {
   Clock::time_point until;
-  int relay_fd = -1;
   {
     std::lock_guard lock(mutex_);
     if (stop_) return;
     until = planned_wake_;
-    relay_fd = relay_.native_handle();
   }
   const auto now = Clock::now();
   timespec timeout{};
@@ -421,11 +401,8 @@ void HeartbeatService::sleep_until_planned() noexcept {
     timeout = to_timespec(std::max(until - now, Clock::duration::zero()));
     limit = &timeout;
   }
-  pollfd fds[3] = {
-      {wakeup_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}, {relay_fd, POLLIN, 0}};
-  ::ppoll(fds, 3, limit, nullptr);
-  // First: a sleeper waits for this, the beats below can wait for it.
-  if (fds[2].revents & POLLIN) relay_.relay_fired();
+  pollfd fds[2] = {{wakeup_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}};
+  ::ppoll(fds, 2, limit, nullptr);
   std::uint64_t count;
   [[maybe_unused]] const auto drained = ::read(wakeup_.get(), &count, sizeof count);
 }

@@ -32,12 +32,11 @@
 // `packlock run`; a short hold never pays for it, and it costs a young hold
 // nothing on its acquisition path either.
 //
-// The same thread relays inotify events to blocking waiters asleep on a
-// release word (inotify_relay.hpp); loggers and callbacks that block it
-// delay those wake-ups as they delay beats.
+// Loggers and callbacks that block the thread delay beats. The thread does
+// nothing for waiters: they wait in the kernel (kernel_wait.hpp).
 //
 // Lifetime: every Pack shares the process's service; its thread starts at
-// the first registration or relayed sleep, and is stopped and joined when
+// the first registration, and is stopped and joined when
 // the last Pack goes. A forked child starts its own service, kept until it
 // exits, and never destroys the copy of its parent's.
 
@@ -55,7 +54,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include "inotify_relay.hpp"
 #include "sidecar.hpp"
 #include "unique_fd.hpp"
 
@@ -136,16 +134,6 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   // caller may then close its descriptor.
   void remove(HeartbeatEntry& entry) noexcept;
 
-  // The relay of this process's blocking waiters (inotify_relay.hpp),
-  // polled by the service's thread, which it starts if need be; null when
-  // no thread or epoll instance could be had, or in a forked child (whose
-  // service this is not).
-  InotifyRelay* relay() noexcept;
-  // Before `inotify_fd` is closed: the current service's relay forgets it.
-  static void forget_relayed(int inotify_fd) noexcept;
-  // Whether the calling thread is a service's thread (running a logger or
-  // a callback): a wait there cannot be relayed by the thread it blocks.
-  static bool on_service_thread() noexcept;
 
   // The fork generation it belongs to; in a forked child, a service of an
   // earlier generation has no thread.
@@ -214,7 +202,6 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   unsigned round_ = 0;
   UniqueFd inotify_;
   UniqueFd wakeup_;  // eventfd: a registration due earlier, or stop
-  InotifyRelay relay_;  // its epoll instance opened under mutex_
   std::thread thread_;
 };
 

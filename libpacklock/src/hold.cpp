@@ -1,11 +1,10 @@
 #include "hold.hpp"
 
-#include <sched.h>
 #include <sys/file.h>
 
 #include <cerrno>
 
-#include <atomic>
+#include "fork.hpp"
 
 namespace packlock::detail {
 
@@ -42,20 +41,12 @@ void Hold::announce() noexcept {
   }
 }
 
-// See the header: pwrite(2) refreshes the mtime as well, the mapped page
-// does not.
+// One pwrite(2), which refreshes the mtime as well.
 int Hold::write_record() noexcept {
   OwnerRecordWriter::Block block;
   const std::size_t size = pack_->record_writer().render(block, acquired_at_);
   if (size == 0) return ENOMEM;
-  const std::string_view record(block.data(), size);
-  if (mtime_still_fresh()) {
-    if (!sidecar_.page.made_for(sidecar_.dev, sidecar_.ino)) {
-      sidecar_.page = RecordPage::map(sidecar_.fd.get(), sidecar_.dev, sidecar_.ino);
-    }
-    if (sidecar_.page.store(record, sidecar_.seen.size)) return 0;
-  }
-  return OwnerRecordWriter::write(sidecar_.fd.get(), record);
+  return OwnerRecordWriter::write(sidecar_.fd.get(), std::string_view(block.data(), size));
 }
 
 bool Hold::mtime_still_fresh() const noexcept {
@@ -73,21 +64,6 @@ void Hold::on_lost(std::function<void()> callback) {
   heartbeat_entry_.on_lost(std::move(callback));
 }
 
-// Blocking waiters sleep on the release word, asynchronous ones poll the
-// wake channel, written only when one of them is counted (see
-// waiter_registry.hpp). A waiter woken on this CPU may still wait until the
-// releaser blocks or its slice ends (a pipe's wake-up even tells the
-// scheduler the writer is about to sleep); yielding once lets it run now,
-// and costs one system call when the waiter is on another CPU. The price:
-// a releaser that shares its CPU with the waiter it woke resumes after the
-// waiter blocks or uses its slice. Measured figures: README, Benchmarks.
-void Hold::hand_over() const noexcept {
-  const WaitingCount* const count = pack_->waiting_count();
-  if (count) count->released();
-  if (!count || count->anyone_listening()) pack_->wake().notify();
-  ::sched_yield();
-}
-
 std::error_code Hold::release() noexcept {
   if (!sidecar_.fd) return release_result_;
   if (fork_generation_ != fork_generation()) {
@@ -101,11 +77,8 @@ std::error_code Hold::release() noexcept {
   if (heartbeat_) heartbeat_->remove(heartbeat_entry_);
   // A descriptor that predates a fork is shared with the child: unlocking
   // releases (this process acquired), but it is not kept for reuse.
-  const bool unlocked = ::flock(sidecar_.fd.get(), LOCK_UN) == 0;
-  if (unlocked) {
-    // Wake other processes' waiters first: every step between the unlock
-    // and this write is handoff latency. Nobody counted: no waiter to wake.
-    if (pack_->anyone_waiting()) hand_over();
+  // The kernel wakes the waiters blocked in flock(2), of every process.
+  if (::flock(sidecar_.fd.get(), LOCK_UN) == 0) {
     pack_->keep_sidecar(std::move(sidecar_));
   } else {
     release_result_.assign(errno, std::system_category());
@@ -115,7 +88,6 @@ std::error_code Hold::release() noexcept {
   if (const int err = sidecar_.fd.reset(); err && !release_result_) {
     release_result_.assign(err, std::system_category());
   }
-  if (!unlocked) hand_over();
   pack_->queue().released(mode_, thread_);
   return release_result_;
 }

@@ -8,14 +8,13 @@
 // hold through a read-only descriptor writes nothing: it is only watched
 // for a hijack.
 //
-// The mtime need not be refreshed by every acquisition, only kept young
-// enough: when the mtime seen at the ghost-lock check is at most
+// A shared hold need not refresh the mtime on every acquisition, only keep
+// it young enough: when the mtime seen at the ghost-lock check is at most
 // (stale_after - heartbeat) / 2 old, it stays younger than
 // (stale_after + heartbeat) / 2, less than stale_after, until the first
-// beat one heartbeat later. Then the record goes through the sidecar's
-// mapped page (a memcpy, see record_page.hpp) and a shared hold makes no
-// system call; otherwise pwrite(2) or futimens(2) refreshes it. Only on a
-// local filesystem, whose clock is this host's.
+// beat one heartbeat later; otherwise futimens(2) refreshes it. Only on a
+// local filesystem, whose clock is this host's. An exclusive hold's
+// record, written with pwrite(2), refreshes the mtime anyway.
 
 #include <chrono>
 #include <memory>
@@ -43,9 +42,8 @@ class Hold final {
   ~Hold() { release(); }
 
   // Leaves the heartbeat service (waiting for a beat in flight), unlocks
-  // (LOCK_UN), keeps the unlocked descriptor in the pack for the
-  // next acquisition, and wakes waiters of other processes through the
-  // pack's wake channel. In a child forked while the hold existed it only
+  // (LOCK_UN), which lets the kernel hand the lock to a waiter, and keeps
+  // the unlocked descriptor in the pack for the next acquisition. In a child forked while the hold existed it only
   // closes its copy, leaving the parent's lock alone. Idempotent: later
   // calls return the first result.
   std::error_code release() noexcept;
@@ -72,9 +70,6 @@ class Hold final {
   HeartbeatEntry heartbeat_entry_;
 
   void announce() noexcept;
-  // Wakes other processes' waiters after the unlock and lets one on this
-  // CPU run at once.
-  void hand_over() const noexcept;
   int write_record() noexcept;
   bool mtime_still_fresh() const noexcept;
 };

@@ -1,8 +1,12 @@
 #include "lock_table.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <memory>
+
+#include "wait_thread.hpp"
 
 namespace packlock::detail {
 
@@ -14,7 +18,6 @@ ThreadToken this_thread_token() noexcept {
 
 PackQueue::Admission PackQueue::admit(Waiter& waiter, bool may_wait) {
   std::lock_guard lock(mutex_);
-  forget_parent_after_fork();
   if (held_by(waiter.thread())) return Admission::reentry;
   // An empty queue means nobody contends at the kernel level right now.
   if (waiters_.empty() && compatible(waiter.mode())) {
@@ -29,7 +32,6 @@ PackQueue::Admission PackQueue::admit(Waiter& waiter, bool may_wait) {
 
 PackQueue::Admission PackQueue::admit_ahead(Waiter& waiter) {
   std::lock_guard lock(mutex_);
-  forget_parent_after_fork();
   if (held_by(waiter.thread())) return Admission::reentry;
   const auto first_waiting = std::find_if(waiters_.begin(), waiters_.end(),
                                           [](const Waiter* w) { return !w->turn_given_; });
@@ -44,7 +46,6 @@ PackQueue::Admission PackQueue::admit_ahead(Waiter& waiter) {
 
 void PackQueue::granted(Waiter& waiter) {
   std::lock_guard lock(mutex_);
-  forget_parent_after_fork();
   // Normally the head; absent when a fork emptied this copy of the queue
   // while the waiter contended.
   if (const auto it = std::find(waiters_.begin(), waiters_.end(), &waiter); it != waiters_.end()) {
@@ -56,7 +57,6 @@ void PackQueue::granted(Waiter& waiter) {
 
 void PackQueue::withdraw(Waiter& waiter) {
   std::lock_guard lock(mutex_);
-  forget_parent_after_fork();
   const auto it = std::find(waiters_.begin(), waiters_.end(), &waiter);
   if (it == waiters_.end()) return;
   const bool was_head = it == waiters_.begin();
@@ -66,7 +66,6 @@ void PackQueue::withdraw(Waiter& waiter) {
 
 void PackQueue::released(Mode mode, ThreadToken thread) {
   std::lock_guard lock(mutex_);
-  forget_parent_after_fork();
   const auto it = std::find_if(holders_.begin(), holders_.end(), [&](const Holder& h) {
     return h.mode == mode && h.thread == thread;
   });
@@ -76,31 +75,18 @@ void PackQueue::released(Mode mode, ThreadToken thread) {
 
 std::size_t PackQueue::waiting() {
   std::lock_guard lock(mutex_);
-  forget_parent_after_fork();
   return waiters_.size();
 }
 
 std::size_t PackQueue::holding() {
   std::lock_guard lock(mutex_);
-  forget_parent_after_fork();
   return holders_.size();
 }
 
-PackQueue::~PackQueue() {
+std::shared_ptr<WaitThread> PackQueue::wait_thread() {
   std::lock_guard lock(mutex_);
-  forget_parent_after_fork();
-}
-
-void PackQueue::forget_parent_after_fork() noexcept {
-  if (generation_ == fork_generation()) return;
-  generation_ = fork_generation();
-  if (mutex_.left_held_by_fork()) {
-    abandon(holders_);
-    abandon(waiters_);
-    return;
-  }
-  holders_.clear();
-  waiters_.clear();
+  if (!wait_thread_) wait_thread_ = std::make_shared<WaitThread>();
+  return wait_thread_;
 }
 
 bool PackQueue::compatible(Mode mode) const noexcept {
@@ -130,10 +116,19 @@ LockTable& LockTable::instance() {
   return *table;
 }
 
+LockTable::LockTable() {
+  // The table's mutex is never held across a fork, and the child forgets
+  // the parent's queues (a child reopens the packs it uses: pack.hpp).
+  ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                   [] {
+                     LockTable& table = instance();
+                     table.queues_.clear();
+                     table.mutex_.unlock();
+                   });
+}
+
 std::shared_ptr<PackQueue> LockTable::queue_for(const std::string& key) {
   std::lock_guard lock(mutex_);
-  // The child's queues start empty anyway (see PackQueue).
-  if (mutex_.left_held_by_fork()) abandon(queues_);
   std::weak_ptr<PackQueue>& slot = queues_[key];
   std::shared_ptr<PackQueue> queue = slot.lock();
   if (!queue) {

@@ -18,9 +18,9 @@
 
 #include <packlock/mode.hpp>
 
-#include "fork.hpp"
-
 namespace packlock::detail {
+
+class WaitThread;
 
 // Identifies a thread for the re-entry check. Unlike std::thread::id it is
 // never reused, so a hold left by a thread that has exited is never taken
@@ -64,8 +64,6 @@ class Waiter {
 class PackQueue final {
  public:
   PackQueue() = default;
-  // In a forked child, leaves alone what a fork caught mid-change.
-  ~PackQueue();
   PackQueue(const PackQueue&) = delete;
   PackQueue& operator=(const PackQueue&) = delete;
 
@@ -93,6 +91,10 @@ class PackQueue final {
   std::size_t waiting();
   std::size_t holding();
 
+  // The pack's wait thread for asynchronous waiters (wait_thread.hpp),
+  // made at the first asynchronous wait.
+  std::shared_ptr<WaitThread> wait_thread();
+
  private:
   struct Holder {
     Mode mode;
@@ -102,20 +104,18 @@ class PackQueue final {
   bool compatible(Mode mode) const noexcept;
   bool held_by(ThreadToken thread) const noexcept;
   void give_turn_to_head() noexcept;
-  // In a forked child, the holders and waiters are the parent's threads.
-  void forget_parent_after_fork() noexcept;
 
-  ForkSafeMutex mutex_;
+  std::mutex mutex_;
   std::vector<Holder> holders_;
-  // A vector, not a deque: a fork may leave it to be abandoned, and only a
-  // container whose empty state needs no allocation can be renewed in a
-  // noexcept path. Queues are short; erasing the head moves a few pointers.
+  // Queues are short; erasing the head moves a few pointers.
   std::vector<Waiter*> waiters_;
-  unsigned generation_ = fork_generation();
+  std::shared_ptr<WaitThread> wait_thread_;
 };
 
 // Canonical pack key -> PackQueue. Queues live as long as a Pack refers to
-// them; the map keeps only weak references and forgets expired ones.
+// them; the map keeps only weak references and forgets expired ones. A
+// forked child starts with an empty table (pthread_atfork): the parent's
+// queues describe the parent's threads.
 class LockTable final {
  public:
   // Never destroyed: holds in static objects may be released after the
@@ -125,9 +125,10 @@ class LockTable final {
   std::shared_ptr<PackQueue> queue_for(const std::string& key);
 
  private:
+  LockTable();
   void forget_expired();
 
-  ForkSafeMutex mutex_;
+  std::mutex mutex_;
   std::unordered_map<std::string, std::weak_ptr<PackQueue>> queues_;
   std::size_t sweep_at_ = 64;
 };

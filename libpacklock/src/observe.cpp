@@ -12,8 +12,6 @@
 #include "proc_locks.hpp"
 #include "stale.hpp"
 #include "unique_fd.hpp"
-#include "waiter_registry.hpp"
-#include "wake_channel.hpp"
 
 namespace packlock {
 namespace {
@@ -46,18 +44,6 @@ void add_sidecar_parties(const struct stat& st, PackObservation& seen, std::erro
   }
 }
 
-void add_registered_waiters(const struct stat& st, PackObservation& seen, std::error_code& ec) {
-  for (const KernelLock& lock : detail::kernel_locks_on(st.st_dev, st.st_ino, ec)) {
-    if (lock.kind != KernelLock::Kind::posix || lock.blocked || lock.write) continue;
-    // The kernel merges one process's adjacent ranges: 0-1 is both modes.
-    const auto covers = [&](long long byte) {
-      return lock.start <= byte && (lock.end < 0 || lock.end >= byte);
-    };
-    if (covers(0)) add_party(seen.waiters, {lock.pid, Mode::exclusive, true});
-    if (covers(1)) add_party(seen.waiters, {lock.pid, Mode::shared, true});
-  }
-}
-
 // A descriptor of the sidecar, read-only and never created, if it is still
 // the inode `st` describes.
 UniqueFd open_observed_sidecar(int dir, const std::string& name, const struct stat& st) {
@@ -76,20 +62,6 @@ bool busy_when_tried(int fd) {
     return false;
   }
   return errno == EWOULDBLOCK;
-}
-
-// "Now" on the pack's filesystem. On a network filesystem that is the mtime
-// the pack's wake FIFO gets when touched, when it exists: touching it is
-// the only change observing makes, and it creates nothing.
-std::chrono::system_clock::time_point filesystem_now_for(int dir, const std::string& sidecar_name,
-                                                         bool network) {
-  if (!network) return detail::filesystem_now(false, -1);
-  const std::string fifo_name = sidecar_name + detail::kWakeSuffix;
-  const UniqueFd fifo(::openat(dir, fifo_name.c_str(),
-                               O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
-  struct stat st {};
-  const bool usable = fifo && ::fstat(fifo.get(), &st) == 0 && S_ISFIFO(st.st_mode);
-  return detail::filesystem_now(true, usable ? fifo.get() : -1);
 }
 
 bool holds_in_mode(const std::vector<LockParty>& holders, const OwnerRecord& record) {
@@ -112,7 +84,7 @@ void judge(int dir, const std::string& sidecar_name, const ObserveOptions& optio
            PackObservation& seen) {
   seen.mtime = detail::mtime_at(dir, sidecar_name, seen.network_filesystem);
   if (!seen.mtime) return;
-  const auto now = filesystem_now_for(dir, sidecar_name, seen.network_filesystem);
+  const auto now = detail::filesystem_now(seen.network_filesystem, dir);
   const OwnerRecord* owner = seen.owner ? &*seen.owner : nullptr;
   const detail::Staleness staleness =
       detail::judge_staleness(*seen.mtime, now, options.stale_after, owner);
@@ -149,13 +121,7 @@ PackObservation observe(const std::filesystem::path& pack, const ObserveOptions&
   seen.network_filesystem = detail::is_network_filesystem(dir.get());
   add_sidecar_parties(st, seen, ec);
   if (ec) return seen;
-  struct stat waiters {};
-  if (identity_of(dir.get(), name + detail::kWaitersSuffix, waiters, ec) && S_ISREG(waiters.st_mode)) {
-    add_registered_waiters(waiters, seen, ec);
-    if (ec) return seen;
-  }
-  // Opening the sidecar wakes waiters that watch it for a close, so a free
-  // lock's is left alone unless asked to try it.
+  // A free lock's sidecar is left alone unless asked to try it.
   const bool look_inside = !seen.holders.empty() || options.try_lock;
   if (const UniqueFd sidecar = look_inside ? open_observed_sidecar(dir.get(), name, st) : UniqueFd()) {
     seen.record = read_owner_record(sidecar.get());

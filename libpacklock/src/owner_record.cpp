@@ -1,5 +1,7 @@
 #include "owner_record.hpp"
 
+#include <pthread.h>
+
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -11,9 +13,11 @@
 #include <charconv>
 #include <climits>
 #include <cstring>
+#include <mutex>
 
 #include <nlohmann/json.hpp>
 
+#include "fork.hpp"
 #include "lock_table.hpp"
 #include "unique_fd.hpp"
 
@@ -383,12 +387,19 @@ OwnerLiveness liveness_of(const OwnerRecord& record) noexcept try {
 
 namespace detail {
 
+namespace {
+
+// Never held across a fork: a child reads its own facts.
+std::mutex facts_mutex;
+[[maybe_unused]] const int facts_fork_handlers = ::pthread_atfork(
+    [] { facts_mutex.lock(); }, [] { facts_mutex.unlock(); }, [] { facts_mutex.unlock(); });
+
+}  // namespace
+
 std::shared_ptr<const ProcessFacts> process_facts() {
-  static ForkSafeMutex mutex;
   static auto* cached = new std::shared_ptr<const ProcessFacts>;  // never destroyed
   static unsigned generation = 0;
-  std::lock_guard lock(mutex);
-  if (mutex.left_held_by_fork()) abandon(*cached);
+  std::lock_guard lock(facts_mutex);
   if (!*cached || generation != fork_generation()) {
     *cached = read_process_facts();
     generation = fork_generation();
@@ -439,33 +450,19 @@ bool OwnerRecordWriter::build(Template& out) const try {
   out.check_at = line.rfind(kCheckKey);
   out.prefix_hash = fnv1a(kFnvOffset, std::string_view(line).substr(0, out.time_at));
   out.block = padded_block(std::move(line));
-  out.generation = fork_generation();
   return true;
 } catch (...) {
   return false;
 }
 
-OwnerRecordWriter::~OwnerRecordWriter() {
-  std::lock_guard lock(child_mutex_);
-  if (child_mutex_.left_held_by_fork()) abandon(child_template_);
-}
-
+// Built once: a Pack, hence its writer, belongs to the process that opened
+// it (a forked child reopens the pack, and writes its own pid).
 const OwnerRecordWriter::Template* OwnerRecordWriter::current() const noexcept try {
   std::call_once(built_, [this] {
     auto fresh = std::make_shared<Template>();
     if (build(*fresh)) template_ = std::move(fresh);
   });
-  if (template_ && template_->generation == fork_generation()) return template_.get();
-  // A forked child writes its own pid and start time. Once built for this
-  // process the child's template is never replaced here.
-  std::lock_guard lock(child_mutex_);
-  if (child_mutex_.left_held_by_fork()) abandon(child_template_);
-  if (!child_template_ || child_template_->generation != fork_generation()) {
-    auto fresh = std::make_shared<Template>();
-    if (!build(*fresh)) return nullptr;
-    child_template_ = std::move(fresh);
-  }
-  return child_template_.get();
+  return template_.get();
 } catch (...) {
   return nullptr;
 }

@@ -21,7 +21,6 @@
 #include <packlock/options.hpp>
 #include <packlock/owner.hpp>
 
-#include "fork.hpp"
 
 namespace packlock::detail {
 
@@ -50,8 +49,6 @@ std::optional<std::uint64_t> process_start_time(pid_t pid) noexcept;
 class OwnerRecordWriter final {
  public:
   explicit OwnerRecordWriter(const LockOptions& options);
-  // In a forked child, leaves alone what a fork caught mid-change.
-  ~OwnerRecordWriter();
   OwnerRecordWriter(const OwnerRecordWriter&) = delete;
   OwnerRecordWriter& operator=(const OwnerRecordWriter&) = delete;
 
@@ -65,14 +62,12 @@ class OwnerRecordWriter final {
 
  private:
   struct Template {
-    unsigned generation = 0;
     std::string block;  // the padded line with placeholders
     std::size_t time_at = 0, token_at = 0, check_at = 0;
     std::uint64_t prefix_hash = 0;  // of block[0, time_at)
   };
   bool build(Template& out) const;
-  // The template for this process: built once, then read without a lock;
-  // a forked child (another pid) builds its own under the mutex.
+  // The template: built once, then read without a lock.
   const Template* current() const noexcept;
 
   std::chrono::nanoseconds heartbeat_;
@@ -80,8 +75,6 @@ class OwnerRecordWriter final {
   std::optional<std::string> command_;
   mutable std::once_flag built_;
   mutable std::shared_ptr<const Template> template_;  // written once, under built_
-  mutable ForkSafeMutex child_mutex_;
-  mutable std::shared_ptr<const Template> child_template_;
 };
 
 }  // namespace packlock::detail

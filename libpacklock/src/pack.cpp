@@ -5,6 +5,8 @@
 
 #include <cerrno>
 
+#include "fork.hpp"
+#include "kernel_wait.hpp"
 #include "stale.hpp"
 
 namespace packlock::detail {
@@ -15,9 +17,15 @@ bool valid_sidecar_name(const std::string& name) noexcept {
          name.find_first_of(std::string_view("/\0", 2)) == std::string::npos;
 }
 
+int wait_signal_of(const LockOptions& options) noexcept {
+  return options.wait_signal != 0 ? options.wait_signal : default_wait_signal();
+}
+
 bool valid(const LockOptions& options) noexcept {
+  const int signo = wait_signal_of(options);
   return options.heartbeat > std::chrono::nanoseconds::zero() &&
-         options.stale_after > options.heartbeat && valid_sidecar_name(options.sidecar_name);
+         options.stale_after > options.heartbeat && valid_sidecar_name(options.sidecar_name) &&
+         signo >= SIGRTMIN && signo <= SIGRTMAX;
 }
 
 }  // namespace
@@ -30,34 +38,15 @@ Pack::Pack(UniqueFd dir, dev_t dir_dev, ino_t dir_ino, std::filesystem::path pat
       path_(std::move(path)),
       options_(options),
       network_(is_network_filesystem(dir_.get())),
+      wait_signal_(wait_signal_of(options)),
+      generation_(fork_generation()),
       queue_(std::move(queue)),
-      wake_(dir_.get(), options_.sidecar_name),
       record_writer_(options_),
-      heartbeat_(HeartbeatService::shared()) {
-  waiting_ = waiting_count_of(*this);
-}
-
-Pack::~Pack() {
-  (void)lock_idle();  // in a forked child, leaves alone what a fork caught mid-change
-  try {
-    const std::string key = table_key();
-    waiting_.reset();
-    queue_.reset();
-    close_waiters_file_of(key);
-  } catch (...) {
-    // Without memory for the key: the registry closes it with a later pack.
-  }
-}
-
-std::unique_lock<ForkSafeMutex> Pack::lock_idle() const noexcept {
-  std::unique_lock lock(idle_mutex_);
-  if (idle_mutex_.left_held_by_fork()) abandon(idle_);
-  return lock;
-}
+      heartbeat_(HeartbeatService::shared()) {}
 
 Sidecar Pack::take_sidecar(std::error_code& ec) const noexcept {
   {
-    const auto lock = lock_idle();
+    std::lock_guard lock(idle_mutex_);
     // A descriptor kept before a fork is one open file description shared
     // with the other process: flock(2) would take the two for one holder.
     if (idle_.fd && idle_.epoch == descriptor_epoch()) {
@@ -71,18 +60,35 @@ Sidecar Pack::take_sidecar(std::error_code& ec) const noexcept {
 
 void Pack::keep_sidecar(Sidecar&& sidecar) const noexcept {
   if (sidecar.epoch != descriptor_epoch()) return;  // shared with another process
-  const auto lock = lock_idle();
+  std::lock_guard lock(idle_mutex_);
   if (idle_.fd && idle_.epoch == descriptor_epoch()) return;
   idle_ = std::move(sidecar);
 }
 
-HeartbeatService* Pack::heartbeat() const noexcept try {
-  if (heartbeat_->generation() == fork_generation()) return heartbeat_.get();
-  // A service from before a fork has no thread in this process; the
-  // child's own is pinned, so the pointer outlives this reference.
-  return HeartbeatService::shared().get();
-} catch (...) {
-  return nullptr;
+std::chrono::steady_clock::time_point Pack::stale_check_due(ino_t ino) const noexcept {
+  if (stale_check_ino_.load(std::memory_order_relaxed) != ino) return {};
+  return std::chrono::steady_clock::time_point(
+      std::chrono::steady_clock::duration(stale_check_due_.load(std::memory_order_relaxed)));
+}
+
+void Pack::note_stale_check(std::chrono::steady_clock::time_point due, ino_t ino) const noexcept {
+  // Racing notes may pair one inode with another's time; the hint only
+  // spares a judgement, and a wrong one is corrected by the next.
+  stale_check_ino_.store(ino, std::memory_order_relaxed);
+  stale_check_due_.store(due.time_since_epoch().count(), std::memory_order_relaxed);
+}
+
+std::shared_ptr<const Pack> Pack::for_this_process(const std::shared_ptr<const Pack>& pack,
+                                                   std::error_code& ec) noexcept {
+  ec.clear();
+  if (!pack || pack->generation_ == fork_generation()) return pack;
+  // The parent's descriptor of the directory is shared; a new one is ours.
+  UniqueFd dir(::openat(pack->dir_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) {
+    ec.assign(errno, std::system_category());
+    return nullptr;
+  }
+  return open_at(std::move(dir), pack->path(), pack->options(), ec);
 }
 
 std::function<void()> Pack::log_call(LogEventKind kind, std::string message,

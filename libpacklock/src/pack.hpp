@@ -12,26 +12,31 @@
 
 #include <packlock/options.hpp>
 
-#include "fork.hpp"
+#include <atomic>
+#include <chrono>
+
 #include "heartbeat.hpp"
 #include "lock_table.hpp"
 #include "owner_record.hpp"
 #include "sidecar.hpp"
 #include "unique_fd.hpp"
-#include "waiter_registry.hpp"
-#include "wake_channel.hpp"
 
 namespace packlock::detail {
 
 // Shared freely between threads, copies of a PackLock and the holds taken
 // through it: everything is immutable after open() but the idle descriptor,
-// which its own mutex guards.
+// which its own mutex guards, and the stale-check hint, an atomic.
+//
+// A Pack belongs to the process that opened it. A forked child reopens it
+// (for_this_process) and never touches the parent's: its mutex may have
+// been held by a parent thread at the fork.
 class Pack final {
  public:
   // Opens (creating with options.create) the pack directory and sidecar.
   // std::errc::invalid_argument for options no holder could keep: a
   // heartbeat that is not positive, a stale period not longer than the
-  // heartbeat, a sidecar name that is empty, ".", ".." or holds a '/'.
+  // heartbeat, a sidecar name that is empty, ".", ".." or holds a '/', a
+  // wait signal that is not a real-time signal.
   static std::shared_ptr<const Pack> open(const std::filesystem::path& pack,
                                           const LockOptions& options,
                                           std::error_code& ec) noexcept;
@@ -39,6 +44,11 @@ class Pack final {
   static std::shared_ptr<const Pack> open_at(UniqueFd dir, const std::filesystem::path& spelled,
                                              const LockOptions& options,
                                              std::error_code& ec) noexcept;
+
+  // `pack` itself, or in a forked child the same pack opened anew (its
+  // directory descriptor reopened, a fresh queue and heartbeat service).
+  static std::shared_ptr<const Pack> for_this_process(const std::shared_ptr<const Pack>& pack,
+                                                      std::error_code& ec) noexcept;
 
   // The canonical path of the pack directory.
   const std::filesystem::path& path() const noexcept { return path_; }
@@ -70,23 +80,20 @@ class Pack final {
   // Keeps an unlocked descriptor for the next acquisition (or closes it).
   void keep_sidecar(Sidecar&& sidecar) const noexcept;
 
-  const WakeChannel& wake() const noexcept { return wake_; }
-  // The waiters file's count and release word; null when this process may
-  // not map it (then blocking waiters sleep in ppoll, on the wake channel).
-  const WaitingCount* waiting_count() const noexcept { return waiting_.get(); }
-  // After a release: whether a waiter of this host may need waking through
-  // the wake channel (see WaitingCount); always true without the count.
-  bool anyone_waiting() const noexcept { return !waiting_ || waiting_->anyone(); }
+  // The signal that ends this pack's waits early (kernel_wait.hpp).
+  int wait_signal() const noexcept { return wait_signal_; }
+
+  // A hint shared by the acquirers of this process: the lock on inode `ino`
+  // cannot turn stale before the returned instant (none: epoch).
+  std::chrono::steady_clock::time_point stale_check_due(ino_t ino) const noexcept;
+  void note_stale_check(std::chrono::steady_clock::time_point due, ino_t ino) const noexcept;
   // The ghost-lock check of an acquisition (fills sidecar.seen).
   bool path_names(Sidecar& sidecar) const noexcept {
     return path_names_sidecar(dir_fd(), options_.sidecar_name, sidecar);
   }
 
-  // The heartbeat service for a hold taken now: the one the Pack was opened
-  // with, without a lock or a reference count; in a forked child, whose
-  // process that one does not serve, the child's own, which lives until
-  // the child exits (see heartbeat.cpp). Null when none could be had.
-  HeartbeatService* heartbeat() const noexcept;
+  // The heartbeat service of the holds taken through this Pack.
+  HeartbeatService* heartbeat() const noexcept { return heartbeat_.get(); }
   const OwnerRecordWriter& record_writer() const noexcept { return record_writer_; }
 
   // Tells the logger, if there is one; `message()` builds the text only then.
@@ -106,26 +113,22 @@ class Pack final {
        const LockOptions& options, std::shared_ptr<PackQueue> queue);
   Pack(const Pack&) = delete;
   Pack& operator=(const Pack&) = delete;
-  // Closes the pack's waiters file too when this was its last Pack.
-  ~Pack();
 
  private:
-  // Locks the idle descriptor; in a forked child, first abandons one a fork
-  // caught mid-change.
-  std::unique_lock<ForkSafeMutex> lock_idle() const noexcept;
-
   UniqueFd dir_;
   dev_t dir_dev_;
   ino_t dir_ino_;
   std::filesystem::path path_;
   LockOptions options_;
   bool network_;
+  int wait_signal_;
+  unsigned generation_;  // fork_generation() at open
   std::shared_ptr<PackQueue> queue_;
-  WakeChannel wake_;
-  std::shared_ptr<const WaitingCount> waiting_;  // set once, in the constructor
   OwnerRecordWriter record_writer_;
-  mutable ForkSafeMutex idle_mutex_;
+  mutable std::mutex idle_mutex_;
   mutable Sidecar idle_;
+  mutable std::atomic<std::chrono::steady_clock::rep> stale_check_due_{0};
+  mutable std::atomic<ino_t> stale_check_ino_{0};
   const std::shared_ptr<HeartbeatService> heartbeat_;
 };
 

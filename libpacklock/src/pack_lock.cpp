@@ -75,7 +75,9 @@ PackLockHold PackLock::try_acquire(Mode mode, std::error_code& ec) const noexcep
     ec = errc::not_open;
     return {};
   }
-  return PackLockHold(detail::try_acquire(pack_, mode, ec));
+  const auto pack = detail::Pack::for_this_process(pack_, ec);
+  if (ec) return {};
+  return PackLockHold(detail::try_acquire(pack, mode, ec));
 }
 
 PackLockHold PackLock::try_acquire(Mode mode) const {
@@ -89,7 +91,9 @@ PackLockHold PackLock::acquire(Mode mode, Timeout timeout, std::error_code& ec) 
     ec = errc::not_open;
     return {};
   }
-  return PackLockHold(detail::acquire(pack_, mode, detail::deadline_of(timeout), ec));
+  const auto pack = detail::Pack::for_this_process(pack_, ec);
+  if (ec) return {};
+  return PackLockHold(detail::acquire(pack, mode, detail::deadline_of(timeout), ec));
 }
 
 PackLockHold PackLock::acquire(Mode mode, Timeout timeout) const {

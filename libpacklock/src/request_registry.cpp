@@ -1,5 +1,7 @@
 #include "request_registry.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 
 #include <packlock/error.hpp>
@@ -56,6 +58,11 @@ RequestRegistry& RequestRegistry::instance() {
   return *registry;
 }
 
+RequestRegistry::RequestRegistry() {
+  ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                   [] { instance().mutex_.unlock(); });
+}
+
 void RequestRegistry::add(std::shared_ptr<RequestEntry> entry) {
   std::lock_guard lock(mutex_);
   forget_parent_after_fork();
@@ -88,10 +95,6 @@ void RequestRegistry::revoke_holders(const Pack& pack) noexcept {
 void RequestRegistry::forget_parent_after_fork() noexcept {
   if (generation_ == fork_generation()) return;
   generation_ = fork_generation();
-  if (mutex_.left_held_by_fork()) {
-    abandon(entries_);
-    return;
-  }
   entries_.clear();
 }
 

@@ -87,7 +87,9 @@ class RequestRegistry final {
   // In a forked child, the requests are the parent's.
   void forget_parent_after_fork() noexcept;
 
-  ForkSafeMutex mutex_;
+  RequestRegistry();
+
+  std::mutex mutex_;  // free in a forked child (pthread_atfork)
   std::vector<std::shared_ptr<RequestEntry>> entries_;
   unsigned generation_ = fork_generation();
 };

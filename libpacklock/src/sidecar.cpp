@@ -9,7 +9,7 @@
 
 #include <packlock/error.hpp>
 
-#include "lock_table.hpp"
+#include "fork.hpp"
 
 namespace packlock::detail {
 namespace {

@@ -12,7 +12,6 @@
 #include <string>
 #include <system_error>
 
-#include "record_page.hpp"
 #include "unique_fd.hpp"
 
 namespace packlock::detail {
@@ -38,7 +37,6 @@ struct Sidecar {
   bool writable = false;  // false: opened read-only (no record, no heartbeat)
   unsigned epoch = 0;     // descriptor_epoch() when opened
   SidecarSeen seen;
-  RecordPage page;        // mapped by the first record written through it
 };
 
 // Opens (creating with `create`) the pack directory, following symlinks in

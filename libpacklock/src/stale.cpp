@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 
+#include "owner_record.hpp"
 #include "pack.hpp"
 #include "proc_locks.hpp"
 
@@ -65,11 +66,16 @@ bool is_network_filesystem(int fd) noexcept {
   }
 }
 
-SystemClock::time_point filesystem_now(bool network, int probe_fd) noexcept {
-  if (network && probe_fd >= 0) {
-    const timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
-    if (::futimens(probe_fd, times) == 0) {
-      if (const auto now = statx_mtime(probe_fd, "", AT_EMPTY_PATH, true)) return *now;
+SystemClock::time_point filesystem_now(bool network, int dir_fd) noexcept {
+  if (network && dir_fd >= 0) {
+    // The atime: setting it changes nothing anyone relies on, and the
+    // server stamps it with its own clock.
+    const timespec times[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
+    struct statx st {};
+    if (::futimens(dir_fd, times) == 0 &&
+        ::statx(dir_fd, "", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC, STATX_ATIME, &st) == 0 &&
+        (st.stx_mask & STATX_ATIME)) {
+      return to_time_point(st.stx_atime);
     }
   }
   return SystemClock::now();
@@ -103,12 +109,33 @@ bool held_on_this_host(dev_t dev, ino_t ino) noexcept try {
   return true;
 }
 
+bool holder_will_be_told(const Sidecar& sidecar) noexcept try {
+  const std::optional<OwnerRecord> record = read_owner_record(sidecar.fd.get());
+  if (!record || record->mode != Mode::exclusive) return false;
+  const std::shared_ptr<const ProcessFacts> facts = process_facts();
+  if (!facts || record->boot_id != facts->boot_id ||
+      record->pid_namespace != facts->pid_namespace) {
+    return false;
+  }
+  if (process_start_time(record->pid) != record->start_time) return false;
+  std::error_code ec;
+  const std::vector<KernelLock> locks = kernel_locks_on(sidecar.dev, sidecar.ino, ec);
+  if (ec) return false;
+  const auto holds = [](const KernelLock& lock) { return !lock.blocked; };
+  const auto holders = std::count_if(locks.begin(), locks.end(), holds);
+  return holders == 1 && std::any_of(locks.begin(), locks.end(), [&](const KernelLock& lock) {
+           return holds(lock) && lock.pid == record->pid;
+         });
+} catch (...) {
+  return false;
+}
+
 std::optional<Staleness> StaleRecovery::judge(const Sidecar& sidecar,
                                               std::optional<OwnerRecord>& record) noexcept {
   const bool network = pack_.network();
   const auto mtime = mtime_of(sidecar.fd.get(), network);
   if (!mtime) return std::nullopt;
-  const auto now = filesystem_now(network, pack_.wake().native_handle());
+  const auto now = filesystem_now(network, pack_.dir_fd());
   const auto stale_after = pack_.options().stale_after;
   Staleness staleness = judge_staleness(*mtime, now, stale_after, nullptr);
   if (!staleness.skewed && !staleness.stale) return staleness;
@@ -126,25 +153,40 @@ std::optional<Staleness> StaleRecovery::judge(const Sidecar& sidecar,
   return staleness;
 }
 
+std::optional<Steady::time_point> StaleRecovery::next_check() const noexcept {
+  if (next_check_ == Steady::time_point{}) return std::nullopt;
+  return next_check_;
+}
+
+void StaleRecovery::check_again_at(Steady::time_point at) noexcept {
+  next_check_ = at;
+  pack_.note_stale_check(at, sidecar_ino_);
+}
+
 Recovery StaleRecovery::after_busy(Sidecar& sidecar, Mode mode) noexcept {
   const auto now = Steady::now();
+  // A judgement of this process that still stands spares the system calls.
+  if (next_check_ == Steady::time_point{}) {
+    if (const auto due = pack_.stale_check_due(sidecar.ino); due > now) next_check_ = due;
+  }
+  sidecar_ino_ = sidecar.ino;
   if (now < next_check_) return Recovery::none;
   std::optional<OwnerRecord> record;
   const auto staleness = judge(sidecar, record);
   if (!staleness) {
-    next_check_ = now + pack_.options().stale_after;
+    check_again_at(now + pack_.options().stale_after);
     return Recovery::none;
   }
   if (!staleness->stale) {
     // Not stale before its period has passed since the mtime; a skewed
     // mtime is looked at again within a period.
     const auto left = staleness->skewed ? staleness->period : staleness->period - staleness->age;
-    next_check_ = now + std::max(left, std::chrono::nanoseconds::zero());
+    check_again_at(now + std::max(left, std::chrono::nanoseconds::zero()));
     return Recovery::none;
   }
   if (pack_.options().stale_policy == StalePolicy::safe && held_on_this_host(sidecar.dev, sidecar.ino)) {
     report_protected(*staleness);
-    next_check_ = now + staleness->period;
+    check_again_at(now + staleness->period);
     return Recovery::none;
   }
   return recover(sidecar, mode);
@@ -162,16 +204,11 @@ void StaleRecovery::report_protected(const Staleness& staleness) noexcept {
             {});
 }
 
-UniqueFd take_recovery_lock(const Pack& pack, RecoveryLockWait wait) noexcept {
-  const std::string name = pack.sidecar_name() + kRecoverSuffix;
-  constexpr int flags = O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
-  UniqueFd fd(::openat(pack.dir_fd(), name.c_str(), O_RDWR | O_CREAT | flags, 0666));
-  if (!fd && errno == EACCES) fd = UniqueFd(::openat(pack.dir_fd(), name.c_str(), O_RDONLY | flags));
-  struct stat st {};
-  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
-      ::flock(fd.get(), wait == RecoveryLockWait::yes ? LOCK_EX : LOCK_EX | LOCK_NB) != 0) {
-    return {};
-  }
+UniqueFd take_recovery_lock(const Pack& pack) noexcept {
+  // A description of its own: flock(2) then excludes the threads of this
+  // process from each other too.
+  UniqueFd fd(::openat(pack.dir_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return {};
   return fd;
 }
 
@@ -201,13 +238,18 @@ Recovery StaleRecovery::recover(Sidecar& sidecar, Mode mode) noexcept {
   };
   int unlink_error = 0;
   const Recovery result =
-      unlink_busy_sidecar(pack_, sidecar, mode, RecoveryLockWait::no, still_stale, unlink_error);
+      unlink_busy_sidecar(pack_, sidecar, mode, still_stale, unlink_error);
   if (unlink_error != 0) {
-    next_check_ = Steady::now() + staleness->period;
+    check_again_at(Steady::now() + staleness->period);
     pack_.log(LogEventKind::stale_not_recovered,
               [] { return std::string("lock is stale but its sidecar could not be unlinked"); },
               {unlink_error, std::system_category()});
     return Recovery::none;
+  }
+  if (result == Recovery::none) {
+    // Another recoverer is at it (its unlink wakes waiters), or the lock is
+    // no longer stale: look again within a fraction of the period.
+    check_again_at(Steady::now() + pack_.options().stale_after / 4);
   }
   // Nothing was unlinked by us unless the judgement was made and held.
   if (result != Recovery::retry || !staleness || !staleness->stale) return result;

@@ -4,10 +4,10 @@
 //
 // Age is the sidecar's mtime measured against the filesystem's clock. On a
 // local filesystem that is this kernel's realtime clock, which stamps the
-// mtime. On a network filesystem the server stamps it, so "now" is the mtime
-// the pack's wake FIFO gets when touched (futimens UTIME_NOW is applied by
-// the server), and the sidecar's mtime is read with AT_STATX_FORCE_SYNC past
-// the client's attribute cache. An mtime later than "now" is skewed: it says
+// mtime. On a network filesystem the server stamps it, so "now" is the
+// atime the pack directory gets when set to UTIME_NOW (the server applies
+// it), and the sidecar's mtime is read with AT_STATX_FORCE_SYNC past the
+// client's attribute cache. An mtime later than "now" is skewed: it says
 // nothing about age. An acquirer then watches it instead: a skewed mtime
 // that stays unchanged for a whole stale period, by this host's monotonic
 // clock, is stale; one that changes is a live heartbeat.
@@ -15,12 +15,16 @@
 // Recovery. An acquirer that finds the lock busy and stale, and whose policy
 // allows it, unlinks the sidecar so that the next attempt creates a fresh
 // one; the holder learns of it through the hijack path. Recoverers exclude
-// each other with a non-blocking flock(2) on `<sidecar>.recover`; under it
+// each other with a non-blocking flock(2) on the pack directory itself,
+// which lives as long as the pack and needs no file of its own; under it
 // they check again that the path still names the inode judged stale, that
 // it is still busy and stale (and, under `safe`, held by no process of this
 // host), and only then unlink. So of many processes recovering one stale
 // lock at once exactly one unlinks it, and only that inode; the others
 // find the path replaced and contend for the new sidecar.
+//
+// A steal (contention.hpp) uses the same guarded unlink, with "the holder
+// will be told" in place of "stale".
 
 #include <sys/types.h>
 
@@ -38,16 +42,14 @@ namespace packlock::detail {
 
 class Pack;
 
-inline constexpr const char* kRecoverSuffix = ".recover";
-
 // NFS, SMB, AFS, Ceph, 9p, FUSE, cluster filesystems: holders on other hosts
 // are invisible in /proc/locks, and mtimes come from another clock.
 bool is_network_filesystem(int fd) noexcept;
 
 // "Now" on the filesystem: the local realtime clock, or on a network
-// filesystem the mtime `probe_fd` (a FIFO of ours, -1 for none) gets when
-// touched; the local clock when that fails.
-std::chrono::system_clock::time_point filesystem_now(bool network, int probe_fd) noexcept;
+// filesystem the atime the directory `dir_fd` gets when set to UTIME_NOW;
+// the local clock when that fails.
+std::chrono::system_clock::time_point filesystem_now(bool network, int dir_fd) noexcept;
 
 // The mtime of `fd`, revalidated on a network filesystem.
 std::optional<std::chrono::system_clock::time_point> mtime_of(int fd, bool network) noexcept;
@@ -80,17 +82,12 @@ enum class Recovery {
   locked,  // the holder let go meanwhile: `sidecar` now holds the lock
 };
 
-// How the recovery lock is taken: a waiter that finds it taken leaves the
-// recovery to its holder (whose unlink wakes it); a steal, which never
-// waits for the lock itself, waits the moment a recoverer holds it.
-enum class RecoveryLockWait { no, yes };
-
 // Unlinks the pack's sidecar: 0 or the errno.
 int unlink_sidecar(const Pack& pack) noexcept;
 
-// An exclusive flock on `<sidecar>.recover` (non-blocking unless `wait`);
-// empty when another recoverer has it or the file cannot be had.
-UniqueFd take_recovery_lock(const Pack& pack, RecoveryLockWait wait) noexcept;
+// A non-blocking exclusive flock on the pack directory, through a
+// description of its own; empty when another recoverer has it.
+UniqueFd take_recovery_lock(const Pack& pack) noexcept;
 
 // Under the recovery lock, before any judgement: `retry` when the path no
 // longer names `sidecar`'s inode, `locked` when a non-blocking attempt in
@@ -101,13 +98,13 @@ Recovery recheck_under_recovery_lock(const Pack& pack, Sidecar& sidecar, Mode mo
 // lock, and once the recheck above finds the inode still named and busy,
 // `still_to_unlink()` (noexcept) confirms the judgement made on that inode;
 // only then is the sidecar unlinked (`retry`). `none` when the recovery
-// lock is another's (and `wait` is no), when `still_to_unlink()` says no,
-// or when the unlink fails (its errno in `unlink_error`).
+// lock is another's, when `still_to_unlink()` says no, or when the unlink
+// fails (its errno in `unlink_error`).
 template <typename StillToUnlink>
-Recovery unlink_busy_sidecar(const Pack& pack, Sidecar& sidecar, Mode mode, RecoveryLockWait wait,
+Recovery unlink_busy_sidecar(const Pack& pack, Sidecar& sidecar, Mode mode,
                              StillToUnlink&& still_to_unlink, int& unlink_error) noexcept {
   unlink_error = 0;
-  const UniqueFd guard = take_recovery_lock(pack, wait);
+  const UniqueFd guard = take_recovery_lock(pack);
   // Busy: another recoverer is at it; its unlink wakes waiters (IN_ATTRIB).
   if (!guard) return Recovery::none;
   const Recovery recheck = recheck_under_recovery_lock(pack, sidecar, mode);
@@ -115,6 +112,14 @@ Recovery unlink_busy_sidecar(const Pack& pack, Sidecar& sidecar, Mode mode, Reco
   unlink_error = unlink_sidecar(pack);
   return unlink_error == 0 ? Recovery::retry : Recovery::none;
 }
+
+// The holder of `sidecar` will be told of a steal: its owner record names
+// a live process of this host (same boot, same pid namespace, same start
+// time) that holds the lock alone as the kernel's table shows, i.e. an
+// exclusive packlock hold, which heartbeats and watches its sidecar. A
+// flock(1) holder, shared holders, a holder on another host and a record
+// left by a process that let go since would not learn of it.
+bool holder_will_be_told(const Sidecar& sidecar) noexcept;
 
 // The stale checks of one waiter across its attempts. Not thread-safe: one
 // waiter owns it.
@@ -125,13 +130,18 @@ class StaleRecovery final {
   // After a busy attempt on `sidecar` in `mode`. Cheap when the last check
   // showed the lock cannot be stale yet (no system call).
   Recovery after_busy(Sidecar& sidecar, Mode mode) noexcept;
+  // When the lock could next turn stale, so that a waiter blocked in the
+  // kernel wakes to judge it again; none before the first judgement.
+  std::optional<std::chrono::steady_clock::time_point> next_check() const noexcept;
 
  private:
   std::optional<Staleness> judge(const Sidecar& sidecar, std::optional<OwnerRecord>& record) noexcept;
   Recovery recover(Sidecar& sidecar, Mode mode) noexcept;
   void report_protected(const Staleness& staleness) noexcept;
+  void check_again_at(std::chrono::steady_clock::time_point at) noexcept;
 
   const Pack& pack_;
+  ino_t sidecar_ino_ = 0;  // the inode of the last judgement
   std::chrono::steady_clock::time_point next_check_{};
   // A skewed mtime and since when (this host's monotonic clock) it stands.
   std::chrono::system_clock::time_point skewed_mtime_{};

@@ -86,8 +86,7 @@ UnlockFunc lock_as(Mode mode, const Context& ctx, const Root& root, std::error_c
   std::error_code why;
   std::unique_ptr<detail::Hold> hold;
   if (const auto pack = open_root(ctx, root, why)) {
-    hold = detail::acquire(pack, mode, ctx.deadline(), why, detail::Backoff{},
-                           TryLockAccess::cancellation(ctx));
+    hold = detail::acquire(pack, mode, ctx.deadline(), why, TryLockAccess::cancellation(ctx));
   }
   if (cause) *cause = why;
   if (!hold) {

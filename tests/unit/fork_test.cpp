@@ -1,5 +1,7 @@
-// What a fork leaves in the child: a mutex a vanished thread held is
-// renewed, and its owner told once to abandon what it guarded.
+// The fork contract (libpacklock(3)): in a child, a hold taken before the
+// fork can only be released; a pack opened before the fork is reopened at
+// its first use, with a fresh queue and its own wait state, and the child
+// never hangs on what the parent's threads were doing at the fork.
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -11,12 +13,10 @@
 
 #include <boost/test/unit_test.hpp>
 
-#include "fork.hpp"
 #include "support.hpp"
 
 using namespace packlock;
 using namespace packlock::test;
-using detail::ForkSafeMutex;
 
 namespace {
 
@@ -47,86 +47,54 @@ int in_child(const std::function<int()>& body, std::chrono::milliseconds limit =
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-// The child's report: 0 when the flag read true, then false; 1 when it read
-// false first; 2 when it read true twice.
-int lock_and_read_the_flag_twice(ForkSafeMutex& mutex) {
-  std::lock_guard lock(mutex);
-  if (!mutex.left_held_by_fork()) return 1;
-  return mutex.left_held_by_fork() ? 2 : 0;
-}
-
-// Holds `mutex` on a thread parked in read(2) until the Holder goes.
-class Holder {
- public:
-  explicit Holder(ForkSafeMutex& mutex) {
-    if (::pipe(pipe_) != 0) throw std::runtime_error("pipe failed");
-    thread_ = std::thread([held = &mutex, this] {
-      std::lock_guard lock(*held);
-      locked_.open();
-      char byte;
-      (void)!::read(pipe_[0], &byte, 1);
-    });
-    if (!locked_.wait()) {
-      let_go();
-      throw std::runtime_error("the holder never locked");
-    }
-  }
-  ~Holder() { let_go(); }
-
- private:
-  void let_go() {
-    if (!thread_.joinable()) return;
-    (void)!::write(pipe_[1], "x", 1);
-    thread_.join();
-    ::close(pipe_[0]);
-    ::close(pipe_[1]);
-  }
-
-  int pipe_[2];
-  Gate locked_;
-  std::thread thread_;
-};
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(fork_safety)
 
-BOOST_AUTO_TEST_CASE(a_mutex_a_vanished_thread_held_is_renewed_and_reported_once) {
-  ForkSafeMutex mutex;
-  Holder holder(mutex);
-  BOOST_TEST(in_child([&] { return lock_and_read_the_flag_twice(mutex); }) == 0);
+// A parent thread holds the pack and another waits for it in this process's
+// queue at the fork: the child's queue starts empty, so its try is refused
+// by the kernel (busy), not by the parent's threads, and never hangs.
+BOOST_FIXTURE_TEST_CASE(a_child_queues_afresh_behind_the_parents_threads, PackDir) {
+  PackLockHold hold = lock.acquire();
+  std::thread queued([&] { (void)lock.acquire(Mode::exclusive, 5s); });
+  BOOST_REQUIRE(eventually([&] { return waiting_count(lock) == 1; }));
+  const int code = in_child([&] {
+    std::error_code ec;
+    (void)lock.try_acquire(Mode::exclusive, ec);
+    if (ec != errc::busy) return 1;
+    (void)lock.acquire(Mode::exclusive, 100ms, ec);
+    return ec == errc::timeout ? 0 : 2;
+  });
+  hold.release();
+  queued.join();
+  BOOST_TEST(code == 0);
 }
 
-BOOST_AUTO_TEST_CASE(a_mutex_free_at_the_fork_is_not_reported) {
-  ForkSafeMutex mutex;
-  { std::lock_guard lock(mutex); }
-  BOOST_TEST(in_child([&] {
-               std::lock_guard lock(mutex);
-               return mutex.left_held_by_fork() ? 1 : 0;
-             }) == 0);
+// The child's first wait makes its own timer: the parent's, made by this
+// thread's earlier wait, does not exist in the child, so a deadline there
+// would never fire.
+BOOST_FIXTURE_TEST_CASE(a_childs_deadline_fires_after_the_parent_waited, PackDir) {
+  Process holder = Process::flock_holder(lock.sidecar());
+  holder.expect_line("locked");
+  std::error_code ec;
+  (void)lock.acquire(Mode::exclusive, 50ms, ec);
+  BOOST_REQUIRE(ec == errc::timeout);
+  const int code = in_child([&] {
+    std::error_code child_ec;
+    (void)lock.acquire(Mode::exclusive, 100ms, child_ec);
+    return child_ec == errc::timeout ? 0 : 1;
+  });
+  BOOST_TEST(code == 0);
 }
 
-BOOST_AUTO_TEST_CASE(a_report_nobody_read_survives_the_next_fork) {
-  // The child renews (the flag is set), then forks before any owner read
-  // the flag: the grandchild, which finds the mutex free, must still hear it.
-  ForkSafeMutex mutex;
-  Holder holder(mutex);
-  BOOST_TEST(in_child(
-                 [&] {
-                   mutex.lock();
-                   mutex.unlock();
-                   return in_child([&] { return lock_and_read_the_flag_twice(mutex); }, 5s);
-                 },
-                 20s) == 0);
-}
-
-BOOST_AUTO_TEST_CASE(abandon_leaves_an_empty_object_and_the_old_one_undestroyed) {
-  const auto shared = std::make_shared<int>(7);
-  std::shared_ptr<int> object = shared;
-  detail::abandon(object);
-  BOOST_TEST(!object);
-  // Neither destroyed nor assigned over: the old copy still counts.
-  BOOST_TEST(shared.use_count() == 2);
+// A hold from before the fork, released in the child, closes the child's
+// copy only: the parent still holds.
+BOOST_FIXTURE_TEST_CASE(a_hold_released_in_the_child_stays_the_parents, PackDir) {
+  PackLockHold hold = lock.acquire();
+  const int code = in_child([&] { return hold.release() ? 1 : 0; });
+  BOOST_TEST(code == 0);
+  BOOST_TEST(flock_nonblocking(lock.sidecar()) == 1);
+  BOOST_TEST(!hold.release());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

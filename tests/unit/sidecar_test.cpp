@@ -12,7 +12,7 @@
 
 #include <packlock/packlock.hpp>
 
-#include "kernel_lock.hpp"
+#include "contention.hpp"
 #include "pack.hpp"
 #include "support.hpp"
 
@@ -109,17 +109,18 @@ BOOST_AUTO_TEST_CASE(ghost_lock_on_a_replaced_inode_is_dropped_and_retried) {
   std::error_code ec;
   const auto pack = detail::Pack::open(dir / "pack", {}, ec);
   BOOST_REQUIRE(!ec);
-  detail::Sidecar sidecar = pack->open_sidecar(ec);
-  BOOST_REQUIRE(!ec);
-  const ino_t ghost = sidecar.ino;
+  // The pack keeps the descriptor it opened for the next acquisition.
+  const ino_t ghost = stat_of(pack->sidecar_path()).st_ino;
   const int ghost_fd = ::open(pack->sidecar_path().c_str(), O_RDONLY | O_CLOEXEC);
   // Someone replaces the sidecar between our open and our flock.
   write_file(dir / "replacement", "");
   fs::rename(dir / "replacement", pack->sidecar_path());
 
-  BOOST_TEST((detail::attempt_kernel_lock(*pack, sidecar, Mode::exclusive, ec) ==
-              detail::Attempt::locked));
+  detail::ContendRequest once;
+  once.may_wait = false;
+  const detail::Sidecar sidecar = detail::contend(*pack, once, ec);
   BOOST_TEST(!ec);
+  BOOST_REQUIRE(sidecar.fd);
   BOOST_TEST(sidecar.ino != ghost);
   BOOST_TEST(sidecar.ino == stat_of(pack->sidecar_path()).st_ino);
   // The lock on the ghost was dropped, the lock on the path is ours.
@@ -164,30 +165,6 @@ BOOST_AUTO_TEST_CASE(a_reader_without_write_access_still_gets_the_lock) {
   BOOST_TEST(run(as_nobody) == kChildOk);
   PackLockHold hold = lock.acquire();
   BOOST_TEST(run(as_nobody) == kChildBusy);
-  // The wake FIFO is 0644 here: nobody must not poll a read-only end of it
-  // (POLLHUP whenever no writer has it open would make every wait spin).
-  BOOST_TEST(run(child_as_nobody(dir, {"wake_channel", (dir / "pack").string()})) == kChildOk);
-}
-
-// The record page keeps a file description of its own alive: closing the
-// locked descriptor must still release the lock (a release by close(2), and
-// a child that drops its copy of a parent's hold, rely on it).
-BOOST_AUTO_TEST_CASE(a_mapped_record_page_does_not_keep_the_lock) {
-  TempDir dir;
-  std::error_code ec;
-  const auto pack = detail::Pack::open(dir / "pack", LockOptions{}, ec);
-  BOOST_REQUIRE(!ec);
-  detail::Sidecar sidecar = pack->open_sidecar(ec);
-  BOOST_REQUIRE(!ec);
-  BOOST_REQUIRE(::flock(sidecar.fd.get(), LOCK_EX | LOCK_NB) == 0);
-  BOOST_REQUIRE(::pwrite(sidecar.fd.get(), std::string(512, ' ').data(), 512, 0) == 512);
-  sidecar.page = detail::RecordPage::map(sidecar.fd.get(), sidecar.dev, sidecar.ino);
-  BOOST_TEST(sidecar.page.store("mapped\n", 512));
-  BOOST_TEST(!sidecar.page.store(std::string(513, 'x'), 512));  // past what the file holds
-  BOOST_TEST(read_file(pack->sidecar_path()).substr(0, 7) == "mapped\n");
-  BOOST_TEST(flock_nonblocking(pack->sidecar_path()) == 1);
-  sidecar.fd.reset();
-  BOOST_TEST(flock_nonblocking(pack->sidecar_path()) == 0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

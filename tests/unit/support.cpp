@@ -30,7 +30,6 @@
 #include <packlock/packlock.hpp>
 
 #include "lock_table.hpp"
-#include "wake_channel.hpp"
 #include "pack.hpp"
 
 namespace packlock::test {
@@ -113,16 +112,6 @@ int child_named_hold(const fs::path& lock_dir, const std::string& name, Mode mod
   wait_for_eof();
   manager.release(handle, ec);
   return ec ? kChildError : kChildOk;
-}
-
-// Exit kChildOk when this user's wake channel for PACK is usable for
-// polling (read-write) or absent, kChildError when it is open read-only.
-int child_wake_channel(const fs::path& pack) {
-  const detail::UniqueFd dir(::open(pack.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  const detail::WakeChannel wake(dir.get(), ".grex-lock");
-  if (wake.native_handle() < 0) return kChildOk;
-  const int mode = ::fcntl(wake.native_handle(), F_GETFL) & O_ACCMODE;
-  return mode == O_RDWR ? kChildOk : kChildError;
 }
 
 // Churns until killed: acquires the pack exclusively (blocking and
@@ -460,7 +449,6 @@ int child_main(int argc, char** argv) {
   if (role == "hold" && argc == 3) return child_hold(argv[1], parse_mode(argv[2]));
   if (role == "try" && argc == 3) return child_try(argv[1], parse_mode(argv[2]));
   if (role == "server" && argc == 2) return child_server(argv[1]);
-  if (role == "wake_channel" && argc == 2) return child_wake_channel(argv[1]);
   if (role == "churn" && argc == 3) return child_churn(argv[1], argv[2]);
   if (role == "lock_table_churn" && argc == 2) return child_lock_table_churn(argv[1]);
   if (role == "mixer" && argc == 4) return child_mixer(argv[1], argv[2], std::stoi(argv[3]));
@@ -724,7 +712,7 @@ std::size_t waiting_count(const PackLock& lock) { return queue_of(lock)->waiting
 bool waiting_here(const fs::path& pack) {
   std::error_code ec;
   for (const LockParty& party : observe(pack, ec).waiters) {
-    if (party.pid == ::getpid() && party.packlock) return true;
+    if (party.pid == ::getpid()) return true;
   }
   return false;
 }

@@ -203,9 +203,8 @@ std::shared_ptr<detail::PackQueue> queue_of(const PackLock& lock);
 // How many waiters this process has queued for the pack of `lock`.
 std::size_t waiting_count(const PackLock& lock);
 
-// True once a thread of this process waits for `pack` at the kernel level
-// (it shows among the pack's registered waiters, which happens after its
-// release watch is set and its first attempt found the lock busy).
+// True once a thread of this process waits for `pack` in flock(2): the
+// kernel lists the request in /proc/locks.
 bool waiting_here(const fs::path& pack);
 
 // How many of this process's descriptors are links to exactly `target`.

@@ -27,7 +27,7 @@
 
 #include "proc_locks.hpp"
 #include "stale.hpp"
-#include "steal.hpp"
+#include "contention.hpp"
 #include "support.hpp"
 
 using namespace packlock;
@@ -755,66 +755,6 @@ BOOST_FIXTURE_TEST_CASE(steal_stays_busy_for_a_pack_lock_holder_in_this_process,
   check_steal_stays_busy(*this);
   BOOST_TEST(!hold.lost());
   BOOST_TEST(!hold.release());
-}
-
-// A steal that finds the path replaced under it round after round attempts
-// every sidecar it opens, the last one too: it fails busy only while the
-// lock stays held. The rounds are laid out through the recovery lock, which
-// a steal waits for: while it waits on one `.recover` file, the test puts a
-// new sidecar (held by flock(1), the last one free) and a new held
-// `.recover` in place, then lets it have the old one.
-BOOST_FIXTURE_TEST_CASE(a_steal_attempts_every_sidecar_it_opens, WebLocksFixture) {
-  const fs::path pack = lock_dir / "x";
-  fs::create_directories(pack);
-  const fs::path recover = sidecar("x").string() + detail::kRecoverSuffix;
-  std::list<Process> holders;
-  int made = 0;
-  // A new file for `target`, held by flock(1) when `held`, put in place by
-  // rename; its holder or nullptr.
-  const auto replace = [&](const fs::path& target, bool held) -> Process* {
-    const fs::path next = pack / ("next-" + std::to_string(made++));
-    write_file(next, "");
-    Process* holder = nullptr;
-    if (held) {
-      holder = &holders.emplace_back(Process::flock_holder(next));
-      holder->expect_line("locked");
-    }
-    fs::rename(next, target);
-    return holder;
-  };
-  // This process waits in flock(2) for the recovery lock.
-  const auto waits_for_recovery = [&] {
-    struct stat st {};
-    if (::stat(recover.c_str(), &st) != 0) return false;
-    std::error_code ec;
-    for (const detail::KernelLock& lock : detail::kernel_locks_on(st.st_dev, st.st_ino, ec)) {
-      if (lock.blocked && lock.pid == ::getpid()) return true;
-    }
-    return false;
-  };
-  replace(sidecar("x"), true);
-  Process* recovery = replace(recover, true);
-  auto steal = std::async(std::launch::async, [&] {
-    RequestOptions options;
-    options.steal = true;
-    std::error_code ec;
-    struct stat held {};
-    manager.request("x", options, [&](std::optional<Lock>) { ::stat(sidecar("x").c_str(), &held); },
-                    ec);
-    return std::make_pair(ec, held.st_ino);
-  });
-  for (int round = 1; round <= detail::kStealRounds; ++round) {
-    BOOST_REQUIRE_MESSAGE(eventually(waits_for_recovery), "round " << round);
-    const bool last = round == detail::kStealRounds;
-    replace(sidecar("x"), !last);
-    Process* const waited_for = recovery;
-    if (!last) recovery = replace(recover, true);
-    waited_for->close_stdin();
-  }
-  BOOST_REQUIRE(steal.wait_for(20s) == std::future_status::ready);
-  const auto [ec, held] = steal.get();
-  BOOST_TEST(!ec, ec.message());
-  BOOST_TEST(held == sidecar_inode(pack));
 }
 
 BOOST_FIXTURE_TEST_CASE(query_lists_this_process_exactly, WebLocksFixture) {

@@ -28,6 +28,7 @@ enum class errc {
   hijacked,             // lost: stolen, or the sidecar no longer names the held inode
   not_open,             // a default-constructed or moved-from PackLock
   conflicting_options,  // LockManager::request: options that exclude each other
+  wait_signal_taken,    // the wait signal has a handler of the application's
 };
 
 const std::error_category& category() noexcept;

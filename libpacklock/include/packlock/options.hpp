@@ -73,6 +73,13 @@ struct LockOptions {
   // The command line in the owner record; default: /proc/self/cmdline,
   // arguments separated by spaces. Truncated to 256 bytes either way.
   std::optional<std::string> command;
+  // The real-time signal that ends a wait in flock(2) early (a deadline, a
+  // cancellation, a sidecar replaced meanwhile); it is directed at the
+  // waiting thread alone. 0: the one PACKLOCK_WAIT_SIGNAL names ("RTMIN+N",
+  // "RTMAX-N" or a number), else SIGRTMAX-3. Its handler is installed at
+  // the first wait, never over a disposition of the application's: a wait
+  // then fails with errc::wait_signal_taken. See libpacklock(3).
+  int wait_signal = 0;
 };
 
 }  // namespace packlock

@@ -1,0 +1,55 @@
+#pragma once
+// Contention: the one state machine that takes a pack's kernel lock. Every
+// face drives it: the blocking acquire and try_acquire (engine.hpp) on the
+// caller's thread, async_acquire on the pack's wait thread, LockManager
+// through both, and steal.
+//
+//   attempt    flock(LOCK_NB), then the ghost-lock guard: the path must
+//              still name the locked inode, or the lock is dropped and the
+//              attempt made on what the path names now;
+//   busy       a steal unlinks the sidecar of a holder who will be told
+//              (stale.hpp); any other acquirer judges staleness and
+//              recovers a stale lock as the pack's policy allows, unless
+//              its wait is over (cancelled, past the deadline, a try that
+//              recovered once);
+//   wait       block in flock(2) (kernel_wait.hpp) until the kernel grants
+//              the lock, the deadline or the next stale check comes, the
+//              wait is cancelled, or the sidecar's inode changes; a grant
+//              goes through the guard, anything else back to the attempt.
+//
+// Only the head of the pack's in-process queue contends (lock_table.hpp).
+
+#include <system_error>
+
+#include <packlock/mode.hpp>
+
+#include "cancellation.hpp"
+#include "kernel_wait.hpp"
+#include "pack.hpp"
+#include "sidecar.hpp"
+
+namespace packlock::detail {
+
+// How many fresh sidecars a steal takes a chance on, after unlinking a busy
+// one or finding it replaced: other processes may win each before we
+// attempt it; past this many the lock is left to them.
+inline constexpr int kStealRounds = 4;
+
+struct ContendRequest {
+  Mode mode = Mode::exclusive;
+  // false: attempt (and recover once) but never wait: errc::busy.
+  bool may_wait = true;
+  // Rob a holder of another process who will be told, instead of judging
+  // staleness; never waits.
+  bool steal = false;
+  Deadline deadline;              // none: no limit
+  Cancellation* cancel = nullptr;  // none: not cancellable
+};
+
+// Returns the locked sidecar, or sets `ec`: errc::busy (no wait allowed),
+// errc::timeout, errc::cancelled (then no stale lock is recovered, Go
+// parity; the first attempt is made even when already cancelled), or an
+// OS error.
+Sidecar contend(const Pack& pack, const ContendRequest& request, std::error_code& ec) noexcept;
+
+}  // namespace packlock::detail

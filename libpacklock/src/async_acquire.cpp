@@ -11,10 +11,14 @@
 
 #include <packlock/pack_lock.hpp>
 
+#include <condition_variable>
+
 #include <asio/cancellation_type.hpp>
 #include <asio/error.hpp>
 #include <asio/execution/context.hpp>
 #include <asio/post.hpp>
+#include <asio/prefer.hpp>
+#include <asio/execution/outstanding_work.hpp>
 #include <asio/query.hpp>
 #include <asio/steady_timer.hpp>
 
@@ -102,6 +106,9 @@ class AsyncAcquire final : public AsyncWaiter, public std::enable_shared_from_th
     } catch (const std::bad_alloc&) {
       return finish(std::make_error_code(std::errc::not_enough_memory), {});
     }
+    // The executor counts the operation as work while it waits on another
+    // thread, so that its run() does not return before the completion.
+    work_ = asio::prefer(executor_, asio::execution::outstanding_work.tracked);
     wait_thread_->joined();
     joined_ = true;
     if (deadline_) {
@@ -116,12 +123,15 @@ class AsyncAcquire final : public AsyncWaiter, public std::enable_shared_from_th
   }
 
   // The context shuts down: leave the queue, drop the handler uncalled.
+  // Returns once the wait thread has let go of the kernel, so the context
+  // leaves nothing behind.
   void abandon() {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     if (state_ == State::done) return;
     completion_ = nullptr;
     if (state_ == State::contending) {
       cancellation_.cancel();  // the wait thread finishes it
+      finished_.wait(lock, [this] { return state_ == State::done; });
       return;
     }
     finish(errc::cancelled, {});
@@ -199,14 +209,18 @@ class AsyncAcquire final : public AsyncWaiter, public std::enable_shared_from_th
         completion(ec, std::move(hold));
       });
     }
+    work_ = nullptr;
+    finished_.notify_all();
     if (service_) service_->remove(this);
     keep_alive_.reset();
   }
 
   std::mutex mutex_;
+  std::condition_variable finished_;  // state_ became done
   State state_ = State::queued;
   std::shared_ptr<const Pack> pack_;
   asio::any_io_executor executor_;
+  asio::any_io_executor work_;  // executor_, tracking outstanding work
   Deadline deadline_;
   AsyncCompletion completion_;
   Cancellation cancellation_;

@@ -158,9 +158,10 @@ std::optional<Steady::time_point> StaleRecovery::next_check() const noexcept {
   return next_check_;
 }
 
-void StaleRecovery::check_again_at(Steady::time_point at) noexcept {
+void StaleRecovery::check_again_at(Steady::time_point at, bool share) noexcept {
   next_check_ = at;
-  pack_.note_stale_check(at, sidecar_ino_);
+  // Only "not stale before": each wait reports a protected holder itself.
+  if (share) pack_.note_stale_check(at, sidecar_ino_);
 }
 
 Recovery StaleRecovery::after_busy(Sidecar& sidecar, Mode mode) noexcept {
@@ -174,19 +175,19 @@ Recovery StaleRecovery::after_busy(Sidecar& sidecar, Mode mode) noexcept {
   std::optional<OwnerRecord> record;
   const auto staleness = judge(sidecar, record);
   if (!staleness) {
-    check_again_at(now + pack_.options().stale_after);
+    check_again_at(now + pack_.options().stale_after, false);
     return Recovery::none;
   }
   if (!staleness->stale) {
     // Not stale before its period has passed since the mtime; a skewed
     // mtime is looked at again within a period.
     const auto left = staleness->skewed ? staleness->period : staleness->period - staleness->age;
-    check_again_at(now + std::max(left, std::chrono::nanoseconds::zero()));
+    check_again_at(now + std::max(left, std::chrono::nanoseconds::zero()), true);
     return Recovery::none;
   }
   if (pack_.options().stale_policy == StalePolicy::safe && held_on_this_host(sidecar.dev, sidecar.ino)) {
     report_protected(*staleness);
-    check_again_at(now + staleness->period);
+    check_again_at(now + staleness->period, false);
     return Recovery::none;
   }
   return recover(sidecar, mode);
@@ -240,7 +241,7 @@ Recovery StaleRecovery::recover(Sidecar& sidecar, Mode mode) noexcept {
   const Recovery result =
       unlink_busy_sidecar(pack_, sidecar, mode, still_stale, unlink_error);
   if (unlink_error != 0) {
-    check_again_at(Steady::now() + staleness->period);
+    check_again_at(Steady::now() + staleness->period, false);
     pack_.log(LogEventKind::stale_not_recovered,
               [] { return std::string("lock is stale but its sidecar could not be unlinked"); },
               {unlink_error, std::system_category()});
@@ -249,7 +250,7 @@ Recovery StaleRecovery::recover(Sidecar& sidecar, Mode mode) noexcept {
   if (result == Recovery::none) {
     // Another recoverer is at it (its unlink wakes waiters), or the lock is
     // no longer stale: look again within a fraction of the period.
-    check_again_at(Steady::now() + pack_.options().stale_after / 4);
+    check_again_at(Steady::now() + pack_.options().stale_after / 4, false);
   }
   // Nothing was unlinked by us unless the judgement was made and held.
   if (result != Recovery::retry || !staleness || !staleness->stale) return result;

@@ -138,7 +138,7 @@ class StaleRecovery final {
   std::optional<Staleness> judge(const Sidecar& sidecar, std::optional<OwnerRecord>& record) noexcept;
   Recovery recover(Sidecar& sidecar, Mode mode) noexcept;
   void report_protected(const Staleness& staleness) noexcept;
-  void check_again_at(std::chrono::steady_clock::time_point at) noexcept;
+  void check_again_at(std::chrono::steady_clock::time_point at, bool share) noexcept;
 
   const Pack& pack_;
   ino_t sidecar_ino_ = 0;  // the inode of the last judgement

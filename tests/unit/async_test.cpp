@@ -334,20 +334,19 @@ BOOST_FIXTURE_TEST_CASE(waiters_are_visible_and_vanish_when_killed, AsyncFixture
                         std::pair{exclusive_waiter.pid(), Mode::exclusive}) != seen.end()));
   BOOST_TEST((std::find(seen.begin(), seen.end(), std::pair{shared_waiter.pid(), Mode::shared}) !=
               seen.end()));
-  // One process waiting in both modes: the kernel merges its two bytes.
   std::error_code exclusive_ec, shared_ec;
   std::thread exclusive_here([&] { (void)lock.acquire(Mode::exclusive, 30s, exclusive_ec); });
   BOOST_REQUIRE(eventually([&] { return waiting_count(lock) == 1; }));
   std::thread shared_here([&] { (void)lock.acquire(Mode::shared, 30s, shared_ec); });
   BOOST_REQUIRE(eventually([&] { return waiting_count(lock) == 2; }));
-  // A queued waiter registers right after it is queued, the head after its
-  // first busy attempt: both show up soon after the queue counts them.
+  // Only the head of this process's queue waits in the kernel: the process
+  // shows once, in the head's mode.
   const auto mine = [&] {
     int count = 0;
     for (const LockParty& party : observe(pack).waiters) count += party.pid == ::getpid();
     return count;
   };
-  BOOST_TEST(eventually([&] { return mine() == 2; }));
+  BOOST_TEST(eventually([&] { return mine() == 1; }));
 
   const PackObservation observed = observe(pack);
   BOOST_TEST(observed.holders.size() == 1u);
@@ -356,19 +355,16 @@ BOOST_FIXTURE_TEST_CASE(waiters_are_visible_and_vanish_when_killed, AsyncFixture
   exclusive_waiter.kill(SIGKILL);
   exclusive_waiter.wait();
   const auto after = waiter_pids();
-  BOOST_TEST(after.size() == 3u);  // the shared child and this process twice
+  BOOST_TEST(after.size() == 2u);  // the shared child and this process
   BOOST_TEST((std::find_if(after.begin(), after.end(), [&](const auto& w) {
                 return w.first == exclusive_waiter.pid();
               }) == after.end()));
   BOOST_TEST((std::find(after.begin(), after.end(), std::pair{shared_waiter.pid(), Mode::shared}) !=
               after.end()));
 
-  // A process blocked in flock(2) itself is listed too, as not packlock's.
+  // A process blocked in flock(1) is listed the same way.
   Process blocked({"flock", lock.sidecar().string(), "true"});
-  BOOST_REQUIRE(eventually([&] { return observe(pack).waiters.size() == 4; }));
-  for (const LockParty& party : observe(pack).waiters) {
-    BOOST_TEST(party.packlock == (party.pid != blocked.pid()));
-  }
+  BOOST_REQUIRE(eventually([&] { return observe(pack).waiters.size() == 3; }));
   // The shared child would take the lock and keep it: it goes first.
   shared_waiter.kill(SIGKILL);
   shared_waiter.wait();
@@ -391,19 +387,16 @@ BOOST_FIXTURE_TEST_CASE(a_context_destroyed_mid_wait_leaves_nothing_behind, Asyn
                        [&](std::error_code, PackLockHold) { ++calls; });
     lock.async_acquire(doomed.get_executor(), Mode::exclusive,
                        [&](std::error_code, PackLockHold) { ++calls; });
-    // The head contends: its stream descriptor duplicates an inotify one.
-    const auto limit = std::chrono::steady_clock::now() + 10s;
-    while (open_fds_to("anon_inode:inotify") <= inotify_before &&
-           std::chrono::steady_clock::now() < limit) {
-      doomed.run_for(5ms);
-    }
-    BOOST_REQUIRE(open_fds_to("anon_inode:inotify") > inotify_before);
+    // The head waits in the kernel, on the pack's wait thread.
+    BOOST_REQUIRE(eventually([&] { return waiting_here(pack); }));
     BOOST_TEST(waiting_count(lock) == 2u);
   }
   BOOST_TEST(calls == 0);  // destroyed, never called
   BOOST_TEST(waiting_count(lock) == 0u);
   BOOST_TEST(!waiting_here(pack));
   BOOST_TEST(open_fds_to(lock.sidecar().string()) <= sidecars_before);
+  // The wait thread ends, and its inotify instance with it.
+  BOOST_TEST(eventually([&] { return open_fds_to("anon_inode:inotify") <= inotify_before; }));
   command(partner, "release", "released");
   BOOST_TEST(lock.try_acquire().held());
 }

@@ -134,9 +134,10 @@ BOOST_FIXTURE_TEST_CASE(a_cancelled_async_wait_leaves_nothing_behind, PackDir) {
                            signal.slot(), [&](std::error_code ec, PackLockHold hold) {
                              result = ec;
                              // Checked in the handler: nothing pending now.
-                             if (ec) held_at_completion = pending_requests_of_this_process(
-                                                              lock.sidecar()) != 0 ||
-                                                          flock_nonblocking(lock.sidecar()) != 0;
+                             if (ec) {
+                               held_at_completion =
+                                   pending_requests_of_this_process(lock.sidecar()) != 0;
+                             }
                              hold.release();
                            }));
     std::thread runner([&] { io.run(); });
@@ -149,6 +150,7 @@ BOOST_FIXTURE_TEST_CASE(a_cancelled_async_wait_leaves_nothing_behind, PackDir) {
     if (result != errc::cancelled) continue;
     ++cancelled;
     BOOST_TEST(!held_at_completion);
+    BOOST_TEST(flock_nonblocking(lock.sidecar()) == 0);
   }
   BOOST_TEST(cancelled > 0);
 }
@@ -232,11 +234,12 @@ BOOST_FIXTURE_TEST_CASE(a_busy_pack_holds_its_sidecar_and_nothing_else, PackDir)
   quick.heartbeat = 10ms;
   quick.stale_after = 30ms;
   quick.stale_policy = StalePolicy::mtime;
-  const PackLock impatient = PackLock::open(pack, quick);
-  Process stuck = Process::flock_holder(lock.sidecar());
+  // A sidecar without record, so that the holder's own period does not count.
+  const PackLock impatient = PackLock::open(dir / "stale", quick);
+  Process stuck = Process::flock_holder(impatient.sidecar());
   stuck.expect_line("locked");
   BOOST_TEST(impatient.acquire(Mode::exclusive, 5s).held());  // recovers it
-  BOOST_TEST(files_in(pack) == std::set<std::string>{".grex-lock"});
+  BOOST_TEST(files_in(dir / "stale") == std::set<std::string>{".grex-lock"});
 }
 
 // Truncating the sidecar, then filling it with garbage, while a library

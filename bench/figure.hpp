@@ -20,6 +20,9 @@ struct Figure {
   std::string bar;       // the bar, in words
   bool ok = false;
   std::string note;      // what the baseline is, extra figures
+  // The ratio (or, without a baseline, the value) of each repetition; the
+  // figure itself is the repetition with the median of them.
+  std::vector<double> repetitions;
 
   double ratio() const { return baseline > 0 ? value / baseline : 0; }
 };

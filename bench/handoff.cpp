@@ -2,8 +2,7 @@
 // releases does a waiter in another process own the lock. Baseline: the same
 // two processes with waiters parked in the kernel's blocking flock(LOCK_EX).
 // For information, a waiter that polls with the Go package's back-off
-// (10 ms growing to 100 ms), and the floor: the least a waiter that meets
-// SPEC section 1 must do, in plain system calls (FloorLocker).
+// (10 ms growing to 100 ms).
 //
 // Two processes take turns: the waiter announces the round and parks; the
 // holder waits for the announcement, gives the waiter 1 ms to park, notes
@@ -112,99 +111,6 @@ class PollingLocker final : public RawLocker {
   }
 };
 
-// The floor of the bar. A waiter that meets SPEC section 1 must, once it is
-// woken: take the lock itself (LOCK_NB: it may not park in flock, or it
-// could not be cancelled without a signal), check that the path still names
-// the locked inode (the ghost-lock guard), and stop showing as a waiter (a
-// POSIX read lock on one byte of a waiters file, which the kernel lists with
-// its pid). Here it sleeps on a futex word shared with the releaser, the
-// fastest user-space wake-up measured on this kind of host, and the releaser
-// yields its CPU after the wake-up, as packlock's does. Each process also
-// has one idle thread, as a holder that heartbeats must: on this host a
-// process with a second thread, even one that only sleeps, is woken on the
-// other vCPU more often (16-18% of the rounds against 10-11%), and such a
-// wake-up costs 25-45 us. Nothing else: no queue, no owner record, no
-// heartbeat work, no deadline, no event source for other tools' releases.
-class FloorLocker final : public Locker {
- public:
-  FloorLocker(const std::filesystem::path& pack, std::atomic<std::uint32_t>& releases)
-      : releases_(releases), idle_thread_([this] { wait_for_the_end(); }) {
-    dir_ = ::open(pack.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-    waiters_ = ::openat(dir_, ".grex-lock.floor", O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    open_sidecar();
-  }
-  ~FloorLocker() override {
-    {
-      std::lock_guard lock(end_mutex_);
-      ended_ = true;
-    }
-    end_.notify_one();
-    idle_thread_.join();
-    ::close(waiters_);
-    ::close(fd_);
-    ::close(dir_);
-  }
-  void acquire() override {
-    show_as_waiter(true);
-    for (;;) {
-      const std::uint32_t seen = releases_.load();
-      if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) {
-        if (path_names_locked_inode()) break;
-        ::close(fd_);  // a ghost: drop it and try the file the path names
-        open_sidecar();
-        continue;
-      }
-      const timespec back_off{0, 10'000'000};
-      ::syscall(SYS_futex, &releases_, FUTEX_WAIT, seen, &back_off, nullptr, 0);
-    }
-    show_as_waiter(false);
-  }
-  void release() override {
-    ::flock(fd_, LOCK_UN);
-    releases_.fetch_add(1);
-    ::syscall(SYS_futex, &releases_, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
-    ::sched_yield();
-  }
-
- private:
-  static constexpr const char* kSidecar = ".grex-lock";
-
-  void wait_for_the_end() {
-    std::unique_lock lock(end_mutex_);
-    end_.wait(lock, [this] { return ended_; });
-  }
-
-  void open_sidecar() {
-    fd_ = ::openat(dir_, kSidecar, O_RDWR | O_CLOEXEC);
-    struct stat st {};
-    ::fstat(fd_, &st);
-    ino_ = st.st_ino;
-  }
-
-  bool path_names_locked_inode() const {
-    struct statx named {};
-    return ::statx(dir_, kSidecar, AT_SYMLINK_NOFOLLOW, STATX_INO, &named) == 0 &&
-           named.stx_ino == ino_;
-  }
-
-  void show_as_waiter(bool waiting) const {
-    struct flock byte {};
-    byte.l_type = waiting ? F_RDLCK : F_UNLCK;
-    byte.l_whence = SEEK_SET;
-    byte.l_len = 1;
-    ::fcntl(waiters_, F_SETLK, &byte);
-  }
-
-  std::atomic<std::uint32_t>& releases_;
-  int dir_ = -1;
-  int fd_ = -1;
-  int waiters_ = -1;
-  ino_t ino_ = 0;
-  std::mutex end_mutex_;
-  std::condition_variable end_;
-  bool ended_ = false;
-  std::thread idle_thread_;
-};
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free &&
               sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
 
@@ -278,17 +184,13 @@ void handoff(std::vector<Figure>& figures) {
   const auto sidecar = pack / ".grex-lock";
   // Alternate blocks of rounds, so that both variants see the same machine:
   // a shared, noisy host changes its wake-up latency from minute to minute.
-  SharedMemory<std::atomic<std::uint32_t>> releases;
   std::vector<double> kernel;
   std::vector<double> ours;
-  std::vector<double> floor;
   for (int block = 0; block < kBlocks; ++block) {
     append(kernel, measure(kMaxRounds / kBlocks,
                            [&] { return std::make_unique<KernelLocker>(sidecar); }));
     append(ours, measure(kMaxRounds / kBlocks,
                          [&] { return std::make_unique<PackLockLocker>(pack); }));
-    append(floor, measure(kMaxRounds / kBlocks,
-                          [&] { return std::make_unique<FloorLocker>(pack, *releases); }));
   }
   if (const char* samples = std::getenv("PACKLOCK_BENCH_HANDOFF_SAMPLES")) {
     write_samples(samples, kernel, ours);
@@ -301,15 +203,9 @@ void handoff(std::vector<Figure>& figures) {
                            " us";
   for (const auto& [name, p] : {std::pair{"handoff_p50", 0.5}, std::pair{"handoff_p99", 0.99}}) {
     Figure figure{name, percentile(ours, p) / 1000, "us", percentile(kernel, p) / 1000,
-                  "ratio <= 2 to blocking flock"};
-    figure.ok = figure.ratio() <= 2;
-    const double floor_us = percentile(floor, p) / 1000;
-    char floor_note[160];
-    std::snprintf(floor_note, sizeof floor_note,
-                  "; floor (futex wake-up, LOCK_NB, ghost guard, waiter shown; plain syscalls): "
-                  "%.1f us, ratio %.2f",
-                  floor_us, floor_us / figure.baseline);
-    figure.note = info + floor_note;
+                  "ratio <= 1.5 to blocking flock"};
+    figure.ok = figure.ratio() <= 1.5;
+    figure.note = info;
     figures.push_back(figure);
   }
 }

@@ -1,6 +1,6 @@
 // async_acquire: every completion token, every cancellation type before and
 // during the wait, cancellation racing a release, FIFO service mixed with
-// blocking waiters, the back-off path, and waiter visibility.
+// blocking waiters, and waiter visibility.
 
 #include <signal.h>
 

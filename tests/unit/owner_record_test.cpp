@@ -110,10 +110,9 @@ BOOST_FIXTURE_TEST_CASE(shared_holders_write_no_record, RecordFixture) {
   BOOST_TEST(!read_owner_record(pack).has_value());
 }
 
-// The mtime an acquisition leaves: an aged one is refreshed (pwrite(2) or
-// futimens(2)); a young one, at most (stale_after - heartbeat) / 2 old, may
-// be left as it is (the record then goes through the mapped page, whose
-// first write after a writeback refreshes it all the same), but is never
+// The mtime an acquisition leaves: an exclusive one's record (pwrite(2))
+// refreshes it; a shared one refreshes an aged one (futimens(2)) and may
+// leave a young one, at most (stale_after - heartbeat) / 2 old; never
 // older, and the record is always the new one.
 BOOST_FIXTURE_TEST_CASE(an_acquisition_leaves_the_mtime_young, RecordFixture) {
   LockOptions options;

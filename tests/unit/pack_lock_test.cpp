@@ -217,8 +217,8 @@ BOOST_FIXTURE_TEST_CASE(a_release_without_close_is_seen_by_the_back_off, PackFix
   BOOST_REQUIRE(eventually([&] { return waiting_here(lock.pack()); }));
   holder.write_line("release");
   holder.expect_line("unlocked");
-  // The back-off is capped at 250 ms; 6 times that is a liveness limit,
-  // not a measurement. Without the timer the waiter would wait until the
+  // The kernel wakes the waiter on the unlock; 1.5 s is a liveness limit,
+  // not a measurement. A waiter woken only by a close would wait until the
   // holder closes its descriptor below.
   const bool in_time = acquired.get_future().wait_for(1500ms) == std::future_status::ready;
   holder.close_stdin();
@@ -292,7 +292,7 @@ BOOST_FIXTURE_TEST_CASE(a_forked_child_starts_with_a_fresh_lock_table, PackFixtu
 // Not under sanitizers: GCC 12's AddressSanitizer and ThreadSanitizer do
 // not hold their allocators' locks across fork(2), so a child of threads
 // that allocate may hang in the sanitizer's malloc, not in the library.
-// The fork_safety suite checks ForkSafeMutex deterministically there.
+// The fork_safety suite checks the fork contract deterministically there.
 #ifndef PACKLOCK_SANITIZED
 BOOST_FIXTURE_TEST_CASE(a_child_forked_while_threads_contend_can_still_wait, PackFixture) {
   // A fork copies each mutex as it is at that instant, taken or not; the

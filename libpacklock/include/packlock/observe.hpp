@@ -23,8 +23,8 @@ namespace packlock {
 struct LockParty {
   pid_t pid = 0;
   Mode mode = Mode::exclusive;
-  // For waiters: true for a packlock process registered as waiting, false
-  // for a process blocked in flock(2) on the sidecar (flock(1), say).
+  // Always false: every waiter, packlock's or another tool's, is a process
+  // blocked in flock(2) on the sidecar. Kept for source compatibility.
   bool packlock = false;
 };
 
@@ -75,8 +75,8 @@ struct PackObservation {
   // watch it for a close.
   std::optional<OwnerRecord> record;
   // The sidecar's mtime, and its age against the filesystem's clock (for a
-  // network filesystem the mtime the pack's wake FIFO gets when touched, if
-  // that FIFO exists; else this host's clock). A negative age is an mtime
+  // network filesystem the atime the pack directory gets when set to
+  // UTIME_NOW; else this host's clock). A negative age is an mtime
   // in the future: `mtime_skewed`, which says nothing of liveness, and such
   // a lock is not reported stale.
   std::optional<std::chrono::system_clock::time_point> mtime;

@@ -196,10 +196,11 @@ class PackLock {
 
   // Waits (blocking the calling thread) up to `timeout`: errc::timeout when
   // it passes. A thread that already holds this pack gets errc::busy at once
-  // rather than a deadlock. Wakes on the holder's release (the pack's wake
-  // FIFO for packlock holders, inotify on the sidecar for others); a release
-  // nothing reports (`flock -u` by a foreign holder that keeps its
-  // descriptor) is seen within 250 ms, and so is a lock turning stale.
+  // rather than a deadlock. The calling thread waits in flock(2): the
+  // kernel hands it the lock on any tool's release (flock -u included) and
+  // lists it in /proc/locks. It wakes early, through the wait signal
+  // (LockOptions::wait_signal), at the deadline, when the lock could turn
+  // stale, and when the sidecar is unlinked or replaced meanwhile.
   PackLockHold acquire(Mode mode = Mode::exclusive, Timeout timeout = std::nullopt) const;
   PackLockHold acquire(Mode mode, Timeout timeout, std::error_code& ec) const noexcept;
 
@@ -208,16 +209,21 @@ class PackLock {
   // usable with any completion token (callbacks, asio::use_future,
   // asio::use_awaitable, asio::experimental::deferred). The handler runs
   // exactly once, never inside this call, on its associated executor.
-  // The wait parks no thread: it runs on `executor`, woken by inotify on the
-  // sidecar and a back-off timer (see acquire()), in FIFO order with every
-  // other waiter of this process for the pack, blocking or not.
+  // It queues in FIFO order with every other waiter of this process for
+  // the pack, blocking or not; when its turn comes, the pack's one wait
+  // thread of this process (`packlock-wait`, shared by all asynchronous
+  // waiters of the pack) waits in flock(2) for it, and the handler runs on
+  // its executor. The thread ends when the pack has no asynchronous waiter
+  // left.
   //
   // Cancellation: the handler's cancellation slot accepts terminal, partial
   // and total cancellation; the operation then completes with
   // errc::cancelled (== std::errc::operation_canceled) unless it already
   // holds the lock, in which case it completes with the hold. Once a
-  // cancelled handler runs, nothing of packlock can still take the lock for
-  // it: attempts are non-blocking and made under the operation's lock.
+  // cancelled handler runs, no lock request of this process is pending in
+  // the kernel for it, and nothing of packlock can still take the lock for
+  // it: the wait thread's flock(2) has been interrupted (kernel_wait.hpp)
+  // before the handler is posted.
   // The overload with a timeout completes with errc::timeout when it
   // passes. Holding is not tied to a thread, so an async hold is never
   // taken for re-entry.

@@ -3,21 +3,29 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cstdlib>
+#include <vector>
+
 #include "fork.hpp"
 
 namespace packlock::detail {
 namespace {
 
-// Threads whose WaitThread went while they were finishing: the last
-// reference was dropped on the thread itself, which cannot join itself.
-// Joined when the next wait thread starts.
+// Wait threads that have ended their run: each hands itself over here (it
+// cannot join itself), and is joined when the next wait thread starts, or
+// at exit.
 struct Finished {
   std::mutex mutex;
   std::vector<std::thread> threads;
 };
 
+void join_finished() noexcept;
+
 Finished& finished() {
-  static Finished* const instance = new Finished;  // never destroyed
+  static Finished* const instance = [] {
+    std::atexit(join_finished);
+    return new Finished;  // never destroyed
+  }();
   return *instance;
 }
 
@@ -40,14 +48,6 @@ WaitThread::~WaitThread() {
     // A forked child's copy names a thread of the parent: forget it.
     std::construct_at(&thread_);
     return;
-  }
-  if (thread_.get_id() == std::this_thread::get_id()) {
-    try {
-      std::lock_guard lock(finished().mutex);
-      finished().threads.push_back(std::move(thread_));
-      return;
-    } catch (...) {
-    }
   }
   thread_.join();
 }
@@ -95,6 +95,16 @@ void WaitThread::turn_came(std::shared_ptr<AsyncWaiter> waiter) noexcept {
   }
 }
 
+// Under mutex_, on the thread itself, as it ends: whoever comes next joins it.
+void WaitThread::hand_over_to_joiner() noexcept {
+  try {
+    std::lock_guard lock(finished().mutex);
+    finished().threads.push_back(std::move(thread_));
+  } catch (...) {
+    // Without memory: the next start or the destructor joins it.
+  }
+}
+
 void WaitThread::run() noexcept {
   for (;;) {
     std::shared_ptr<AsyncWaiter> next;
@@ -103,6 +113,7 @@ void WaitThread::run() noexcept {
       work_.wait(lock, [this] { return !ready_.empty() || waiters_ == 0; });
       if (ready_.empty()) {
         running_ = false;
+        hand_over_to_joiner();
         return;
       }
       next = std::move(ready_.front());

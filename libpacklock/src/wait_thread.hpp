@@ -45,8 +45,8 @@ class WaitThread final : public std::enable_shared_from_this<WaitThread> {
   WaitThread() noexcept;
   WaitThread(const WaitThread&) = delete;
   WaitThread& operator=(const WaitThread&) = delete;
-  // Joins the thread, which has ended: the destructor runs when the last
-  // reference goes, and the running thread holds one.
+  // The running thread holds a reference; one that has ended has handed
+  // itself to be joined by the next wait thread's start, or at exit.
   ~WaitThread();
 
   // An asynchronous waiter of the pack starts, or leaves for good.
@@ -59,6 +59,7 @@ class WaitThread final : public std::enable_shared_from_this<WaitThread> {
 
  private:
   void run() noexcept;
+  void hand_over_to_joiner() noexcept;
 
   std::mutex mutex_;
   std::condition_variable work_;

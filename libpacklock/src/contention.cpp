@@ -79,7 +79,7 @@ class Contention final {
   // The ghost-lock guard of a granted lock: the path must still name the
   // inode. Closing a ghost drops its lock.
   Step guard(std::error_code& ec) noexcept {
-    return pack_.path_names(sidecar_) ? Step::locked : reopen(ec);
+    return pack_.path_names(sidecar_, request_.mode) ? Step::locked : reopen(ec);
   }
 
   Step attempt(std::error_code& ec) noexcept {
@@ -132,7 +132,7 @@ class Contention final {
       case WaitEnd::granted: return guard(ec);
       case WaitEnd::woken:
         // Unlinked or replaced while we waited: wait on what the path names.
-        return pack_.path_names(sidecar_) ? Step::again : reopen(ec);
+        return pack_.path_names(sidecar_, request_.mode) ? Step::again : reopen(ec);
       case WaitEnd::failed: break;
     }
     pack_.keep_sidecar(std::move(sidecar_));

@@ -310,13 +310,21 @@ WaitEnd ThreadWait::wait(const Sidecar& sidecar, Mode mode, const Deadline& wake
   ::sigemptyset(&ours);
   ::sigaddset(&ours, signo);
   ::pthread_sigmask(SIG_UNBLOCK, &ours, &previous);
+  // Armed before the interrupt can see the thread inside: a kick must come
+  // after it, or it would be overwritten. A signal that came before the
+  // timer was armed had its retry overwritten too, hence the check of
+  // `came` after; one after that check has the timer fire again.
+  if (wake_at) arm(*wake_at);
   int rc = -1;
   int err = EINTR;
   if (enter(interrupt)) {
-    if (wake_at) arm(*wake_at);
-    rc = ::flock(sidecar.fd.get(), mode == Mode::exclusive ? LOCK_EX : LOCK_SH);
-    err = errno;
+    if (!handler_view.came) {
+      rc = ::flock(sidecar.fd.get(), mode == Mode::exclusive ? LOCK_EX : LOCK_SH);
+      err = errno;
+    }
     leave(interrupt);
+  } else if (armed_) {
+    disarm();
   }
   set_async(false);
   handler_view.in_wait = 0;

@@ -87,9 +87,10 @@ class Pack final {
   // cannot turn stale before the returned instant (none: epoch).
   std::chrono::steady_clock::time_point stale_check_due(ino_t ino) const noexcept;
   void note_stale_check(std::chrono::steady_clock::time_point due, ino_t ino) const noexcept;
-  // The ghost-lock check of an acquisition (fills sidecar.seen).
-  bool path_names(Sidecar& sidecar) const noexcept {
-    return path_names_sidecar(dir_fd(), options_.sidecar_name, sidecar);
+  // The ghost-lock check of an acquisition in `mode` (a shared one fills
+  // sidecar.seen).
+  bool path_names(Sidecar& sidecar, Mode mode) const noexcept {
+    return path_names_sidecar(dir_fd(), options_.sidecar_name, sidecar, mode == Mode::shared);
   }
 
   // The heartbeat service of the holds taken through this Pack.

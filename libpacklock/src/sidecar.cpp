@@ -114,13 +114,15 @@ bool path_names_inode(int dir_fd, const std::string& name, dev_t dev, ino_t ino)
   return statx_names(dir_fd, name, STATX_INO, dev, ino, st);
 }
 
-bool path_names_sidecar(int dir_fd, const std::string& name, Sidecar& sidecar) noexcept {
-  // Asking for the mtime marks the timestamps as queried (see above): the
-  // next write that changes them dirties the inode. Holds refresh the mtime
-  // by a syscall only when it has aged (Hold::write_record), so that cost
-  // comes rarely; the heartbeat's check asks for the inode alone.
-  struct statx st {};
+bool path_names_sidecar(int dir_fd, const std::string& name, Sidecar& sidecar,
+                        bool see_mtime) noexcept {
   sidecar.seen = {};
+  // An exclusive holder writes its record whatever the mtime, and the write
+  // is cheapest when nobody queried the timestamps since the last one.
+  if (!see_mtime) return path_names_inode(dir_fd, name, sidecar.dev, sidecar.ino);
+  // A shared holder refreshes the mtime by a syscall only when it has aged
+  // (Hold::mtime_still_fresh), so asking for it here costs rarely.
+  struct statx st {};
   constexpr unsigned kSeen = STATX_SIZE | STATX_MTIME;
   if (!statx_names(dir_fd, name, STATX_INO | kSeen, sidecar.dev, sidecar.ino, st)) return false;
   if ((st.stx_mask & kSeen) == kSeen) {

@@ -57,8 +57,9 @@ Sidecar open_sidecar(int dir_fd, const std::string& name, bool create,
 // True when `name` in `dir_fd` still names the inode `sidecar` has open: the
 // ghost-lock guard after flock, and the hijack check of a holder.
 bool path_names_inode(int dir_fd, const std::string& name, dev_t dev, ino_t ino) noexcept;
-// The same check for an acquisition, which also records the size and mtime
-// the path shows in `sidecar.seen` (one statx(2) all the same).
-bool path_names_sidecar(int dir_fd, const std::string& name, Sidecar& sidecar) noexcept;
+// The same check for an acquisition. With `see_mtime` it also records the
+// size and mtime the path shows in `sidecar.seen` (one statx(2) all the same).
+bool path_names_sidecar(int dir_fd, const std::string& name, Sidecar& sidecar,
+                        bool see_mtime) noexcept;
 
 }  // namespace packlock::detail

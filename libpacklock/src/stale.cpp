@@ -218,10 +218,10 @@ int unlink_sidecar(const Pack& pack) noexcept {
 }
 
 Recovery recheck_under_recovery_lock(const Pack& pack, Sidecar& sidecar, Mode mode) noexcept {
-  if (!pack.path_names(sidecar)) return Recovery::retry;
+  if (!pack.path_names(sidecar, mode)) return Recovery::retry;
   const int operation = (mode == Mode::exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB;
   if (::flock(sidecar.fd.get(), operation) == 0) {
-    if (pack.path_names(sidecar)) return Recovery::locked;
+    if (pack.path_names(sidecar, mode)) return Recovery::locked;
     ::flock(sidecar.fd.get(), LOCK_UN);
     return Recovery::retry;
   }

@@ -15,7 +15,6 @@
 #include <memory>
 #include <mutex>
 #include <system_error>
-#include <thread>
 
 #include "lock_table.hpp"
 
@@ -42,12 +41,10 @@ inline constexpr const char* kWaitThreadName = "packlock-wait";
 
 class WaitThread final : public std::enable_shared_from_this<WaitThread> {
  public:
+  // The running thread, detached, holds a reference.
   WaitThread() noexcept;
   WaitThread(const WaitThread&) = delete;
   WaitThread& operator=(const WaitThread&) = delete;
-  // The running thread holds a reference; one that has ended has handed
-  // itself to be joined by the next wait thread's start, or at exit.
-  ~WaitThread();
 
   // An asynchronous waiter of the pack starts, or leaves for good.
   void joined() noexcept;
@@ -59,15 +56,12 @@ class WaitThread final : public std::enable_shared_from_this<WaitThread> {
 
  private:
   void run() noexcept;
-  void hand_over_to_joiner() noexcept;
 
   std::mutex mutex_;
   std::condition_variable work_;
   std::deque<std::shared_ptr<AsyncWaiter>> ready_;
   std::size_t waiters_ = 0;
-  bool running_ = false;
-  unsigned generation_;
-  std::thread thread_;
+  bool running_ = false;  // a thread runs, or is about to
 };
 
 }  // namespace packlock::detail

@@ -2,6 +2,9 @@
 // One figure of scripts/bench.sh: a value measured next to its baseline in
 // the same run, with the bar it must meet.
 
+#include <sys/types.h>
+#include <unistd.h>
+
 #include <functional>
 #include <string>
 #include <vector>
@@ -37,10 +40,18 @@ void async_waiters(std::vector<Figure>& figures);
 void counter(std::vector<Figure>& figures);
 void run_true(std::vector<Figure>& figures);
 void holds(std::vector<Figure>& figures);
+void waiting_threads(std::vector<Figure>& figures);
+void drain(std::vector<Figure>& figures);
 
 // Helpers shared by the measurements.
 double now_ns();
 double median(std::vector<double> values);
 double percentile(std::vector<double> values, double p);
+// The threads of this process.
+int thread_count();
+// Lock requests on `inode` the kernel has blocked, of process `pid` (0: any).
+int blocked_requests(ino_t inode, pid_t pid);
+// Waits until there are `count` of them (false after 120 s).
+bool await_blocked_requests(ino_t inode, pid_t pid, int count);
 
 }  // namespace packlock::bench

@@ -31,14 +31,6 @@ constexpr int kHoldsPerPack = 10;
 constexpr auto kHeartbeat = std::chrono::milliseconds(100);
 constexpr auto kWindow = std::chrono::seconds(3);
 
-int thread_count() {
-  int count = 0;
-  for ([[maybe_unused]] const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    ++count;
-  }
-  return count;
-}
-
 double cpu_ms() {
   rusage usage{};
   ::getrusage(RUSAGE_SELF, &usage);

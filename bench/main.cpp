@@ -135,6 +135,8 @@ int main(int argc, char** argv) {
       {"counter", counter},
       {"run_true", run_true},
       {"holds", holds},
+      {"waiting_threads", waiting_threads},
+      {"drain", drain},
   };
   std::vector<Figure> figures;
   for (const auto& [name, measure] : measurements) {

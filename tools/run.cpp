@@ -217,6 +217,8 @@ class WaitReport final {
   bool live() const noexcept { return live_; }
 
   void update(Clock::duration waited) {
+    // Who holds the lock is read from the kernel's table only to be shown.
+    if (!live_ && (!options_.verbose || announced_)) return;
     const std::string what = options_.pack.string() + ": waiting";
     const std::string why =
         (options_.mode == Mode::exclusive ? " for an exclusive lock" : " for a shared lock") +

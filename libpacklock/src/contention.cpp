@@ -126,6 +126,7 @@ class Contention final {
   }
 
   Step wait(std::error_code& ec) noexcept {
+    if (request_.mode == Mode::exclusive) pack_.record_writer().prepare();
     const Deadline wake_at = earliest(request_.deadline, recovery_.next_check());
     WaitInterrupt* const interrupt = request_.cancel ? &request_.cancel->interrupt() : nullptr;
     switch (wait_in_kernel(sidecar_, request_.mode, wake_at, interrupt, pack_.wait_signal(), ec)) {

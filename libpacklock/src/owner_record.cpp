@@ -467,6 +467,11 @@ const OwnerRecordWriter::Template* OwnerRecordWriter::current() const noexcept t
   return nullptr;
 }
 
+void OwnerRecordWriter::prepare() const noexcept {
+  current();
+  random64();  // seeds the generator
+}
+
 std::size_t OwnerRecordWriter::render(Block& block,
                                       std::chrono::system_clock::time_point acquired_at) const noexcept {
   const Template* current_template = current();

@@ -56,6 +56,10 @@ class OwnerRecordWriter final {
   // Formats the record of an acquisition made at `acquired_at` into
   // `block`: its size (a multiple of 512), or 0 without memory to build it.
   std::size_t render(Block& block, std::chrono::system_clock::time_point acquired_at) const noexcept;
+  // Reads what the record says of this process (/proc, the host name) now,
+  // ahead of the first render: a waiter calls it before it blocks, so that
+  // none of it falls between the grant and the write.
+  void prepare() const noexcept;
   // Writes a rendered record at the start of `fd` with one pwrite(2).
   // Returns 0, or the errno of the write (EIO for a short one).
   static int write(int fd, std::string_view block) noexcept;

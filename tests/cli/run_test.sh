@@ -140,6 +140,22 @@ expect_error 64 "no guessing of long options" "--time" "$PACKLOCK" run --time 1 
 expect_error 64 "no hidden positional option" "--positional" "$PACKLOCK" run --positional x "$P" true
 check "nothing was created by usage errors" test ! -e "$P/true"
 
+# --- the sidecar truncated, then filled with garbage, under a run holder and
+# a run waiter: neither crashes, the holder's command ends as it would, the
+# waiter gets the lock after it --------------------------------------------
+start_holder holder "$PACKLOCK" run "$P" --
+start_waiter waiter "$PACKLOCK" run -v -w 60 "$P" -- touch "$T/ran.after.garbage"
+: >"$P/.grex-lock"
+head -c 10000 /dev/zero | tr '\0' '\377' >"$P/.grex-lock"
+truncate -s 3 "$P/.grex-lock"
+release_holder holder
+status=$?
+check "garbage in the sidecar: the holder ends normally (got $status)" test "$status" -eq 0
+finish_job waiter
+status=$?
+check "garbage in the sidecar: the waiter ends normally (got $status)" test "$status" -eq 0
+check "garbage in the sidecar: the waiter ran its command" test -e "$T/ran.after.garbage"
+
 # --- help and the link --------------------------------------------------------
 expect 0 "run --help" "$PACKLOCK" run --help
 check "--help goes to stdout" grep -q -- "--conflict-exit-code" "$T/out"

@@ -200,7 +200,10 @@ class AsyncAcquire final : public AsyncWaiter, public std::enable_shared_from_th
       pack_->queue().withdraw(*this);
     }
     state_ = State::done;
-    if (deadline_timer_) deadline_timer_->cancel();
+    // Destroyed, not only cancelled: the last reference to the operation
+    // may be dropped on the wait thread after the context is gone, and a
+    // timer must not outlive its context's services.
+    deadline_timer_.reset();
     if (joined_) wait_thread_->left();
     joined_ = false;
     if (completion_) {

@@ -175,6 +175,25 @@ BOOST_FIXTURE_TEST_CASE(async_waiters_of_a_pack_share_one_thread_that_ends, Pack
   BOOST_TEST(eventually([&] { return threads_named(detail::kWaitThreadName) == 0; }));
 }
 
+// A timed-out operation whose context is destroyed as soon as its handler
+// has run: the wait thread may drop the last reference to the operation
+// after that, which must not touch the context (AddressSanitizer sees it).
+BOOST_FIXTURE_TEST_CASE(a_context_destroyed_after_a_timeout_outlives_nothing, PackDir) {
+  Process holder = Process::flock_holder(lock.sidecar());
+  holder.expect_line("locked");
+  for (int round = 0; round < 50; ++round) {
+    std::error_code result;
+    {
+      asio::io_context io;
+      lock.async_acquire(io.get_executor(), Mode::exclusive, 1ms,
+                         [&](std::error_code ec, PackLockHold) { result = ec; });
+      io.run();
+    }
+    BOOST_TEST((result == errc::timeout));
+  }
+  BOOST_TEST(eventually([&] { return threads_named(detail::kWaitThreadName) == 0; }));
+}
+
 // A wait with a deadline in a thread that blocks every signal (as servers
 // block them in their workers) still ends, and the mask is left as it was.
 BOOST_FIXTURE_TEST_CASE(a_blocked_wait_signal_still_ends_the_wait, PackDir) {

@@ -31,7 +31,7 @@ bool identity_of(int dir, const std::string& name, struct stat& st, std::error_c
 // kernel_locks_on) is one party.
 void add_party(std::vector<LockParty>& parties, const LockParty& party) {
   const auto same = [&](const LockParty& p) {
-    return p.pid == party.pid && p.mode == party.mode && p.packlock == party.packlock;
+    return p.pid == party.pid && p.mode == party.mode;
   };
   if (std::none_of(parties.begin(), parties.end(), same)) parties.push_back(party);
 }
@@ -39,7 +39,7 @@ void add_party(std::vector<LockParty>& parties, const LockParty& party) {
 void add_sidecar_parties(const struct stat& st, PackObservation& seen, std::error_code& ec) {
   for (const KernelLock& lock : detail::kernel_locks_on(st.st_dev, st.st_ino, ec)) {
     if (lock.kind != KernelLock::Kind::flock) continue;
-    const LockParty party{lock.pid, lock.write ? Mode::exclusive : Mode::shared, false};
+    const LockParty party{lock.pid, lock.write ? Mode::exclusive : Mode::shared};
     add_party(lock.blocked ? seen.waiters : seen.holders, party);
   }
 }

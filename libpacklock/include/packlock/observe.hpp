@@ -23,9 +23,6 @@ namespace packlock {
 struct LockParty {
   pid_t pid = 0;
   Mode mode = Mode::exclusive;
-  // Always false: every waiter, packlock's or another tool's, is a process
-  // blocked in flock(2) on the sidecar. Kept for source compatibility.
-  bool packlock = false;
 };
 
 // free:  nobody holds the lock (as far as this host can see).

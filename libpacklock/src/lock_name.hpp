@@ -5,10 +5,9 @@
 // "db/main". It must be 1 to kMaxNameLength bytes of [A-Za-z0-9._/-],
 // made of components of 1 to kMaxComponentLength bytes separated by single
 // slashes, none of them starting with a dot. So a name never leaves the
-// lock directory (no "..", no leading "/"), never names the sidecar or its
-// companions (".grex-lock", ".grex-lock.wake", ...) or another hidden file,
-// and never has two spellings ("a//b", "a/", "./a" are refused, not
-// normalised).
+// lock directory (no "..", no leading "/"), never names a sidecar
+// (".grex-lock") or another hidden file, and never has two spellings
+// ("a//b", "a/", "./a" are refused, not normalised).
 
 #include <climits>
 #include <cstddef>

@@ -297,8 +297,8 @@ BOOST_FIXTURE_TEST_CASE(a_forked_child_starts_with_a_fresh_lock_table, PackFixtu
 BOOST_FIXTURE_TEST_CASE(a_child_forked_while_threads_contend_can_still_wait, PackFixture) {
   // A fork copies each mutex as it is at that instant, taken or not; the
   // child has none of the threads that would let go of one. Its wait must
-  // not hang on a lock a parent thread held in the queue, the waiter
-  // registry or the inotify pool.
+  // not hang on a lock a parent thread held in the lock table, the queue or
+  // the process facts.
   std::atomic<bool> stop{false};
   std::vector<std::thread> contenders;
   for (int i = 0; i < 3; ++i)

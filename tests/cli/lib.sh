@@ -38,10 +38,18 @@ trap cleanup EXIT
 pass() { passed=$((passed + 1)); }
 fail() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
 
+# What the last `expect` saw, for a failure's message.
+last_said() {
+  local out err
+  out=$(head -c 600 "$T/out" 2>/dev/null)
+  err=$(head -c 600 "$T/err" 2>/dev/null)
+  echo "last command's stdout: ${out:-(none)}; stderr: ${err:-(none)}"
+}
+
 # check NAME COMMAND...: passes when COMMAND succeeds.
 check() {
   local name=$1; shift
-  if "$@"; then pass; else fail "$name"; fi
+  if "$@"; then pass; else fail "$name; $(last_said)"; fi
 }
 
 # expect EXIT NAME COMMAND...: runs COMMAND with stdout in $T/out and stderr

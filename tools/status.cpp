@@ -89,19 +89,27 @@ bool has_sidecar(const fs::path& dir) {
   return fs::exists(fs::symlink_status(dir / ".grex-lock", ec));
 }
 
+// A tree is walked while others change it: an entry removed or replaced
+// since it was listed is skipped, not an error.
+bool vanished(const std::error_code& ec) {
+  return ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory;
+}
+
 // Depth first; symbolic links to directories are not followed, so a link
-// cannot make the walk loop or leave the tree.
-void find_packs(const fs::path& dir, int depth_left, std::vector<fs::path>& packs, Found& found) {
+// cannot make the walk loop or leave the tree. `dir` is a PATH argument at
+// the top, an entry found in the walk below it.
+void find_packs(const fs::path& dir, int depth_left, bool top, std::vector<fs::path>& packs,
+                Found& found) {
   if (has_sidecar(dir)) packs.push_back(dir.lexically_normal());
   if (depth_left == 0) return;
   std::error_code ec;
   for (fs::directory_iterator entry(dir, ec), end; !ec && entry != end; entry.increment(ec)) {
     std::error_code type_ec;
     if (entry->is_directory(type_ec) && !entry->is_symlink(type_ec)) {
-      find_packs(entry->path(), depth_left - 1, packs, found);
+      find_packs(entry->path(), depth_left - 1, false, packs, found);
     }
   }
-  if (ec) note_error(found, dir, ec);
+  if (ec && !(vanished(ec) && !top)) note_error(found, dir, ec);
 }
 
 Found look(const StatusOptions& options) {
@@ -113,13 +121,14 @@ Found look(const StatusOptions& options) {
       note_error(found, path, ec ? ec : std::make_error_code(std::errc::not_a_directory));
       continue;
     }
-    find_packs(path, options.max_depth, packs, found);
+    find_packs(path, options.max_depth, true, packs, found);
   }
   std::sort(packs.begin(), packs.end());
   packs.erase(std::unique(packs.begin(), packs.end()), packs.end());
   for (const fs::path& pack : packs) {
     std::error_code ec;
     PackView view = view_pack(pack, options.stale_after, ec);
+    if (vanished(ec)) continue;  // gone since the walk found it
     if (ec) {
       note_error(found, pack, ec);
     } else if (view.state == PackState::held || view.state == PackState::stale ||

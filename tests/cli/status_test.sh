@@ -73,6 +73,27 @@ finish_job waiter
 expect 0 "after release" "$PACKLOCK" status --held "$R"
 check "--held: nothing held" test "$(wc -l <"$T/out")" -eq 1
 
+# --- a tree that changes while status walks it --------------------------------
+# Directories (packs among them) appear and vanish under status's feet: an
+# entry gone since it was listed is skipped; the walk never fails for it.
+C=$T/churn
+mkdir -p "$C"
+(
+  while :; do
+    for i in $(seq 40); do mkdir -p "$C/d$i/sub" && : >"$C/d$i/.grex-lock"; done
+    for i in $(seq 40); do rm -rf "$C/d$i"; done
+  done
+) &
+PIDS[churner]=$!
+churn_failures=0
+for round in $(seq 60); do
+  "$PACKLOCK" status "$C" >"$T/out" 2>"$T/err" || { churn_failures=$((churn_failures + 1)); cp "$T/err" "$T/churn.err"; }
+done
+kill "${PIDS[churner]}"; finish_job churner
+check "status of a churning tree: 60 walks, none failed ($(head -c 300 "$T/churn.err" 2>/dev/null))" \
+  test "$churn_failures" -eq 0
+expect 66 "a PATH argument that does not exist is still 66" "$PACKLOCK" status "$C/never"
+
 # --- help and the link -----------------------------------------------------------------
 expect 0 "status --help" "$PACKLOCK" status --help
 cp "$T/out" "$T/help.status"

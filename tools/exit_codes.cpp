@@ -7,16 +7,18 @@
 namespace packlock::cli {
 
 int exit_code_for(const std::error_code& ec) noexcept {
-  if (ec == errc::not_a_regular_file) return kExitCannotCreate;
+  if (ec == errc::not_a_regular_file || ec == errc::sidecar_unsupported) return kExitCannotCreate;
+  if (ec == errc::dangling_pack_link) return kExitNoInput;
   if (ec.category() != std::system_category() && ec.category() != std::generic_category()) {
     return kExitOsError;
   }
   switch (ec.value()) {
     case ENOENT:
     case ENOTDIR:
-    case ENAMETOOLONG:
     case ELOOP:
       return kExitNoInput;
+    case ENAMETOOLONG:
+      return kExitUsage;  // the path given is wrong as written
     case EACCES:
     case EPERM:
       return kExitNoPermission;

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iterator>
 
+#include <packlock/error.hpp>
 #include <packlock/observe.hpp>
 
 #include "duration.hpp"
@@ -96,7 +97,8 @@ PackView view_pack(const std::filesystem::path& pack, std::chrono::nanoseconds s
   options.stale_after = stale_after;
   options.try_lock = try_lock;
   const PackObservation seen = observe(pack, options, ec);
-  if (ec == std::errc::no_such_file_or_directory && !seen.sidecar_exists) {
+  if (ec == std::errc::no_such_file_or_directory && ec != errc::dangling_pack_link &&
+      !seen.sidecar_exists) {
     ec.clear();
     view.state = PackState::missing;
     return view;

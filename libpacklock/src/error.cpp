@@ -23,6 +23,10 @@ class Category final : public std::error_category {
       case errc::conflicting_options: return "conflicting lock request options";
       case errc::wait_signal_taken:
         return "the wait signal has a handler of the application's (see PACKLOCK_WAIT_SIGNAL)";
+      case errc::dangling_pack_link:
+        return "the pack is a symbolic link to nothing; packlock will not create its target";
+      case errc::sidecar_unsupported:
+        return "the pack's filesystem cannot hold a lock file";
     }
     return "unknown packlock error";
   }
@@ -36,6 +40,7 @@ class Category final : public std::error_category {
       case errc::busy: return std::errc::resource_unavailable_try_again;
       case errc::not_a_regular_file: return std::errc::invalid_argument;
       case errc::conflicting_options: return std::errc::invalid_argument;
+      case errc::dangling_pack_link: return std::errc::no_such_file_or_directory;
       default: return {value, *this};
     }
   }

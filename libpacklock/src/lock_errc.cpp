@@ -17,6 +17,8 @@ lock_errc class_of_packlock_code(errc code) noexcept {
     case errc::not_a_regular_file:
     case errc::not_open:
     case errc::wait_signal_taken:
+    case errc::dangling_pack_link:
+    case errc::sidecar_unsupported:
     case errc::lock_unsuccessful: return lock_errc::acquire_failed;
     case errc::conflicting_options: return lock_errc::generic;
   }

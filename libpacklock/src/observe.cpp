@@ -102,11 +102,8 @@ PackObservation observe(const std::filesystem::path& pack, const ObserveOptions&
   ec.clear();
   PackObservation seen;
   seen.stale_period = options.stale_after;
-  const UniqueFd dir(::open(pack.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir) {
-    ec.assign(errno, std::system_category());
-    return seen;
-  }
+  const UniqueFd dir = detail::open_pack_directory(pack, /*create=*/false, ec);
+  if (ec) return seen;
   const std::string& name = options.sidecar_name;
   struct stat st {};
   if (!identity_of(dir.get(), name, st, ec)) return seen;

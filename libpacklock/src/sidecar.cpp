@@ -20,6 +20,13 @@ int open_directory(const std::filesystem::path& pack) noexcept {
   return ::open(pack.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
+// The pack path is a symbolic link whose target does not exist.
+bool is_dangling_link(const std::filesystem::path& pack) noexcept {
+  struct stat link{}, target{};
+  return ::lstat(pack.c_str(), &link) == 0 && S_ISLNK(link.st_mode) &&
+         ::stat(pack.c_str(), &target) != 0 && errno == ENOENT;
+}
+
 // Errors that mean "something is at the sidecar's name but it is not a
 // regular file we may open": a symlink (ELOOP under O_NOFOLLOW), a directory
 // (EISDIR for O_RDWR), a socket (ENXIO).
@@ -33,6 +40,10 @@ UniqueFd open_pack_directory(const std::filesystem::path& pack, bool create,
                              std::error_code& ec) noexcept {
   ec.clear();
   UniqueFd dir(open_directory(pack));
+  if (!dir && errno == ENOENT && is_dangling_link(pack)) {
+    ec = make_error_code(errc::dangling_pack_link);
+    return {};
+  }
   if (!dir && errno == ENOENT && create) {
     std::filesystem::create_directories(pack, ec);
     if (ec) return {};
@@ -71,6 +82,12 @@ Sidecar open_sidecar(int dir_fd, const std::string& name, bool create,
     const int err = errno;
     ec = means_not_regular(err) ? make_error_code(errc::not_a_regular_file)
                                 : std::error_code(err, std::system_category());
+    // A directory that exists (it still has a link) but whose filesystem
+    // answers ENOENT to a creation: /proc, /sys.
+    struct stat dir{};
+    if (err == ENOENT && create && ::fstat(dir_fd, &dir) == 0 && dir.st_nlink > 0) {
+      ec = make_error_code(errc::sidecar_unsupported);
+    }
     return {};
   }
   struct stat st{};

@@ -40,7 +40,9 @@ struct Sidecar {
 };
 
 // Opens (creating with `create`) the pack directory, following symlinks in
-// the pack path: a pack reached through a symlink is the same pack.
+// the pack path: a pack reached through a symlink is the same pack. A
+// symlink to nothing gives errc::dangling_pack_link and is never created
+// through: its target may be a mount point not mounted yet.
 UniqueFd open_pack_directory(const std::filesystem::path& pack, bool create,
                              std::error_code& ec) noexcept;
 

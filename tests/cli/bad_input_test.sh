@@ -11,6 +11,20 @@ check "nothing was created" test ! -e "$T/missing"
 
 # --- the pack is a file -----------------------------------------------------------
 echo precious >"$T/file"
+# A pack that is a symbolic link to nothing: said so, and its target is not
+# created (it may be a mount point not mounted yet).
+ln -s "$T/nowhere/pack" "$T/dangling"
+expect_error 66 "run: dangling symlink pack" "$T/dangling" "$PACKLOCK" run "$T/dangling" true
+check "run: the dangling symlink is named as such" grep -q "symbolic link to nothing" "$T/err"
+check "run: the link's target was not created" test ! -e "$T/nowhere"
+expect_error 66 "probe: dangling symlink pack" "$T/dangling" "$PACKLOCK" probe "$T/dangling"
+check "probe: the dangling symlink is named as such" grep -q "symbolic link to nothing" "$T/err"
+
+# A directory whose filesystem cannot hold a sidecar (/proc) is not "no such
+# pack": it exists.
+expect_error 73 "run: a pack under /proc" "/proc/self" "$PACKLOCK" run /proc/self true
+check "run under /proc: the filesystem is named as the cause" grep -q "cannot hold a lock file" "$T/err"
+
 expect_error 66 "run: pack is a file" "$T/file" "$PACKLOCK" run "$T/file" true
 expect_error 66 "probe: pack is a file" "$T/file" "$PACKLOCK" probe "$T/file"
 expect_error 66 "status: path is a file" "$T/file" "$PACKLOCK" status "$T/file"
@@ -50,10 +64,13 @@ expect 0 "a user who may only read the sidecar still gets the lock" \
   "${NOBODY[@]}" "$NOBODY_BIN/packlock" run "$T/readonly" -- sh -c 'flock -n "$0/.grex-lock" true; echo $?' "$T/readonly"
 check "and holds it while the command runs" test "$(cat "$T/out")" = 1
 
-# --- name too long ----------------------------------------------------------------------
+# --- name too long: a usage error (the path is wrong as written), not "no such pack"
 long=$T/$(printf 'x%.0s' $(seq 300))
-expect_error 66 "run: name too long" "xxxxxxxx" "$PACKLOCK" run "$long" true
-expect_error 66 "probe: name too long" "xxxxxxxx" "$PACKLOCK" probe "$long"
+expect_error 64 "run: name too long" "xxxxxxxx" "$PACKLOCK" run "$long" true
+check "run: name too long says so" grep -q "File name too long" "$T/err"
+expect_error 64 "probe: name too long" "xxxxxxxx" "$PACKLOCK" probe "$long"
+longer=$T/$(printf 'd%.0s/' $(seq 2100))  # over PATH_MAX in all
+expect_error 64 "run: path over PATH_MAX" "/d/d/d/" "$PACKLOCK" run "$longer" true
 
 # --- descriptor exhaustion ------------------------------------------------------------------
 # With every descriptor above 2 closed, a limit of N leaves N - 3 for run:

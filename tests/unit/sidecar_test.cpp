@@ -89,6 +89,27 @@ BOOST_AUTO_TEST_CASE(a_fifo_sidecar_is_refused_without_hanging) {
   expect_refused(dir / "pack");
 }
 
+// A pack that is a symbolic link to nothing is named as such, and the
+// link's target is never created.
+BOOST_AUTO_TEST_CASE(a_dangling_pack_link_is_refused_and_nothing_created) {
+  TempDir dir;
+  fs::create_symlink(dir / "gone" / "pack", dir / "link");
+  std::error_code ec;
+  (void)PackLock::open(dir / "link", ec);
+  BOOST_TEST((ec == errc::dangling_pack_link));
+  BOOST_TEST((ec == std::errc::no_such_file_or_directory));
+  BOOST_TEST(!fs::exists(dir / "gone"));
+  (void)observe(dir / "link", ec);
+  BOOST_TEST((ec == errc::dangling_pack_link));
+}
+
+// A directory that exists on a filesystem that cannot hold a file.
+BOOST_AUTO_TEST_CASE(a_pack_under_proc_cannot_hold_a_sidecar) {
+  std::error_code ec;
+  (void)PackLock::open("/proc/self", ec);
+  BOOST_TEST((ec == errc::sidecar_unsupported), ec.message());
+}
+
 BOOST_AUTO_TEST_CASE(a_second_open_leaves_the_holders_content_byte_identical) {
   TempDir dir;
   const PackLock first = PackLock::open(dir / "pack");

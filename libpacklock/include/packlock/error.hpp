@@ -29,6 +29,8 @@ enum class errc {
   not_open,             // a default-constructed or moved-from PackLock
   conflicting_options,  // LockManager::request: options that exclude each other
   wait_signal_taken,    // the wait signal has a handler of the application's
+  dangling_pack_link,   // the pack is a symbolic link to nothing
+  sidecar_unsupported,  // the pack's filesystem cannot hold a sidecar (/proc, /sys)
 };
 
 const std::error_category& category() noexcept;

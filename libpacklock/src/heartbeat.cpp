@@ -25,10 +25,8 @@ constexpr std::uint32_t kHijackEvents = IN_ATTRIB | IN_MOVE_SELF | IN_DELETE_SEL
 
 std::atomic<RefreshFunction> refresh_function{nullptr};
 
-// The process's current service, and a thread a service could not join
-// because it was destroyed on that very thread (a callback dropped the last
-// reference); the next service joins it. Guarded by `mutex`, which a fork
-// takes so that a child never inherits it locked.
+// The process's current service. Guarded by `mutex`, which a fork takes so
+// that a child never inherits it locked.
 //
 // A forked child's service is `pinned`: it lives, and its thread runs,
 // until the process ends. Two reasons. A child that goes on using packs
@@ -42,7 +40,6 @@ struct Registry {
   std::weak_ptr<HeartbeatService> current;
   std::shared_ptr<HeartbeatService> pinned;
   unsigned generation = 0;
-  std::thread* orphan = nullptr;
   std::vector<HeartbeatService*> kept_from_parent;  // a forked child's copies
 };
 
@@ -51,19 +48,9 @@ Registry& registry() {
   return *instance;
 }
 
-void join_orphan_locked(Registry& r) {
-  if (!r.orphan) return;
-  r.orphan->join();
-  delete std::exchange(r.orphan, nullptr);
-}
-
 [[maybe_unused]] const int fork_handlers_installed = ::pthread_atfork(
     [] { registry().mutex.lock(); }, [] { registry().mutex.unlock(); },
-    [] {
-      // The orphan is the parent's thread: never join it here.
-      registry().orphan = nullptr;
-      registry().mutex.unlock();
-    });
+    [] { registry().mutex.unlock(); });
 
 // Intrusive FIFO operations on the entry lists of schedules and watches.
 template <typename List, typename Links>
@@ -141,7 +128,6 @@ void HeartbeatEntry::on_lost(std::function<void()> callback) {
 std::shared_ptr<HeartbeatService> HeartbeatService::shared() {
   Registry& r = registry();
   std::lock_guard lock(r.mutex);
-  join_orphan_locked(r);
   std::shared_ptr<HeartbeatService> service;
   if (r.generation == fork_generation()) service = r.current.lock();
   if (!service) {
@@ -185,11 +171,9 @@ HeartbeatService::~HeartbeatService() {
     return;
   }
   // Destroyed on its own thread, by a callback that dropped the last
-  // reference: the thread returns right after this; the next service joins it.
-  Registry& r = registry();
-  std::lock_guard lock(r.mutex);
-  join_orphan_locked(r);
-  r.orphan = new std::thread(std::move(thread_));
+  // reference: the thread returns right after this and nothing needs to
+  // wait for it. Left joinable, it would be a leaked thread at exit.
+  thread_.detach();
 }
 
 bool HeartbeatService::start_locked() noexcept try {

@@ -27,15 +27,15 @@ void validate(boost::any& value, const std::vector<std::string>& tokens, Duratio
   const std::string& token = single_token(value, tokens);
   const auto parsed = parse_duration(token);
   if (!parsed) throw InvalidValue(token, "durations look like 5, 0.5, 500ms, 2s, 1m, 1h");
-  value = Duration{*parsed};
+  value = Duration{*parsed, true};
 }
 
 void add_lock_options(po::options_description& options, LockSettings& settings) {
   options.add_options()
     ("stale-after", po::value(&settings.stale_after)->value_name("DUR"),
-     "a held lock whose heartbeat is older than DUR is stale (default 30s)")
+     "a held lock whose heartbeat is older than DUR is stale (default 30s, or 3 x --heartbeat if longer)")
     ("heartbeat", po::value(&settings.heartbeat)->value_name("DUR"),
-     "refresh the sidecar's mtime every DUR while holding (default 10s)")
+     "refresh the sidecar's mtime every DUR while holding (default 10s, or --stale-after/3 if shorter)")
     ("stale-policy", po::value(&settings.stale_policy)->value_name("POLICY"),
      "when a stale lock may be recovered: safe (default) or mtime")
     ("no-create", po::bool_switch(&settings.no_create),
@@ -43,19 +43,26 @@ void add_lock_options(po::options_description& options, LockSettings& settings) 
 }
 
 void check_lock_settings(const LockSettings& settings) {
-  if (settings.heartbeat.value <= std::chrono::nanoseconds::zero()) {
+  if (settings.heartbeat.given && settings.heartbeat.value <= std::chrono::nanoseconds::zero()) {
     throw UsageError("--heartbeat must be longer than 0");
   }
-  if (settings.stale_after.value <= settings.heartbeat.value) {
-    throw UsageError("--stale-after must be longer than --heartbeat");
+  if (settings.stale_after.given && settings.stale_after.value <= std::chrono::nanoseconds::zero()) {
+    throw UsageError("--stale-after must be longer than 0");
+  }
+  if (settings.heartbeat.given && settings.stale_after.given &&
+      settings.stale_after.value <= settings.heartbeat.value) {
+    throw UsageError("--heartbeat " + format_duration(settings.heartbeat.value) +
+                     " must be shorter than --stale-after " +
+                     format_duration(settings.stale_after.value));
   }
 }
 
 PackLock open_pack_lock(const std::filesystem::path& pack, const LockSettings& settings,
                         std::error_code& ec, std::optional<std::string> command, Logger logger) {
   LockOptions options;
-  options.stale_after = settings.stale_after.value;
-  options.heartbeat = settings.heartbeat.value;
+  const Timing timing = settings.timing();
+  options.stale_after = timing.stale_after;
+  options.heartbeat = timing.heartbeat;
   options.stale_policy = settings.stale_policy;
   options.create = !settings.no_create;
   options.command = std::move(command);

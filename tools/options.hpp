@@ -28,6 +28,7 @@ namespace po = boost::program_options;
 // A command-line duration (see duration.hpp for the forms accepted).
 struct Duration {
   std::chrono::nanoseconds value{};
+  bool given = false;  // set by the parser: the option was on the command line
 };
 
 // Program_options reads these types through these overloads; a bad value is
@@ -37,16 +38,23 @@ void validate(boost::any& value, const std::vector<std::string>& tokens, Duratio
 // How a pack is to be locked, beyond the mode: liveness settings and
 // whether the pack may be created.
 struct LockSettings {
-  Duration stale_after{std::chrono::seconds(30)};
-  Duration heartbeat{std::chrono::seconds(10)};
+  Duration stale_after;  // not given: derived from --heartbeat, as the library does
+  Duration heartbeat;    // not given: derived from --stale-after
   StalePolicy stale_policy = StalePolicy::safe;
   bool no_create = false;
+
+  // The heartbeat and stale period in force (resolved_timing()).
+  Timing timing() const noexcept {
+    return resolved_timing(heartbeat.given ? heartbeat.value : std::chrono::nanoseconds(0),
+                           stale_after.given ? stale_after.value : std::chrono::nanoseconds(0));
+  }
 };
 
 // --stale-after, --heartbeat, --stale-policy, --no-create (run).
 void add_lock_options(po::options_description& options, LockSettings& settings);
-// The heartbeat must be positive and shorter than the stale period, or every
-// holder would look stale between two beats.
+// What is given must be positive, and a heartbeat given with a stale period
+// must be shorter than it, or every holder would look stale between two
+// beats. The one not given follows the other.
 void check_lock_settings(const LockSettings& settings);
 
 // The one place where command-line settings become a library call: opens

@@ -66,9 +66,7 @@ std::optional<ProbeOptions> parse(const std::vector<std::string>& args) {
   }
   if (packs.empty()) throw UsageError("no PACK given");
   if (options.json && options.quiet) throw UsageError("--json and -q contradict each other");
-  if (options.lock.stale_after.value <= std::chrono::nanoseconds::zero()) {
-    throw UsageError("--stale-after must be longer than 0");
-  }
+  check_lock_settings(options.lock);
   options.packs.assign(packs.begin(), packs.end());
   return options;
 }
@@ -86,7 +84,7 @@ Probed probe_all(const ProbeOptions& options) {
     // --try: a pack the kernel table shows free may still be held from
     // another host of a network file system; observe() asks the lock itself,
     // creating nothing and, unlike an acquirer, never recovering a stale lock.
-    PackView view = view_pack(pack, options.lock.stale_after.value, ec, options.try_lock);
+    PackView view = view_pack(pack, options.lock.timing().stale_after, ec, options.try_lock);
     if (!ec && view.state == PackState::missing && !options.missing_ok) {
       ec = std::make_error_code(std::errc::no_such_file_or_directory);
     }

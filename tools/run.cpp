@@ -178,7 +178,7 @@ std::string joined(const std::vector<std::string>& words) {
 // 1s ago", or "" when no holder is visible (it may have just gone).
 std::string holder_clause(const RunOptions& options) {
   std::error_code ec;
-  const PackView view = view_pack(options.pack, options.lock.stale_after.value, ec);
+  const PackView view = view_pack(options.pack, options.lock.timing().stale_after, ec);
   if (ec || view.holders.empty()) return "";
   return ", held " + describe_holders(view) + describe_owner(view);
 }

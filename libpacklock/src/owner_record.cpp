@@ -425,8 +425,9 @@ OwnerRecord record_of_this_process(const LockOptions& options) {
   record.pid_namespace = facts->pid_namespace;
   record.start_time = facts->start_time;
   record.command = options.command ? *options.command : facts->command;
-  record.heartbeat = options.heartbeat;
-  record.stale_after = options.stale_after;
+  const Timing timing = resolved_timing(options.heartbeat, options.stale_after);
+  record.heartbeat = timing.heartbeat;
+  record.stale_after = timing.stale_after;
   return record;
 }
 

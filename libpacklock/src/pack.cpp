@@ -21,7 +21,16 @@ int wait_signal_of(const LockOptions& options) noexcept {
   return options.wait_signal != 0 ? options.wait_signal : default_wait_signal();
 }
 
-bool valid(const LockOptions& options) noexcept {
+// The options with the heartbeat and stale period in force.
+LockOptions with_timing(LockOptions options) noexcept {
+  const Timing timing = resolved_timing(options.heartbeat, options.stale_after);
+  options.heartbeat = timing.heartbeat;
+  options.stale_after = timing.stale_after;
+  return options;
+}
+
+bool valid(const LockOptions& given) noexcept {
+  const LockOptions options = with_timing(given);
   const int signo = wait_signal_of(options);
   return options.heartbeat > std::chrono::nanoseconds::zero() &&
          options.stale_after > options.heartbeat && valid_sidecar_name(options.sidecar_name) &&
@@ -36,7 +45,7 @@ Pack::Pack(UniqueFd dir, dev_t dir_dev, ino_t dir_ino, std::filesystem::path pat
       dir_dev_(dir_dev),
       dir_ino_(dir_ino),
       path_(std::move(path)),
-      options_(options),
+      options_(with_timing(options)),
       network_(is_network_filesystem(dir_.get())),
       wait_signal_(wait_signal_of(options)),
       generation_(fork_generation()),

@@ -140,6 +140,17 @@ expect_error 64 "no guessing of long options" "--time" "$PACKLOCK" run --time 1 
 expect_error 64 "no hidden positional option" "--positional" "$PACKLOCK" run --positional x "$P" true
 check "nothing was created by usage errors" test ! -e "$P/true"
 
+# --- the period not given follows the one given -------------------------------
+expect 0 "--stale-after 6s alone: the heartbeat follows" \
+  "$PACKLOCK" run --stale-after 6s "$P" -- sh -c 'tr "," "\n" <"$0/.grex-lock" | grep -E "_ns"' "$P"
+check "--stale-after 6s alone: heartbeat 2s" grep -q '"heartbeat_ns":2000000000' "$T/out"
+expect 0 "--heartbeat 60s alone: the stale period follows" \
+  "$PACKLOCK" run --heartbeat 60s "$P" -- sh -c 'tr "," "\n" <"$0/.grex-lock" | grep -E "_ns"' "$P"
+check "--heartbeat 60s alone: stale after 3m" grep -q '"stale_after_ns":180000000000' "$T/out"
+expect_error 64 "--heartbeat 60s --stale-after 30s: refused" "--heartbeat" \
+  "$PACKLOCK" run --heartbeat 60s --stale-after 30s "$P" true
+check "the refusal names both values" grep -q "1m.*--stale-after 30" "$T/err"
+
 # --- the sidecar truncated, then filled with garbage, under a run holder and
 # a run waiter: neither crashes, the holder's command ends as it would, the
 # waiter gets the lock after it --------------------------------------------

@@ -38,6 +38,48 @@ struct PackFixture : PackDir {
 
 BOOST_AUTO_TEST_SUITE(pack_lock)
 
+// The period not given follows the one given: only stale_after S gives a
+// heartbeat of min(10 s, S/3), only heartbeat H a stale period of
+// max(30 s, 3H); both given with H >= S is refused. The owner record says
+// what is in force.
+BOOST_FIXTURE_TEST_CASE(the_period_not_given_follows_the_one_given, PackFixture) {
+  const auto record_of = [&](const LockOptions& options) {
+    const PackLock given = PackLock::open(pack, options);
+    PackLockHold hold = given.acquire();
+    const auto owner = observe(pack).owner;
+    BOOST_REQUIRE(owner.has_value());
+    return std::pair{owner->heartbeat, owner->stale_after};
+  };
+  LockOptions only_stale;
+  only_stale.stale_after = 6s;
+  BOOST_TEST((record_of(only_stale) == std::pair<std::chrono::nanoseconds, std::chrono::nanoseconds>(2s, 6s)));
+  only_stale.stale_after = 90s;
+  BOOST_TEST((record_of(only_stale) == std::pair<std::chrono::nanoseconds, std::chrono::nanoseconds>(10s, 90s)));
+  LockOptions only_heartbeat;
+  only_heartbeat.heartbeat = 60s;
+  BOOST_TEST((record_of(only_heartbeat) == std::pair<std::chrono::nanoseconds, std::chrono::nanoseconds>(60s, 180s)));
+  only_heartbeat.heartbeat = 1s;
+  BOOST_TEST((record_of(only_heartbeat) == std::pair<std::chrono::nanoseconds, std::chrono::nanoseconds>(1s, 30s)));
+  BOOST_TEST((record_of(LockOptions{}) == std::pair<std::chrono::nanoseconds, std::chrono::nanoseconds>(10s, 30s)));
+  LockOptions both;
+  both.heartbeat = 60s;
+  both.stale_after = 30s;
+  std::error_code ec;
+  (void)PackLock::open(pack, both, ec);
+  BOOST_TEST((ec == std::errc::invalid_argument));
+}
+
+BOOST_AUTO_TEST_CASE(a_context_with_one_period_derives_the_other) {
+  TempDir dir;
+  fs::create_directories(dir / "store");
+  const Root root = Root::open(dir / "store");
+  UnlockFunc unlock = try_lock(Context().with_stale_after(9s), root);
+  const auto owner = observe(dir / "store", root.lock_file()).owner;
+  BOOST_REQUIRE(owner.has_value());
+  BOOST_TEST((owner->heartbeat == 3s));
+  BOOST_TEST((owner->stale_after == 9s));
+}
+
 BOOST_FIXTURE_TEST_CASE(two_pack_locks_in_one_process_exclude_each_other, PackFixture) {
   const PackLock other = PackLock::open(pack);
   PackLockHold hold = lock.try_acquire();

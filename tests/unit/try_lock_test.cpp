@@ -214,7 +214,7 @@ BOOST_FIXTURE_TEST_CASE(failures_name_their_cause, RootFixture) {
   bad.lock_file("a/b");
   (void)try_lock(Context(), bad, ec, &cause);
   BOOST_TEST((cause == std::errc::invalid_argument));
-  (void)try_lock(Context().with_heartbeat(0s), root, ec, &cause);
+  (void)try_lock(Context().with_heartbeat(-1s), root, ec, &cause);  // 0: not given
   BOOST_TEST((cause == std::errc::invalid_argument));
   (void)Root::open(dir / "missing", ec);
   BOOST_TEST((ec == std::errc::no_such_file_or_directory));

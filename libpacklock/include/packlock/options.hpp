@@ -3,6 +3,7 @@
 // heartbeat, the stale period and policy, and the logger that hears about
 // it. See SPEC section 1 and man/libpacklock.3.
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -63,9 +64,11 @@ struct LockOptions {
   // A holder whose sidecar mtime is older than this is stale to this
   // process (a reader uses the larger of this and the holder's own, from
   // its owner record). Must be longer than `heartbeat`.
-  std::chrono::nanoseconds stale_after = std::chrono::seconds(30);
+  // 0: not given, derived from `heartbeat` (see resolved_timing()).
+  std::chrono::nanoseconds stale_after{0};
   // How often the holds taken through this PackLock refresh their mtime.
-  std::chrono::nanoseconds heartbeat = std::chrono::seconds(10);
+  // 0: not given, derived from `stale_after` (see resolved_timing()).
+  std::chrono::nanoseconds heartbeat{0};
   StalePolicy stale_policy = StalePolicy::safe;
   Logger logger;  // none: silent; packlock never writes to a default sink
   bool create = true;  // create the pack directory and the sidecar if missing
@@ -81,5 +84,26 @@ struct LockOptions {
   // then fails with errc::wait_signal_taken. See libpacklock(3).
   int wait_signal = 0;
 };
+
+inline constexpr std::chrono::nanoseconds kDefaultStaleAfter = std::chrono::seconds(30);
+inline constexpr std::chrono::nanoseconds kDefaultHeartbeat = std::chrono::seconds(10);
+
+// The heartbeat and stale period in force, following what was given:
+// neither: 10 s and 30 s; only stale_after S: a heartbeat of
+// min(10 s, S/3); only heartbeat H: a stale period of max(30 s, 3H); both:
+// as given (open() refuses a heartbeat that is not shorter).
+struct Timing {
+  std::chrono::nanoseconds heartbeat;
+  std::chrono::nanoseconds stale_after;
+};
+constexpr Timing resolved_timing(std::chrono::nanoseconds heartbeat,
+                                 std::chrono::nanoseconds stale_after) noexcept {
+  const bool given_heartbeat = heartbeat.count() != 0;
+  const bool given_stale_after = stale_after.count() != 0;
+  if (!given_heartbeat && !given_stale_after) return {kDefaultHeartbeat, kDefaultStaleAfter};
+  if (!given_heartbeat) return {std::min(kDefaultHeartbeat, stale_after / 3), stale_after};
+  if (!given_stale_after) return {heartbeat, std::max(kDefaultStaleAfter, 3 * heartbeat)};
+  return {heartbeat, stale_after};
+}
 
 }  // namespace packlock

@@ -68,7 +68,7 @@ class Root {
 // What a try_lock waits with: a cancellation, a deadline, and how its hold
 // lives (logger, stale_after, heartbeat, stale policy). The defaults: never
 // cancelled, no deadline, no logger (silent: packlock never writes to a
-// default sink), 30 s, 10 s, StalePolicy::safe.
+// default sink), the periods of resolved_timing(), StalePolicy::safe.
 //
 // Copies share the cancellation: cancel() on any copy cancels them all and
 // wakes every try_lock waiting with one at once. The with_ setters change

@@ -18,7 +18,17 @@ ThreadToken this_thread_token() noexcept {
 
 PackQueue::Admission PackQueue::admit(Waiter& waiter, bool may_wait) {
   std::lock_guard lock(mutex_);
-  if (held_by(waiter.thread())) return Admission::reentry;
+  if (held_by(waiter.thread())) {
+    if (waiter.mode() != Mode::shared || !holds_only_shared(waiter.thread())) {
+      return Admission::reentry;
+    }
+    // A shared holder asking for another shared hold gets it at once, ahead
+    // of the queue: queued behind an exclusive waiter, it would wait for its
+    // own thread. Two shared holds never exclude each other in the kernel.
+    waiter.turn_given_ = true;
+    waiters_.insert(waiters_.begin(), &waiter);
+    return Admission::proceed;
+  }
   // An empty queue means nobody contends at the kernel level right now.
   if (waiters_.empty() && compatible(waiter.mode())) {
     waiter.turn_given_ = true;
@@ -95,6 +105,12 @@ bool PackQueue::compatible(Mode mode) const noexcept {
                         [](const Holder& h) { return h.mode == Mode::exclusive; });
   }
   return holders_.empty();
+}
+
+bool PackQueue::holds_only_shared(ThreadToken thread) const noexcept {
+  return std::none_of(holders_.begin(), holders_.end(), [&](const Holder& h) {
+    return h.thread == thread && h.mode == Mode::exclusive;
+  });
 }
 
 bool PackQueue::held_by(ThreadToken thread) const noexcept {

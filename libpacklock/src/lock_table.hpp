@@ -70,7 +70,7 @@ class PackQueue final {
   enum class Admission {
     proceed,  // the waiter is the head: contend at the kernel, then granted() or withdraw()
     queued,   // turn_came() will be called; then as for proceed
-    reentry,  // the waiter's thread already holds this pack
+    reentry,  // the waiter's thread already holds this pack (but for shared after shared)
     busy,     // may_wait was false and the waiter could not proceed at once
   };
 
@@ -103,6 +103,7 @@ class PackQueue final {
 
   bool compatible(Mode mode) const noexcept;
   bool held_by(ThreadToken thread) const noexcept;
+  bool holds_only_shared(ThreadToken thread) const noexcept;
   void give_turn_to_head() noexcept;
 
   std::mutex mutex_;

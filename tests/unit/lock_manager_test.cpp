@@ -220,6 +220,20 @@ BOOST_FIXTURE_TEST_CASE(shared_handles_coexist_and_exclude_exclusive_ones, Manag
   BOOST_TEST(flock_nonblocking(sidecar("x"), "-x") == 0);
 }
 
+// The holding thread asks again: shared after shared is granted at once,
+// anything else stays busy.
+BOOST_FIXTURE_TEST_CASE(a_shared_handle_s_thread_takes_the_name_shared_again, ManagerFixture) {
+  const LockHandle first = manager.acquire("x", {std::nullopt, Mode::shared});
+  const std::optional<LockHandle> second = manager.try_acquire("x", Mode::shared);
+  BOOST_REQUIRE(second);
+  const LockHandle third = manager.acquire("x", {std::chrono::seconds(5), Mode::shared});
+  BOOST_TEST(!manager.try_acquire("x", Mode::exclusive));
+  manager.release(first);
+  manager.release(*second);
+  manager.release(third);
+  BOOST_TEST(flock_nonblocking(sidecar("x"), "-x") == 0);
+}
+
 BOOST_FIXTURE_TEST_CASE(acquire_times_out_while_another_process_holds, ManagerFixture) {
   Process other = holder("x");
   std::error_code ec;

@@ -189,14 +189,17 @@ class PackLock {
                        std::error_code& ec) noexcept;
 
   // Never waits. errc::busy when another process, another holder in this
-  // process, a waiter queued before it, or the calling thread holds the pack.
+  // process, a waiter queued before it, or the calling thread holds the pack
+  // (but for a shared hold asked by a thread that holds it only shared,
+  // which is granted at once).
   // A stale lock (see open()) is recovered and attempted once more.
   PackLockHold try_acquire(Mode mode = Mode::exclusive) const;
   PackLockHold try_acquire(Mode mode, std::error_code& ec) const noexcept;
 
   // Waits (blocking the calling thread) up to `timeout`: errc::timeout when
   // it passes. A thread that already holds this pack gets errc::busy at once
-  // rather than a deadlock. The calling thread waits in flock(2): the
+  // rather than a deadlock, unless it holds it shared and asks for shared:
+  // that is granted at once, ahead of any queued waiter. The calling thread waits in flock(2): the
   // kernel hands it the lock on any tool's release (flock -u included) and
   // lists it in /proc/locks. It wakes early, through the wait signal
   // (LockOptions::wait_signal), at the deadline, when the lock could turn

@@ -141,7 +141,8 @@ class UnlockFunc {
 //
 // Failure is errc::lock_unsuccessful ("store is locked") with the cause:
 // errc::cancelled, errc::timeout (the deadline), errc::busy (re-entry by the
-// calling thread), errc::not_open, std::errc::invalid_argument (options or
+// calling thread; try_rlock after try_rlock succeeds, as Go's TryRLock
+// does), errc::not_open, std::errc::invalid_argument (options or
 // lock file name), or the OS error. The noexcept forms put the cause in
 // `*cause` when given; the throwing forms throw packlock::Error whose
 // cause() it is.

@@ -206,6 +206,10 @@ class AsyncAcquire final : public AsyncWaiter, public std::enable_shared_from_th
     deadline_timer_.reset();
     if (joined_) wait_thread_->left();
     joined_ = false;
+    // The wait thread may drop the last reference to the operation after
+    // the completion has run: the pack (its descriptors, its heartbeat
+    // service) is let go of first, so that it lives on only in the hold.
+    pack_.reset();
     if (completion_) {
       asio::post(executor_, [completion = std::move(completion_), ec,
                              hold = PackLockHold(std::move(hold))]() mutable {

@@ -158,6 +158,8 @@ BOOST_FIXTURE_TEST_CASE(a_cancelled_async_wait_leaves_nothing_behind, PackDir) {
 // 200 asynchronous waiters on one pack: one wait thread, which ends once
 // the pack has no asynchronous waiter left.
 BOOST_FIXTURE_TEST_CASE(async_waiters_of_a_pack_share_one_thread_that_ends, PackDir) {
+  // An earlier test's wait thread, detached, may still be on its way out.
+  BOOST_REQUIRE(eventually([&] { return threads_named(detail::kWaitThreadName) == 0; }));
   Process holder = Process::flock_holder(lock.sidecar());
   holder.expect_line("locked");
   asio::io_context io;

@@ -8,12 +8,12 @@
 set -euo pipefail
 
 # The CLI tests drive util-linux's flock, setpriv and unshare and bsdutils'
-# script; the manual lint runs groff and mandoc.
+# script, and read JSON with jq; the manual lint runs groff and mandoc.
 packages=(
   cmake g++ make pkg-config dpkg-dev
   libboost-filesystem-dev libboost-program-options-dev libboost-test-dev
   libasio-dev nlohmann-json3-dev
-  util-linux bsdutils coreutils procps groff-base mandoc
+  util-linux bsdutils coreutils procps groff-base mandoc jq
   "$@"
 )
 

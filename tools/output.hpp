@@ -18,6 +18,18 @@ namespace packlock::cli {
 void set_program_name(std::string name);
 const std::string& program_name();
 
+// Text for a person, as `ls -b` shows names: a backslash as \\, control
+// characters (C0, DEL and C1) as \e, \n, \t, ... or \xHH, and each byte that
+// is not UTF-8 as \xHH. A file name or a command line can then neither
+// send escape sequences to a terminal nor forge a line of output.
+std::string printable(std::string_view text);
+// Text for JSON: a backslash as \\ and each byte that is not UTF-8 as
+// \xHH, the rest as it is (JSON escapes control characters itself). The
+// original bytes come back by decoding the JSON string, then these two
+// escapes; the document is always valid UTF-8.
+std::string json_text(std::string_view text);
+
+// Both write the message through printable().
 void print_error(std::string_view message);
 // A plain line on stderr: -v output and conflict reports.
 void print_note(std::string_view message);
@@ -28,14 +40,15 @@ void print_help(std::ostream& out, std::string_view synopsis, std::string_view s
                 const boost::program_options::options_description& options,
                 std::string_view footer = {});
 
-// Rows of cells as aligned columns; the first row is the header.
+// Rows of cells as aligned columns, each cell through printable(); the
+// first row is the header.
 void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows);
 
 bool stderr_is_terminal() noexcept;
 
 // One line on a terminal's stderr, rewritten in place and erased at the end,
-// cut to the terminal's width so that it never wraps (a wrapped line could
-// not be erased).
+// through printable() and cut to the terminal's width so that it never
+// wraps (a wrapped line could not be erased).
 class StatusLine final {
  public:
   StatusLine() = default;

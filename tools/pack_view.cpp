@@ -8,6 +8,7 @@
 #include <packlock/observe.hpp>
 
 #include "duration.hpp"
+#include "output.hpp"
 
 namespace packlock::cli {
 namespace {
@@ -40,7 +41,9 @@ std::string describe_party(const Party& party) {
 using Json = nlohmann::ordered_json;
 
 // null rather than "" for what could not be read.
-Json string_or_null(const std::string& text) { return text.empty() ? Json() : Json(text); }
+Json string_or_null(const std::string& text) {
+  return text.empty() ? Json() : Json(json_text(text));
+}
 
 PackState state_of(packlock::PackState seen) {
   switch (seen) {
@@ -69,7 +72,7 @@ Json milliseconds_or_null(const std::optional<std::chrono::nanoseconds>& duratio
 Json owner_json(const std::optional<OwnerRecord>& owner) {
   if (!owner) return Json();
   return {{"pid", owner->pid},
-          {"host", owner->host},
+          {"host", json_text(owner->host)},
           {"mode", to_string(owner->mode)},
           {"command", string_or_null(owner->command)},
           {"acquired_at", utc_time(owner->acquired_at)}};
@@ -193,11 +196,11 @@ std::string describe(const PackView& view) {
   }
   if (!view.waiters.empty()) text += "; " + std::to_string(view.waiters.size()) + " waiting";
   if (const std::string links = describe_links(view); !links.empty()) text += "; " + links;
-  return text;
+  return printable(text);  // the path, the commands and the host are anybody's bytes
 }
 
 nlohmann::ordered_json to_json(const PackView& view) {
-  return {{"pack", view.pack.string()},
+  return {{"pack", json_text(view.pack.string())},
           {"state", to_string(view.state)},
           {"mode", view.mode ? Json(to_string(*view.mode)) : Json()},
           {"holders", parties_json(view.holders)},

@@ -171,7 +171,7 @@ std::string table_of(const std::vector<PackView>& views) {
                     heartbeat_cell(view),
                     command.empty() ? "-" : shorten(command, kCommandColumn)});
     if (const std::string links = describe_links(view); !links.empty()) {
-      notes += view.pack.string() + ": " + links + '\n';
+      notes += printable(view.pack.string()) + ": " + links + '\n';
     }
   }
   std::ostringstream out;

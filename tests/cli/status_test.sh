@@ -73,6 +73,37 @@ finish_job waiter
 expect 0 "after release" "$PACKLOCK" status --held "$R"
 check "--held: nothing held" test "$(wc -l <"$T/out")" -eq 1
 
+# --- hostile names: escapes, a newline, bytes that are not UTF-8 ---------------
+# Text output shows them escaped (as ls -b does), so they can neither drive
+# the terminal nor forge a row; JSON stays valid and names them reversibly.
+H=$T/hostile
+evil=$'a\e]0;PWNED\a\e[31mRED\rfake'
+nl=$'two\nlines'
+bad=$'caf\xe9'
+mkdir -p "$H/$evil" "$H/$nl" "$H/$bad"
+for d in "$evil" "$nl" "$bad"; do : >"$H/$d/.grex-lock"; done
+start_holder hostile "$PACKLOCK" run "$H/$bad" -- env "X=$(printf '\xff\x1b[2J')"
+expect 0 "status of a tree with hostile names" "$PACKLOCK" status "$H"
+check "status: no escape character reaches the output" bash -c "! grep -q \$'\\e' '$T/out'"
+check "status: the escape sequences are shown escaped" grep -qF 'a\e]0;PWNED\a\e[31mRED\rfake' "$T/out"
+check "status: a newline in a name forges no row" test "$(wc -l <"$T/out")" -eq 4
+check "status: a name that is not UTF-8 shows its byte" grep -qF 'caf\xe9' "$T/out"
+expect 0 "status --json of a tree with hostile names" "$PACKLOCK" status --json "$H"
+check "status --json is valid JSON with 3 packs" test "$(jq length "$T/out")" -eq 3
+check "status --json names the pack that is not UTF-8 reversibly" \
+  test "$(jq -r '.[].pack' "$T/out" | grep -c 'caf\\xe9$')" -eq 1
+check "status --json keeps the newline of a name (JSON escapes it)" \
+  test "$(jq -r '.[].pack | select(endswith("lines"))' "$T/out")" = "$H/$nl"
+expect 1 "probe --json of a holder whose command is not UTF-8" "$PACKLOCK" probe --json "$H/$bad"
+check "probe --json is valid JSON" test "$(jq -r '.[0].state' "$T/out")" = held
+check "probe --json shows the command's bytes reversibly" grep -qF '\\xff' "$T/out"
+expect 1 "probe of that holder" "$PACKLOCK" probe "$H/$bad"
+check "probe: no escape character reaches the output" bash -c "! grep -q \$'\\e' '$T/out'"
+expect 75 "run -n on that pack" "$PACKLOCK" run -n "$H/$bad" true
+check "run: its conflict line shows the holder's command escaped" grep -qF 'X=\xff' "$T/err"
+check "run: no escape character reaches stderr" bash -c "! grep -q \$'\\e' '$T/err'"
+release_holder hostile
+
 # --- a tree that changes while status walks it --------------------------------
 # Directories (packs among them) appear and vanish under status's feet: an
 # entry gone since it was listed is skipped; the walk never fails for it.

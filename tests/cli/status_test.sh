@@ -82,7 +82,7 @@ nl=$'two\nlines'
 bad=$'caf\xe9'
 mkdir -p "$H/$evil" "$H/$nl" "$H/$bad"
 for d in "$evil" "$nl" "$bad"; do : >"$H/$d/.grex-lock"; done
-start_holder hostile "$PACKLOCK" run "$H/$bad" -- env "X=$(printf '\xff\x1b[2J')"
+start_holder hostile flock "$H/$bad/.grex-lock" env "X=$(printf '\xff\x1b[2J')"
 expect 0 "status of a tree with hostile names" "$PACKLOCK" status "$H"
 check "status: no escape character reaches the output" bash -c "! grep -q \$'\\e' '$T/out'"
 check "status: the escape sequences are shown escaped" grep -qF 'a\e]0;PWNED\a\e[31mRED\rfake' "$T/out"
@@ -100,8 +100,11 @@ check "probe --json shows the command's bytes reversibly" grep -qF '\\xff' "$T/o
 expect 1 "probe of that holder" "$PACKLOCK" probe "$H/$bad"
 check "probe: no escape character reaches the output" bash -c "! grep -q \$'\\e' '$T/out'"
 expect 75 "run -n on that pack" "$PACKLOCK" run -n "$H/$bad" true
-check "run: its conflict line shows the holder's command escaped" grep -qF 'X=\xff' "$T/err"
 check "run: no escape character reaches stderr" bash -c "! grep -q \$'\\e' '$T/err'"
+# The command as JSON has it whole, whatever the length of the paths in it.
+expect 1 "probe --json of that pack" "$PACKLOCK" probe --json "$H/$bad"
+check "the holder's command in JSON keeps its bytes, escaped" \
+  test "$(jq -r '.[0].holders[0].command' "$T/out" | grep -c 'X=\\xff')" -eq 1
 release_holder hostile
 
 # --- a tree that changes while status walks it --------------------------------

@@ -19,7 +19,17 @@ constexpr std::size_t kShortCommand = 100;
 std::vector<Party> parties(const std::vector<LockParty>& seen) {
   std::vector<Party> out;
   out.reserve(seen.size());
-  for (const LockParty& party : seen) out.push_back({party.pid, party.mode, command_of(party.pid)});
+  for (const LockParty& party : seen) {
+    out.push_back({party.pid, party.mode, party.exited ? "" : command_of(party.pid), party.exited});
+  }
+  return out;
+}
+
+std::vector<Party> keepers_of(const PackObservation& seen, std::optional<Mode> mode) {
+  std::vector<Party> out;
+  for (const pid_t pid : seen.keepers) {
+    out.push_back({pid, mode.value_or(Mode::exclusive), command_of(pid), false});
+  }
   return out;
 }
 
@@ -34,6 +44,7 @@ std::optional<Mode> mode_of(const std::vector<Party>& holders) {
 
 std::string describe_party(const Party& party) {
   std::string text = std::to_string(party.pid);
+  if (party.exited) return text + " (exited)";
   if (!party.command.empty()) text += " (" + shorten(party.command, kShortCommand) + ")";
   return text;
 }
@@ -81,7 +92,8 @@ Json owner_json(const std::optional<OwnerRecord>& owner) {
 Json party_json(const Party& party) {
   return {{"pid", party.pid},
           {"mode", to_string(party.mode)},
-          {"command", string_or_null(party.command)}};
+          {"command", string_or_null(party.command)},
+          {"exited", party.exited}};
 }
 
 Json parties_json(const std::vector<Party>& list) {
@@ -110,6 +122,7 @@ PackView view_pack(const std::filesystem::path& pack, std::chrono::nanoseconds s
   view.holders = parties(seen.holders);
   view.waiters = parties(seen.waiters);
   view.mode = mode_of(view.holders);
+  view.keepers = keepers_of(seen, view.mode);
   view.state = state_of(seen.state);
   view.owner = seen.owner;
   if (view.owner) view.held_for = std::chrono::system_clock::now() - view.owner->acquired_at;
@@ -153,6 +166,13 @@ std::string describe_holders(const PackView& view) {
   for (std::size_t i = 0; i < view.holders.size(); ++i) {
     if (i > 0) text += ", ";
     text += describe_party(view.holders[i]);
+  }
+  if (!view.keepers.empty()) {
+    text += ", its lock kept by ";
+    for (std::size_t i = 0; i < view.keepers.size(); ++i) {
+      if (i > 0) text += ", ";
+      text += describe_party(view.keepers[i]);
+    }
   }
   return text;
 }
@@ -205,6 +225,7 @@ nlohmann::ordered_json to_json(const PackView& view) {
           {"mode", view.mode ? Json(to_string(*view.mode)) : Json()},
           {"holders", parties_json(view.holders)},
           {"waiters", parties_json(view.waiters)},
+          {"keepers", parties_json(view.keepers)},
           {"owner", owner_json(view.owner)},
           {"held_for_ms", milliseconds_or_null(view.held_for)},
           {"heartbeat_age_ms", milliseconds_or_null(view.heartbeat_age)},

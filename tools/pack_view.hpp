@@ -29,6 +29,7 @@ struct Party {
   pid_t pid = 0;
   Mode mode = Mode::exclusive;
   std::string command;  // from /proc/PID/cmdline; empty when unreadable
+  bool exited = false;  // a holder whose process is gone (see PackView::keepers)
 };
 
 struct PackView {
@@ -37,6 +38,8 @@ struct PackView {
   std::optional<Mode> mode;    // of the holders; none when free or not visible
   std::vector<Party> holders;
   std::vector<Party> waiters;
+  // When a holder has exited: the processes whose descriptors keep its lock.
+  std::vector<Party> keepers;
   // The holder's owner record, when the kernel confirms it (see observe()).
   std::optional<OwnerRecord> owner;
   std::optional<std::chrono::nanoseconds> held_for;       // since owner->acquired_at

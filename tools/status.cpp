@@ -142,8 +142,20 @@ Found look(const StatusOptions& options) {
 std::string pids_of(const std::vector<Party>& parties) {
   if (parties.empty()) return "-";
   std::string text;
-  for (const Party& party : parties) text += (text.empty() ? "" : ",") + std::to_string(party.pid);
+  for (const Party& party : parties) {
+    text += (text.empty() ? "" : ",") + std::to_string(party.pid) + (party.exited ? "(exited)" : "");
+  }
   return text;
+}
+
+// The command of the first holder, or of the first keeper of an exited one.
+std::string command_cell(const PackView& view) {
+  if (view.holders.empty()) return "-";
+  if (view.holders.front().exited && !view.keepers.empty()) {
+    const Party& keeper = view.keepers.front();
+    return "kept by " + std::to_string(keeper.pid) + ": " + keeper.command;
+  }
+  return view.holders.front().command.empty() ? "-" : view.holders.front().command;
 }
 
 std::string age_or_dash(const std::optional<std::chrono::nanoseconds>& age) {
@@ -163,13 +175,13 @@ std::string table_of(const std::vector<PackView>& views) {
                                               "HELD-FOR", "HEARTBEAT", "COMMAND"}};
   std::string notes;
   for (const PackView& view : views) {
-    const std::string command = view.holders.empty() ? "-" : view.holders.front().command;
+    const std::string command = command_cell(view);
     rows.push_back({view.pack.string(), std::string(to_string(view.state)),
                     view.mode ? std::string(to_string(*view.mode)) : "-", pids_of(view.holders),
                     std::to_string(view.waiters.size()),
                     owner_unknown(view) ? "unknown" : age_or_dash(view.held_for),
                     heartbeat_cell(view),
-                    command.empty() ? "-" : shorten(command, kCommandColumn)});
+                    shorten(command, kCommandColumn)});
     if (const std::string links = describe_links(view); !links.empty()) {
       notes += printable(view.pack.string()) + ": " + links + '\n';
     }

@@ -44,6 +44,18 @@ void add_sidecar_parties(const struct stat& st, PackObservation& seen, std::erro
   }
 }
 
+// The kernel names the process that took a lock, which may have exited
+// while a descriptor it passed on keeps the lock. Only then is every
+// process's list of descriptors searched for the keepers.
+void find_keepers(const struct stat& st, PackObservation& seen) {
+  bool orphaned = false;
+  for (LockParty& holder : seen.holders) {
+    holder.exited = !detail::keeps_lock(holder.pid, st.st_dev, st.st_ino);
+    orphaned |= holder.exited;
+  }
+  if (orphaned) seen.keepers = detail::processes_keeping_lock(st.st_dev, st.st_ino);
+}
+
 // A descriptor of the sidecar, read-only and never created, if it is still
 // the inode `st` describes.
 UniqueFd open_observed_sidecar(int dir, const std::string& name, const struct stat& st) {
@@ -66,7 +78,7 @@ bool busy_when_tried(int fd) {
 
 bool holds_in_mode(const std::vector<LockParty>& holders, const OwnerRecord& record) {
   return std::any_of(holders.begin(), holders.end(), [&](const LockParty& holder) {
-    return holder.pid == record.pid && holder.mode == record.mode;
+    return holder.pid == record.pid && holder.mode == record.mode && !holder.exited;
   });
 }
 
@@ -118,6 +130,7 @@ PackObservation observe(const std::filesystem::path& pack, const ObserveOptions&
   seen.network_filesystem = detail::is_network_filesystem(dir.get());
   add_sidecar_parties(st, seen, ec);
   if (ec) return seen;
+  find_keepers(st, seen);
   // A free lock's sidecar is left alone unless asked to try it.
   const bool look_inside = !seen.holders.empty() || options.try_lock;
   if (const UniqueFd sidecar = look_inside ? open_observed_sidecar(dir.get(), name, st) : UniqueFd()) {

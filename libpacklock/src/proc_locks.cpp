@@ -1,6 +1,7 @@
 #include "proc_locks.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <filesystem>
 #include <string>
 
 #include "unique_fd.hpp"
@@ -148,6 +150,78 @@ std::vector<KernelLock> kernel_locks_on(dev_t dev, ino_t ino, std::error_code& e
     if (held || again_ec) break;
   }
   return found;
+}
+
+namespace {
+
+// "lock:\t1: FLOCK  ADVISORY  WRITE 4242 fe:00:12 0 EOF" lines of one
+// descriptor's fdinfo: true when one is a granted flock on (dev, ino).
+bool fdinfo_holds(const std::string& path, dev_t dev, ino_t ino) noexcept {
+  const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  std::array<char, 4096> text;
+  const ssize_t n = ::read(fd.get(), text.data(), text.size());
+  if (n <= 0) return false;
+  constexpr std::string_view kPrefix = "lock:";
+  std::string_view rest(text.data(), static_cast<std::size_t>(n));
+  KernelLock lock;
+  while (!rest.empty()) {
+    const auto end = rest.find('\n');
+    std::string_view line = rest.substr(0, end);
+    rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
+    if (line.substr(0, kPrefix.size()) != kPrefix) continue;
+    line.remove_prefix(kPrefix.size());
+    if (parse_proc_locks_line(line, lock) && lock.kind == KernelLock::Kind::flock &&
+        !lock.blocked && lock.ino == ino && lock.dev_major == major(dev) &&
+        lock.dev_minor == minor(dev)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+enum class Keeps { yes, no, unknown };
+
+// Whether a descriptor of the process at /proc/PID names (dev, ino) and
+// holds its lock. The stat of /proc/PID/fd/N spares reading the fdinfo of
+// descriptors of other files. Another user's process cannot be looked
+// into without privilege: unknown.
+Keeps process_keeps(const std::string& process, dev_t dev, ino_t ino) noexcept try {
+  std::error_code ec;
+  std::filesystem::directory_iterator fd(process + "/fd", ec);
+  if (ec) return ec == std::errc::no_such_file_or_directory ? Keeps::no : Keeps::unknown;
+  for (const std::filesystem::directory_iterator end; !ec && fd != end; fd.increment(ec)) {
+    struct stat st {};
+    if (::stat(fd->path().c_str(), &st) != 0 || st.st_dev != dev || st.st_ino != ino) continue;
+    if (fdinfo_holds(process + "/fdinfo/" + fd->path().filename().string(), dev, ino)) {
+      return Keeps::yes;
+    }
+  }
+  return Keeps::no;
+} catch (...) {
+  return Keeps::unknown;
+}
+
+}  // namespace
+
+bool keeps_lock(pid_t pid, dev_t dev, ino_t ino) noexcept try {
+  return process_keeps("/proc/" + std::to_string(pid), dev, ino) != Keeps::no;
+} catch (...) {
+  return true;  // cannot tell: not called exited
+}
+
+std::vector<pid_t> processes_keeping_lock(dev_t dev, ino_t ino) {
+  std::vector<pid_t> keepers;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator entry("/proc", ec), end; !ec && entry != end;
+       entry.increment(ec)) {
+    const std::string name = entry->path().filename().string();
+    pid_t pid = 0;
+    if (!parse_number(name, pid) || pid <= 0) continue;
+    if (process_keeps(entry->path().string(), dev, ino) == Keeps::yes) keepers.push_back(pid);
+  }
+  std::sort(keepers.begin(), keepers.end());
+  return keepers;
 }
 
 }  // namespace packlock::detail

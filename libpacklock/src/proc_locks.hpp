@@ -29,4 +29,16 @@ bool parse_proc_locks_line(std::string_view line, KernelLock& lock) noexcept;
 // The locks on the inode (dev, ino), in /proc/locks order.
 std::vector<KernelLock> kernel_locks_on(dev_t dev, ino_t ino, std::error_code& ec);
 
+// True when process `pid` has a descriptor whose flock(2) lock on (dev, ino)
+// the kernel grants (/proc/PID/fdinfo: its "lock:" lines), or when that
+// cannot be told (another user's process, without privilege); false when
+// the process is gone or none of its descriptors holds the lock.
+bool keeps_lock(pid_t pid, dev_t dev, ino_t ino) noexcept;
+
+// The processes of this host that keep such a descriptor: when the pid
+// /proc/locks names has exited, the descriptors it passed on (a fork, a
+// daemonised child) still hold the lock. Reads every process's descriptors
+// that name the inode; the processes it may not read are left out.
+std::vector<pid_t> processes_keeping_lock(dev_t dev, ino_t ino);
+
 }  // namespace packlock::detail

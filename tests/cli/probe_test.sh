@@ -91,6 +91,25 @@ else
   echo "note: no pid namespaces here; --try against an invisible holder not tested" >&2
 fi
 
+# --- an orphaned lock: the pid /proc/locks names has exited --------------------------
+# flock(1) takes the lock on a descriptor of its shell and exits; the shell
+# (now sleep) keeps the lock. probe says who is gone and who keeps it.
+mkfifo "$T/orphan.ready"
+sh -c 'exec 9>>"$0/.grex-lock"; flock 9; echo ready >"$1"; exec sleep 300' "$A" "$T/orphan.ready" &
+PIDS[orphan]=$!
+read -r -t 60 _ <>"$T/orphan.ready" || fail "the orphaned lock was never taken"
+expect 1 "an orphaned lock is held" "$PACKLOCK" probe "$A"
+check "probe says the named holder exited" grep -q "held exclusive by [0-9]* (exited), its lock kept by ${PIDS[orphan]} (sleep 300)" "$T/out"
+expect 1 "--json of an orphaned lock" "$PACKLOCK" probe --json "$A"
+check "--json: the holder exited" test "$(jq '.[0].holders[0].exited' "$T/out")" = true
+check "--json: the keeper is named with its command" \
+  test "$(jq -r '.[0].keepers[0] | "\(.pid) \(.command)"' "$T/out")" = "${PIDS[orphan]} sleep 300"
+expect 0 "status of an orphaned lock" "$PACKLOCK" status --max-depth 0 "$A"
+check "status: the holder is marked exited, the keeper's command shown" \
+  grep -q "(exited).*kept by ${PIDS[orphan]}: sleep 300" "$T/out"
+expect 75 "run -n: still busy" "$PACKLOCK" run -n "$A" true
+kill "${PIDS[orphan]}"; finish_job orphan 2>/dev/null
+
 # --- missing packs ----------------------------------------------------------------
 expect_error 66 "a missing pack: 66" "$T/none" "$PACKLOCK" probe "$A" "$T/none"
 check "the other packs are still reported" test "$(cat "$T/out")" = "$A: free"

@@ -469,4 +469,38 @@ BOOST_AUTO_TEST_CASE(try_lock_confirms_a_holder_the_table_shows) {
   BOOST_TEST(!free.held_elsewhere);
 }
 
+// The process that took a lock exits while a descriptor it passed on keeps
+// the lock: observe() says the holder exited and names the keeper, the lock
+// stays held, and `safe` recovery never robs it.
+BOOST_AUTO_TEST_CASE(an_orphaned_lock_names_its_keeper_and_is_never_robbed) {
+  TempDir dir;
+  const fs::path pack = dir / "pack";
+  fs::create_directories(pack);
+  Process keeper({"sh", "-c", "exec 9>>\"$0/.grex-lock\"; flock 9; echo locked; exec sleep 300",
+                  pack.string()});
+  keeper.expect_line("locked");
+  const PackObservation seen = observe(pack);
+  BOOST_TEST((seen.state == PackState::held));
+  BOOST_REQUIRE(seen.holders.size() == 1u);
+  BOOST_TEST(seen.holders.front().exited);
+  BOOST_TEST(seen.holders.front().pid != keeper.pid());
+  BOOST_TEST((seen.keepers == std::vector<pid_t>{keeper.pid()}));
+  BOOST_TEST(!seen.owner.has_value());
+  LockOptions options;
+  options.stale_after = 30ms;
+  std::error_code ec;
+  (void)PackLock::open(pack, options).acquire(Mode::exclusive, 300ms, ec);
+  BOOST_TEST((ec == errc::timeout), ec.message());
+  BOOST_TEST(flock_nonblocking(pack / ".grex-lock") == 1);
+  // A live holder is not called exited, and nobody is searched for.
+  keeper.kill(SIGKILL);
+  keeper.wait();
+  Process live = Process::flock_holder(pack / ".grex-lock");
+  live.expect_line("locked");
+  const PackObservation alive = observe(pack);
+  BOOST_REQUIRE(alive.holders.size() == 1u);
+  BOOST_TEST(!alive.holders.front().exited);
+  BOOST_TEST(alive.keepers.empty());
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -23,6 +23,10 @@ namespace packlock {
 struct LockParty {
   pid_t pid = 0;
   Mode mode = Mode::exclusive;
+  // A holder only: the pid the kernel names has exited (or names another
+  // process now), and descriptors it passed on keep the lock: see
+  // PackObservation::keepers.
+  bool exited = false;
 };
 
 // free:  nobody holds the lock (as far as this host can see).
@@ -62,6 +66,10 @@ struct PackObservation {
   PackState state = PackState::free;
   // try_lock found the lock busy while the table shows no holder here.
   bool held_elsewhere = false;
+  // When a holder has exited: the live processes whose descriptors keep its
+  // lock (/proc/PID/fdinfo), a daemonised child for instance. The lock
+  // stays held, no owner record is believed, and `safe` never robs it.
+  std::vector<pid_t> keepers;
   // The owner record, believed: the lock is held and, on a local filesystem
   // (or for a record of this host), the record's pid holds it in the
   // record's mode as the kernel shows. Absent for a holder that wrote none.

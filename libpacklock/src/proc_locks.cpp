@@ -81,6 +81,21 @@ bool parse_proc_locks_line(std::string_view line, KernelLock& lock) noexcept {
 
 namespace {
 
+bool on_inode(const KernelLock& lock, dev_t dev, ino_t ino) noexcept {
+  return lock.ino == ino && lock.dev_major == major(dev) && lock.dev_minor == minor(dev);
+}
+
+// Splits `text` into lines and calls `line` on each, until it returns true.
+template <typename OnLine>
+void for_each_line(std::string_view text, OnLine line) {
+  while (!text.empty()) {
+    const auto end = text.find('\n');
+    const std::string_view current = text.substr(0, end);
+    text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+    if (line(current)) return;
+  }
+}
+
 bool same_lock(const KernelLock& a, const KernelLock& b) noexcept {
   return a.kind == b.kind && a.write == b.write && a.blocked == b.blocked && a.pid == b.pid &&
          a.start == b.start && a.end == b.end;
@@ -106,15 +121,10 @@ std::vector<KernelLock> read_locks_on(dev_t dev, ino_t ino, int& reads, std::err
   }
   std::vector<KernelLock> found;
   KernelLock lock;
-  for (std::string_view rest = table; !rest.empty();) {
-    const auto end = rest.find('\n');
-    const std::string_view line = rest.substr(0, end);
-    rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
-    if (parse_proc_locks_line(line, lock) && lock.ino == ino && lock.dev_major == major(dev) &&
-        lock.dev_minor == minor(dev)) {
-      found.push_back(lock);
-    }
-  }
+  for_each_line(table, [&](std::string_view line) {
+    if (parse_proc_locks_line(line, lock) && on_inode(lock, dev, ino)) found.push_back(lock);
+    return false;
+  });
   return found;
 }
 
@@ -163,21 +173,17 @@ bool fdinfo_holds(const std::string& path, dev_t dev, ino_t ino) noexcept {
   const ssize_t n = ::read(fd.get(), text.data(), text.size());
   if (n <= 0) return false;
   constexpr std::string_view kPrefix = "lock:";
-  std::string_view rest(text.data(), static_cast<std::size_t>(n));
+  bool holds = false;
   KernelLock lock;
-  while (!rest.empty()) {
-    const auto end = rest.find('\n');
-    std::string_view line = rest.substr(0, end);
-    rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
-    if (line.substr(0, kPrefix.size()) != kPrefix) continue;
-    line.remove_prefix(kPrefix.size());
-    if (parse_proc_locks_line(line, lock) && lock.kind == KernelLock::Kind::flock &&
-        !lock.blocked && lock.ino == ino && lock.dev_major == major(dev) &&
-        lock.dev_minor == minor(dev)) {
-      return true;
-    }
-  }
-  return false;
+  for_each_line(std::string_view(text.data(), static_cast<std::size_t>(n)),
+                [&](std::string_view line) {
+                  if (line.substr(0, kPrefix.size()) != kPrefix) return false;
+                  holds = parse_proc_locks_line(line.substr(kPrefix.size()), lock) &&
+                          lock.kind == KernelLock::Kind::flock && !lock.blocked &&
+                          on_inode(lock, dev, ino);
+                  return holds;
+                });
+  return holds;
 }
 
 enum class Keeps { yes, no, unknown };

@@ -107,13 +107,7 @@ struct RefreshFailures {
 BOOST_AUTO_TEST_SUITE(heartbeat)
 
 // Threads of this process that are heartbeat threads.
-int heartbeat_threads() {
-  int count = 0;
-  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
-    count += read_file(task.path() / "comm") == std::string(detail::kHeartbeatThreadName) + "\n";
-  }
-  return count;
-}
+int heartbeat_threads() { return threads_named(detail::kHeartbeatThreadName); }
 
 // Besides the heartbeat thread, no thread may appear; a sanitizer's own
 // background thread may, so there only the heartbeat threads are counted.

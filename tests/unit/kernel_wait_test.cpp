@@ -42,15 +42,6 @@ int pending_requests_of_this_process(const fs::path& file) {
   return pending;
 }
 
-int threads_named(const char* name) {
-  int count = 0;
-  std::error_code ec;
-  for (const auto& task : fs::directory_iterator("/proc/self/task", ec)) {
-    count += read_file(task.path() / "comm") == std::string(name) + "\n";
-  }
-  return count;
-}
-
 std::set<std::string> files_in(const fs::path& dir) {
   std::set<std::string> names;
   for (const auto& entry : fs::directory_iterator(dir)) names.insert(entry.path().filename());

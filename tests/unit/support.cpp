@@ -655,6 +655,15 @@ int thread_count() {
   return count;
 }
 
+int threads_named(const char* name) {
+  int count = 0;
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator("/proc/self/task", ec)) {
+    count += read_file(task.path() / "comm") == std::string(name) + "\n";
+  }
+  return count;
+}
+
 ino_t sidecar_inode(const fs::path& pack, const std::string& name) {
   struct stat st {};
   BOOST_REQUIRE(::lstat((pack / name).c_str(), &st) == 0);

@@ -130,6 +130,8 @@ std::vector<std::string> with_stderr_to(const fs::path& file, std::vector<std::s
 
 // Threads of this process (/proc/self/task).
 int thread_count();
+// The threads of this process named `name` (/proc/self/task/TID/comm).
+int threads_named(const char* name);
 
 // The inode the sidecar path of `pack` names now.
 ino_t sidecar_inode(const fs::path& pack, const std::string& name = ".grex-lock");

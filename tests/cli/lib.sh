@@ -120,11 +120,35 @@ start_waiter() {
   exec {fd}<&-
 }
 
+# describe_stuck NAME PID: what a job that never ended was doing, thread by
+# thread, and the locks of the system, for the failure's message.
+describe_stuck() {
+  local name=$1 pid=$2 task
+  echo "--- $name (pid $pid) did not end; its processes and threads:"
+  ps -o pid,ppid,stat,wchan:24,args --ppid "$pid" -p "$pid" 2>&1
+  for task in /proc/"$pid"/task/*; do
+    echo "thread ${task##*/} $(cat "$task/comm" 2>/dev/null):" \
+      "$(grep -E '^(State|SigPnd|ShdPnd|SigBlk|SigCgt)' "$task/status" 2>/dev/null | tr -s '\t\n' '  ')"
+    sed 's/^/    /' "$task/stack" 2>/dev/null
+  done
+  if command -v gdb >/dev/null; then
+    timeout 30 gdb -batch -p "$pid" -ex 'thread apply all bt' 2>&1 | grep -E '^(Thread|#)'
+  fi
+  echo "--- /proc/locks:"
+  cat /proc/locks
+}
+
 # finish_job NAME: waits for the background job PIDS[NAME] and returns its
-# exit code.
+# exit code. A job still running after 60 s is described and killed: the
+# test then fails on that step, not on CTest's timeout of the whole script.
 finish_job() {
-  wait "${PIDS[$1]}"
+  local pid=${PIDS[$1]}
+  (timeout 60 tail -s 0.05 --pid="$pid" -f /dev/null ||
+    { describe_stuck "$1" "$pid" >&2; kill -KILL "$pid"; }) &
+  local watchdog=$!
+  wait "$pid"
   local status=$?
+  wait "$watchdog"
   unset "PIDS[$1]"
   return $status
 }

@@ -52,6 +52,10 @@ check() {
   if "$@"; then pass; else fail "$name; $(last_said)"; fi
 }
 
+# not COMMAND...: succeeds when COMMAND fails (for check, which runs a
+# command, not a shell pipeline).
+not() { ! "$@"; }
+
 # expect EXIT NAME COMMAND...: runs COMMAND with stdout in $T/out and stderr
 # in $T/err; passes when it exits with EXIT.
 expect() {
@@ -86,11 +90,14 @@ expect_error() {
 # start_holder NAME COMMAND...: runs `COMMAND... sh -c SCRIPT` in the
 # background, where SCRIPT says it is ready and holds until release_holder
 # NAME. Returns once it is ready (fails after 60 s if it never is).
+# SCRIPT opens its release FIFO before it says it is ready: a "go" written
+# into a FIFO that nobody has open is lost, and the holder would wait for
+# ever.
 start_holder() {
   local name=$1 line; shift
   rm -f "$T/$name.ready" "$T/$name.release"
   mkfifo "$T/$name.ready" "$T/$name.release"
-  "$@" sh -c 'echo ready >"$0"; read -r x <"$1"' "$T/$name.ready" "$T/$name.release" &
+  "$@" sh -c 'exec 3<>"$1"; echo ready >"$0"; read -r x <&3' "$T/$name.ready" "$T/$name.release" &
   PIDS[$name]=$!
   read -r -t 60 line <>"$T/$name.ready" || fail "$name never became ready"
 }

@@ -25,13 +25,8 @@ until_exit() {
 # in the background as PIDS[NAME], its stderr in $T/NAME.err, running a
 # command that says it is ready and then waits for release_holder NAME.
 start_run_holder() {
-  local name=$1 pack=$2 line; shift 2
-  rm -f "$T/$name.ready" "$T/$name.release"
-  mkfifo "$T/$name.ready" "$T/$name.release"
-  "$PACKLOCK" run "$@" "$pack" sh -c 'echo ready >"$0"; read -r x <"$1"' \
-    "$T/$name.ready" "$T/$name.release" 2>"$T/$name.err" &
-  PIDS[$name]=$!
-  read -r -t 60 line <>"$T/$name.ready" || fail "$name never became ready"
+  local name=$1 pack=$2; shift 2
+  start_holder "$name" "$PACKLOCK" run "$@" "$pack" 2>"$T/$name.err"
 }
 
 # --- a live holder: owner record, ages, and a heartbeat that keeps it fresh ---------
@@ -46,7 +41,7 @@ check "--json: the owner's pid" \
   bash -c "grep -A1 '\"owner\": {' '$T/out' | grep -q '\"pid\": ${PIDS[live]},'"
 check "--json: the owner's host" grep -qF "\"host\": \"$HOST\"" "$T/out"
 check "--json: the owner's command is run's command line" \
-  grep -q '"command": "sh -c echo ready' "$T/out"
+  grep -qF '"command": "sh -c exec 3<>\"$1\"; echo ready' "$T/out"
 check "--json: acquired_at in UTC" grep -q '"acquired_at": "[0-9-]*T[0-9:]*Z"' "$T/out"
 check "--json: held_for_ms" grep -q '"held_for_ms": [0-9][0-9]*,' "$T/out"
 check "--json: heartbeat_age_ms" grep -q '"heartbeat_age_ms": [0-9][0-9]*,' "$T/out"

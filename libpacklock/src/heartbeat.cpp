@@ -493,7 +493,7 @@ void HeartbeatService::beat(HeartbeatEntry& entry, std::vector<Call>& calls) {
         });
       }
     }
-    entry.path_gone_ = !path_names_inode(pack.dir_fd(), pack.sidecar_name(), entry.dev_, entry.ino_);
+    entry.path_gone_ = !pack.path_names(entry.dev_, entry.ino_);
   }
   if (!entry.path_gone_) return;
   std::function<void()> on_lost;

@@ -46,6 +46,7 @@ Pack::Pack(UniqueFd dir, dev_t dir_dev, ino_t dir_ino, std::filesystem::path pat
       dir_ino_(dir_ino),
       path_(std::move(path)),
       options_(with_timing(options)),
+      sidecar_path_((path_ / options_.sidecar_name).string()),
       network_(is_network_filesystem(dir_.get())),
       wait_signal_(wait_signal_of(options)),
       generation_(fork_generation()),

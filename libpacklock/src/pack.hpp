@@ -3,6 +3,8 @@
 // name in it, the pack's queue in the process-wide lock table, and how its
 // holds live (LockOptions: heartbeat, stale period and policy, logger).
 
+#include <fcntl.h>
+
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -52,7 +54,7 @@ class Pack final {
 
   // The canonical path of the pack directory.
   const std::filesystem::path& path() const noexcept { return path_; }
-  std::filesystem::path sidecar_path() const { return path_ / options_.sidecar_name; }
+  std::filesystem::path sidecar_path() const { return sidecar_path_; }
   int dir_fd() const noexcept { return dir_.get(); }
   const std::string& sidecar_name() const noexcept { return options_.sidecar_name; }
   const LockOptions& options() const noexcept { return options_; }
@@ -69,8 +71,10 @@ class Pack final {
   }
   std::string table_key() const { return table_key(dir_dev_, dir_ino_, options_.sidecar_name); }
 
+  // The sidecar the pack path names now: after a rename of the pack
+  // directory, the one in whatever directory took its name.
   Sidecar open_sidecar(std::error_code& ec) const noexcept {
-    return detail::open_sidecar(dir_fd(), options_.sidecar_name, options_.create, ec);
+    return detail::open_sidecar(AT_FDCWD, sidecar_path_, options_.create, ec);
   }
 
   // An unlocked descriptor of the sidecar kept from the last release, or a
@@ -88,9 +92,15 @@ class Pack final {
   std::chrono::steady_clock::time_point stale_check_due(ino_t ino) const noexcept;
   void note_stale_check(std::chrono::steady_clock::time_point due, ino_t ino) const noexcept;
   // The ghost-lock check of an acquisition in `mode` (a shared one fills
-  // sidecar.seen).
+  // sidecar.seen): the pack path, not only the directory descriptor, must
+  // still lead to the locked inode, so that a pack renamed away (and
+  // perhaps replaced) while its lock was awaited is not taken for the pack.
   bool path_names(Sidecar& sidecar, Mode mode) const noexcept {
-    return path_names_sidecar(dir_fd(), options_.sidecar_name, sidecar, mode == Mode::shared);
+    return path_names_sidecar(AT_FDCWD, sidecar_path_, sidecar, mode == Mode::shared);
+  }
+  // The same check for a hold: the path still leads to inode (dev, ino).
+  bool path_names(dev_t dev, ino_t ino) const noexcept {
+    return path_names_inode(AT_FDCWD, sidecar_path_, dev, ino);
   }
 
   // The heartbeat service of the holds taken through this Pack.
@@ -121,6 +131,7 @@ class Pack final {
   ino_t dir_ino_;
   std::filesystem::path path_;
   LockOptions options_;
+  std::string sidecar_path_;  // path_ / options_.sidecar_name
   bool network_;
   int wait_signal_;
   unsigned generation_;  // fork_generation() at open

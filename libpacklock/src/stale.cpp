@@ -208,17 +208,23 @@ void StaleRecovery::report_protected(const Staleness& staleness) noexcept {
 UniqueFd take_recovery_lock(const Pack& pack) noexcept {
   // A description of its own: flock(2) then excludes the threads of this
   // process from each other too.
-  UniqueFd fd(::openat(pack.dir_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd(::open(pack.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return {};
   return fd;
 }
 
-int unlink_sidecar(const Pack& pack) noexcept {
-  return ::unlinkat(pack.dir_fd(), pack.sidecar_name().c_str(), 0) == 0 ? 0 : errno;
+int unlink_sidecar(const Pack& pack, int dir) noexcept {
+  return ::unlinkat(dir, pack.sidecar_name().c_str(), 0) == 0 ? 0 : errno;
 }
 
-Recovery recheck_under_recovery_lock(const Pack& pack, Sidecar& sidecar, Mode mode) noexcept {
-  if (!pack.path_names(sidecar, mode)) return Recovery::retry;
+Recovery recheck_under_recovery_lock(const Pack& pack, int dir, Sidecar& sidecar,
+                                     Mode mode) noexcept {
+  // The unlink is by name in `dir`: that name must lead to the inode judged,
+  // whatever happened to the pack path since `dir` was opened.
+  if (!pack.path_names(sidecar, mode) ||
+      !path_names_inode(dir, pack.sidecar_name(), sidecar.dev, sidecar.ino)) {
+    return Recovery::retry;
+  }
   const int operation = (mode == Mode::exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB;
   if (::flock(sidecar.fd.get(), operation) == 0) {
     if (pack.path_names(sidecar, mode)) return Recovery::locked;

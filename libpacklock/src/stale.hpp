@@ -82,17 +82,20 @@ enum class Recovery {
   locked,  // the holder let go meanwhile: `sidecar` now holds the lock
 };
 
-// Unlinks the pack's sidecar: 0 or the errno.
-int unlink_sidecar(const Pack& pack) noexcept;
+// Unlinks the pack's sidecar from the directory `dir`: 0 or the errno.
+int unlink_sidecar(const Pack& pack, int dir) noexcept;
 
-// A non-blocking exclusive flock on the pack directory, through a
-// description of its own; empty when another recoverer has it.
+// A non-blocking exclusive flock on the directory the pack path names now,
+// through a description of its own; empty when another recoverer has it.
+// The recheck and the unlink below work in that directory.
 UniqueFd take_recovery_lock(const Pack& pack) noexcept;
 
-// Under the recovery lock, before any judgement: `retry` when the path no
-// longer names `sidecar`'s inode, `locked` when a non-blocking attempt in
-// `mode` now succeeds, `none` while the lock is still busy.
-Recovery recheck_under_recovery_lock(const Pack& pack, Sidecar& sidecar, Mode mode) noexcept;
+// Under the recovery lock `dir`, before any judgement: `retry` when the
+// pack path, or the sidecar's name in `dir`, no longer names `sidecar`'s
+// inode, `locked` when a non-blocking attempt in `mode` now succeeds,
+// `none` while the lock is still busy.
+Recovery recheck_under_recovery_lock(const Pack& pack, int dir, Sidecar& sidecar,
+                                     Mode mode) noexcept;
 
 // The one guarded unlink, for stale recovery and steal. Under the recovery
 // lock, and once the recheck above finds the inode still named and busy,
@@ -107,9 +110,9 @@ Recovery unlink_busy_sidecar(const Pack& pack, Sidecar& sidecar, Mode mode,
   const UniqueFd guard = take_recovery_lock(pack);
   // Busy: another recoverer is at it; its unlink wakes waiters (IN_ATTRIB).
   if (!guard) return Recovery::none;
-  const Recovery recheck = recheck_under_recovery_lock(pack, sidecar, mode);
+  const Recovery recheck = recheck_under_recovery_lock(pack, guard.get(), sidecar, mode);
   if (recheck != Recovery::none || !still_to_unlink()) return recheck;
-  unlink_error = unlink_sidecar(pack);
+  unlink_error = unlink_sidecar(pack, guard.get());
   return unlink_error == 0 ? Recovery::retry : Recovery::none;
 }
 

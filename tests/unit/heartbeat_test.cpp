@@ -316,6 +316,20 @@ BOOST_FIXTURE_TEST_CASE(a_replaced_sidecar_is_a_hijack, HeartbeatFixture) {
   BOOST_TEST(log.count(LogEventKind::hijacked) == 1u);
 }
 
+// The pack is its path: once the directory is renamed away, the path names
+// another sidecar (or none), and the hold no longer locks the pack. No
+// inotify event tells of a rename of the directory; the beat sees it.
+BOOST_FIXTURE_TEST_CASE(a_pack_renamed_away_is_lost_at_the_next_beat, HeartbeatFixture) {
+  const PackLock lock = PackLock::open(pack, fast_options(&log));
+  PackLockHold hold = lock.acquire();
+  std::promise<void> told;
+  hold.on_lost([&] { told.set_value(); });
+  fs::rename(pack, dir / "moved");
+  fs::create_directory(pack);
+  BOOST_REQUIRE(told.get_future().wait_for(10s) == std::future_status::ready);
+  BOOST_TEST(log.count(LogEventKind::hijacked) == 1u);
+}
+
 BOOST_FIXTURE_TEST_CASE(a_holder_whose_sidecar_is_removed_reports_within_a_heartbeat, HeartbeatFixture) {
   Process holder = Process::child({"agent", pack.string(), "heartbeat=100", "stale=1000"});
   holder.write_line("acquire");

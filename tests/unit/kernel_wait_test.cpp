@@ -80,6 +80,25 @@ BOOST_FIXTURE_TEST_CASE(a_sidecar_replaced_under_a_waiter_is_waited_on_anew, Pac
   BOOST_TEST(!waiter.get());
 }
 
+// The waiter sleeps on the sidecar of the directory that the pack path
+// named when it began; the pack is renamed away and a new directory takes
+// its name. The grant on the old inode is not the pack's lock: the waiter
+// drops it and locks the sidecar the path names now.
+BOOST_FIXTURE_TEST_CASE(a_pack_renamed_under_a_waiter_is_not_taken_for_it, PackDir) {
+  Process holder = Process::flock_holder(lock.sidecar());
+  holder.expect_line("locked");
+  auto waiter = std::async(std::launch::async, [&] { return lock.acquire(Mode::exclusive, 20s); });
+  BOOST_REQUIRE(eventually([&] { return waiting_here(pack); }));
+  fs::rename(pack, dir / "moved");
+  fs::create_directory(pack);
+  holder.close_stdin();
+  BOOST_REQUIRE(holder.exit_code() == 0);
+  PackLockHold hold = waiter.get();
+  BOOST_REQUIRE(hold.held());
+  BOOST_TEST(flock_nonblocking(pack / ".grex-lock") == 1);
+  BOOST_TEST(flock_nonblocking(dir / "moved" / ".grex-lock") == 0);
+}
+
 // Cancel-versus-release races: after every `cancelled`, no request of this
 // process is pending, and the lock is free for anyone.
 BOOST_FIXTURE_TEST_CASE(a_cancelled_blocking_wait_leaves_nothing_behind, PackDir) {

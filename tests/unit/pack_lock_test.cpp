@@ -168,13 +168,19 @@ BOOST_FIXTURE_TEST_CASE(symlinked_spellings_of_a_pack_are_one_pack, PackFixture)
   BOOST_TEST((ec == errc::busy), ec.message());
 }
 
-BOOST_FIXTURE_TEST_CASE(a_renamed_pack_is_still_one_pack, PackFixture) {
+// The pack is its path, as for flock(1): a PackLock whose directory was
+// renamed away finds no pack there, then locks the directory that takes
+// the name, not the renamed one.
+BOOST_FIXTURE_TEST_CASE(a_pack_lock_follows_its_path_not_a_renamed_directory, PackFixture) {
   fs::rename(pack, dir / "renamed");
-  const PackLock after_rename = PackLock::open(dir / "renamed");
-  PackLockHold hold = lock.acquire();
   std::error_code ec;
-  (void)after_rename.acquire(Mode::exclusive, 5s, ec);
-  BOOST_TEST((ec == errc::busy), ec.message());
+  (void)lock.acquire(Mode::exclusive, 5s, ec);
+  BOOST_TEST((ec == std::errc::no_such_file_or_directory), ec.message());
+  BOOST_TEST(!fs::exists(pack));
+  fs::create_directory(pack);
+  PackLockHold hold = lock.acquire();
+  BOOST_TEST(flock_nonblocking(pack / ".grex-lock") == 1);
+  BOOST_TEST(flock_nonblocking(dir / "renamed" / ".grex-lock") == 0);
 }
 
 BOOST_FIXTURE_TEST_CASE(a_hold_left_by_an_exited_thread_is_not_reentry_of_a_new_one, PackFixture) {

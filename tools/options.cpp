@@ -39,7 +39,9 @@ void add_lock_options(po::options_description& options, LockSettings& settings) 
     ("stale-policy", po::value(&settings.stale_policy)->value_name("POLICY"),
      "when a stale lock may be recovered: safe (default) or mtime")
     ("no-create", po::bool_switch(&settings.no_create),
-     "fail (exit 66) instead of creating a missing pack or sidecar");
+     "fail (exit 66) instead of creating a missing pack or sidecar")
+    ("no-record-command", po::bool_switch(&settings.no_record_command),
+     "keep the command line out of the owner record");
 }
 
 void check_lock_settings(const LockSettings& settings) {
@@ -66,6 +68,7 @@ PackLock open_pack_lock(const std::filesystem::path& pack, const LockSettings& s
   options.stale_policy = settings.stale_policy;
   options.create = !settings.no_create;
   options.command = std::move(command);
+  options.record_command = !settings.no_record_command;
   options.logger = std::move(logger);
   return PackLock::open(pack, options, ec);
 }

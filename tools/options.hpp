@@ -42,6 +42,7 @@ struct LockSettings {
   Duration heartbeat;    // not given: derived from --stale-after
   StalePolicy stale_policy = StalePolicy::safe;
   bool no_create = false;
+  bool no_record_command = false;
 
   // The heartbeat and stale period in force (resolved_timing()).
   Timing timing() const noexcept {
@@ -50,7 +51,8 @@ struct LockSettings {
   }
 };
 
-// --stale-after, --heartbeat, --stale-policy, --no-create (run).
+// --stale-after, --heartbeat, --stale-policy, --no-create,
+// --no-record-command (run).
 void add_lock_options(po::options_description& options, LockSettings& settings);
 // What is given must be positive, and a heartbeat given with a stale period
 // must be shorter than it, or every holder would look stale between two

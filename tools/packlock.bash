@@ -7,6 +7,7 @@ _packlock_options() {
   case $1 in
     run) echo "-s --shared -x --exclusive -n --nonblock -w --timeout -E --conflict-exit-code
                -c --command --stale-after --heartbeat --stale-policy --no-create
+               --no-record-command
                -v --verbose -q --quiet -h --help" ;;
     probe) echo "--json -q --quiet --try --stale-after --wait --missing-ok -h --help" ;;
     status) echo "--json --max-depth --held --stale-after --watch --interval -h --help" ;;

@@ -1,10 +1,13 @@
 // packlock run: takes the lock of a pack, runs a command as its child while
 // holding it, and exits with the command's status.
 
+#include <pwd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -430,6 +433,28 @@ int run_locked(const RunOptions& options, PackLockHold& hold, SignalCatcher& sig
   std::_Exit(code);
 }
 
+std::string user_name(uid_t uid) {
+  passwd entry{};
+  passwd* found = nullptr;
+  std::array<char, 1024> buffer;
+  const std::string number = "uid " + std::to_string(uid);
+  if (::getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found) != 0 || !found) return number;
+  return number + " (" + found->pw_name + ")";
+}
+
+// SECURITY in packlock-run(1): in a directory every user may write, the
+// sidecar of another user means that user, or any, can hold or replace
+// the lock. Only said with -v: such packs may be meant to be shared.
+void warn_if_open_to_all(const PackLock& lock, const RunOptions& options) {
+  struct stat dir {}, sidecar {};
+  if (::stat(lock.pack().c_str(), &dir) != 0 || !(dir.st_mode & S_IWOTH)) return;
+  if (::lstat(lock.sidecar().c_str(), &sidecar) != 0 || sidecar.st_uid == ::geteuid()) return;
+  print_note(options.pack.string() + ": warning: the sidecar belongs to " +
+             user_name(sidecar.st_uid) + " and every user may write the pack directory" +
+             ((dir.st_mode & S_ISVTX) ? "" : " (not sticky)") +
+             ": anyone can hold this lock, or replace it; see SECURITY in packlock-run(1)");
+}
+
 int report_conflict(const RunOptions& options, const std::error_code& ec) {
   if (!options.quiet) {
     const std::string what = ec == errc::timeout ? "still locked after " +
@@ -454,6 +479,7 @@ int lock_and_run(const RunOptions& options, SignalCatcher& signals) {
     print_error(options.pack.string() + ": cannot open the lock: " + cause_of(ec));
     return exit_code_for(ec);
   }
+  if (options.verbose) warn_if_open_to_all(lock, options);
   const auto asked = Clock::now();
   PackLockHold hold = lock.try_acquire(options.mode, ec);
   if (ec == errc::busy && !options.nonblock) {

@@ -46,7 +46,20 @@ int Hold::write_record() noexcept {
   OwnerRecordWriter::Block block;
   const std::size_t size = pack_->record_writer().render(block, acquired_at_);
   if (size == 0) return ENOMEM;
-  return OwnerRecordWriter::write(sidecar_.fd.get(), std::string_view(block.data(), size));
+  const int err = OwnerRecordWriter::write(sidecar_.fd.get(), std::string_view(block.data(), size));
+  // A short write left part of a record: clear that part too.
+  record_size_ = err == 0 || err == EIO ? size : 0;
+  return err;
+}
+
+void Hold::clear_record() noexcept {
+  if (record_size_ == 0) return;
+  if (const int err = OwnerRecordWriter::clear(sidecar_.fd.get(), record_size_)) {
+    pack_->log(LogEventKind::record_failed,
+               [] { return std::string("could not clear the owner record at release"); },
+               {err, std::system_category()});
+  }
+  record_size_ = 0;
 }
 
 bool Hold::mtime_still_fresh() const noexcept {
@@ -75,6 +88,7 @@ std::error_code Hold::release() noexcept {
   }
   // The heartbeat stops touching the descriptor before it is unlocked.
   if (heartbeat_) heartbeat_->remove(heartbeat_entry_);
+  clear_record();
   // A descriptor that predates a fork is shared with the child: unlocking
   // releases (this process acquired), but it is not kept for reuse.
   // The kernel wakes the waiters blocked in flock(2), of every process.

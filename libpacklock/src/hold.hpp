@@ -14,13 +14,16 @@
 // (stale_after + heartbeat) / 2, less than stale_after, until the first
 // beat one heartbeat later; otherwise futimens(2) refreshes it. Only on a
 // local filesystem, whose clock is this host's. An exclusive hold's
-// record, written with pwrite(2), refreshes the mtime anyway.
+// record, written with pwrite(2), refreshes the mtime anyway; its release
+// overwrites the record with blanks while it still holds the lock, so that
+// the last holder's command line does not stay in the pack.
 
 #include <chrono>
 #include <memory>
 #include <system_error>
 
 #include <packlock/mode.hpp>
+#include <packlock/pack_lock.hpp>
 
 #include "heartbeat.hpp"
 #include "pack.hpp"
@@ -68,10 +71,17 @@ class Hold final {
   std::error_code release_result_;
   HeartbeatService* heartbeat_;
   HeartbeatEntry heartbeat_entry_;
+  std::size_t record_size_ = 0;  // of the owner record written, to clear at release
 
   void announce() noexcept;
   int write_record() noexcept;
+  void clear_record() noexcept;
   bool mtime_still_fresh() const noexcept;
+};
+
+// Wraps an engine hold into the public value every face returns.
+struct HoldAccess {
+  static PackLockHold wrap(std::unique_ptr<Hold> hold) noexcept { return PackLockHold(std::move(hold)); }
 };
 
 }  // namespace packlock::detail

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -424,7 +425,7 @@ OwnerRecord record_of_this_process(const LockOptions& options) {
   record.boot_id = facts->boot_id;
   record.pid_namespace = facts->pid_namespace;
   record.start_time = facts->start_time;
-  record.command = options.command ? *options.command : facts->command;
+  if (options.record_command) record.command = options.command ? *options.command : facts->command;
   const Timing timing = resolved_timing(options.heartbeat, options.stale_after);
   record.heartbeat = timing.heartbeat;
   record.stale_after = timing.stale_after;
@@ -432,13 +433,17 @@ OwnerRecord record_of_this_process(const LockOptions& options) {
 }
 
 OwnerRecordWriter::OwnerRecordWriter(const LockOptions& options)
-    : heartbeat_(options.heartbeat), stale_after_(options.stale_after), command_(options.command) {}
+    : heartbeat_(options.heartbeat),
+      stale_after_(options.stale_after),
+      command_(options.command),
+      record_command_(options.record_command) {}
 
 bool OwnerRecordWriter::build(Template& out) const try {
   LockOptions options;
   options.heartbeat = heartbeat_;
   options.stale_after = stale_after_;
   options.command = command_;
+  options.record_command = record_command_;
   OwnerRecord record = record_of_this_process(options);
   std::string line = record_line(record, kTimePlaceholder, kTokenPlaceholder);
   if (line.size() >= kOwnerRecordMaxSize) {  // only with a hostile host name
@@ -486,6 +491,17 @@ std::size_t OwnerRecordWriter::render(Block& block,
       fnv1a(t.prefix_hash, std::string_view(block.data() + t.time_at, t.check_at - t.time_at));
   write_hex(check, block.data() + t.check_at + kCheckKey.size());
   return t.block.size();
+}
+
+int OwnerRecordWriter::clear(int fd, std::size_t size) noexcept {
+  static const Block blank = [] {
+    Block spaces;
+    spaces.fill(' ');
+    spaces.back() = '\n';
+    return spaces;
+  }();
+  size = std::min(size, blank.size());
+  return write(fd, std::string_view(blank.data() + blank.size() - size, size));
 }
 
 int OwnerRecordWriter::write(int fd, std::string_view block) noexcept {

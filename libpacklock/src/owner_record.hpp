@@ -63,6 +63,10 @@ class OwnerRecordWriter final {
   // Writes a rendered record at the start of `fd` with one pwrite(2).
   // Returns 0, or the errno of the write (EIO for a short one).
   static int write(int fd, std::string_view block) noexcept;
+  // Overwrites the first `size` bytes of `fd` (a record written before)
+  // with spaces and a final newline, so that no reader finds a record in
+  // them, nor the command line it held. One pwrite(2); 0 or the errno.
+  static int clear(int fd, std::size_t size) noexcept;
 
  private:
   struct Template {
@@ -77,6 +81,7 @@ class OwnerRecordWriter final {
   std::chrono::nanoseconds heartbeat_;
   std::chrono::nanoseconds stale_after_;
   std::optional<std::string> command_;
+  bool record_command_;
   mutable std::once_flag built_;
   mutable std::shared_ptr<const Template> template_;  // written once, under built_
 };

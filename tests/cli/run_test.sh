@@ -167,6 +167,47 @@ status=$?
 check "garbage in the sidecar: the waiter ends normally (got $status)" test "$status" -eq 0
 check "garbage in the sidecar: the waiter ran its command" test -e "$T/ran.after.garbage"
 
+# --- no command line after release; none at all with --no-record-command ----
+expect 0 "a run whose command line holds a secret" \
+  "$PACKLOCK" run "$P" -- sh -c 'grep -c "hunter2" "$0/.grex-lock"' "$P" --password=hunter2
+check "while it runs, the record holds its command line" test "$(cat "$T/out")" = 1
+check "after release the sidecar holds no command line" not grep -q hunter2 "$P/.grex-lock"
+check "after release the sidecar holds no record" not grep -q '"pid"' "$P/.grex-lock"
+expect 0 "--no-record-command" "$PACKLOCK" run --no-record-command "$P" -- \
+  sh -c 'tr "," "\n" <"$0/.grex-lock"' "$P" --password=hunter2
+check "--no-record-command: a record without the command line" \
+  bash -c "grep -qx '\"command\":\"\"' '$T/out' && ! grep -q hunter2 '$T/out'"
+
+# --- -v warns of another user's sidecar in a directory open to all -----------
+W=$T/open-to-all
+mkdir -m 1777 "$W"
+touch "$W/.grex-lock"
+chown 65534:65534 "$W/.grex-lock"
+expect 0 "-v, another user's sidecar in a directory open to all" "$PACKLOCK" run -v "$W" true
+check "-v warns that anyone can hold or replace it" grep -q "warning: .*uid 65534.*anyone can hold" "$T/err"
+expect 0 "without -v, no warning" "$PACKLOCK" run "$W" true
+check "without -v, nothing said" test ! -s "$T/err"
+chown 0:0 "$W/.grex-lock"
+expect 0 "-v, one's own sidecar there" "$PACKLOCK" run -v "$W" true
+check "-v does not warn of one's own sidecar" not grep -q warning "$T/err"
+
+# --- the pack renamed away while run waits: the command runs under the lock
+# of what PACKLOCK_PACK names, which nobody else can take ---------------------
+M=$T/moved-pack
+mkdir -p "$M"
+start_holder holder flock "$M/.grex-lock"
+start_waiter waiter "$PACKLOCK" run -v -w 60 "$M" -- sh -c \
+  'if flock -n "$PACKLOCK_PACK/.grex-lock" true; then echo free; else echo locked; fi >"$0"' \
+  "$T/moved.verdict"
+mv "$M" "$M.old"
+mkdir "$M"
+release_holder holder
+finish_job waiter
+status=$?
+check "a pack renamed under a waiter: run ends normally (got $status)" test "$status" -eq 0
+check "the command ran while PACKLOCK_PACK's sidecar was locked" \
+  test "$(cat "$T/moved.verdict" 2>/dev/null)" = locked
+
 # --- help and the link --------------------------------------------------------
 expect 0 "run --help" "$PACKLOCK" run --help
 check "--help goes to stdout" grep -q -- "--conflict-exit-code" "$T/out"

@@ -104,6 +104,34 @@ BOOST_FIXTURE_TEST_CASE(the_default_command_is_this_process_command_line, Record
   BOOST_TEST(record->command.size() <= 256u);
 }
 
+// SPEC, privacy: the record, command line included, is gone once the
+// lock is let go; the sidecar keeps its size, blank.
+BOOST_FIXTURE_TEST_CASE(release_blanks_the_record, RecordFixture) {
+  LockOptions options;
+  options.command = "deploy --password=hunter2";
+  const PackLock with_command = PackLock::open(pack, options);
+  PackLockHold hold = with_command.acquire();
+  const std::string held = read_file(sidecar);
+  BOOST_REQUIRE(held.find("hunter2") != std::string::npos);
+  BOOST_TEST(!hold.release());
+  const std::string released = read_file(sidecar);
+  BOOST_TEST(released.size() == held.size());
+  BOOST_TEST(released.find_first_not_of(" \n") == std::string::npos);
+  BOOST_TEST(!read_owner_record(pack).has_value());
+}
+
+BOOST_FIXTURE_TEST_CASE(record_command_false_keeps_the_command_line_out, RecordFixture) {
+  LockOptions options;
+  options.command = "deploy --password=hunter2";
+  options.record_command = false;
+  PackLockHold hold = PackLock::open(pack, options).acquire();
+  const auto record = read_owner_record(pack);
+  BOOST_REQUIRE(record.has_value());
+  BOOST_TEST(record->command.empty());
+  BOOST_TEST(record->pid == ::getpid());
+  BOOST_TEST(read_file(sidecar).find("hunter2") == std::string::npos);
+}
+
 BOOST_FIXTURE_TEST_CASE(shared_holders_write_no_record, RecordFixture) {
   PackLockHold hold = lock.acquire(Mode::shared);
   BOOST_TEST(read_file(sidecar).empty());

@@ -154,8 +154,14 @@ BOOST_FIXTURE_TEST_CASE(try_acquire_recovers_a_stale_lock_at_once, StaleFixture)
 
 BOOST_FIXTURE_TEST_CASE(a_flock_1_holder_is_never_robbed_under_safe, StaleFixture) {
   fs::create_directories(pack);
-  // An earlier packlock holder's record, then flock(1) holds, with an old mtime.
-  { PackLockHold earlier = PackLock::open(pack).acquire(); }
+  // The record of an earlier packlock holder that died without releasing,
+  // then flock(1) holds, with an old mtime.
+  {
+    Process earlier = Process::child({"hold", pack.string(), "exclusive"});
+    earlier.expect_line("locked");
+    earlier.kill(SIGKILL);
+    earlier.wait();
+  }
   Process holder = Process::flock_holder(sidecar);
   holder.expect_line("locked");
   set_mtime(sidecar, -3600s);
@@ -433,7 +439,13 @@ BOOST_AUTO_TEST_CASE(a_free_pack_and_a_held_one) {
 
 BOOST_AUTO_TEST_CASE(a_record_is_believed_only_for_a_holder_in_its_mode) {
   PackDir dir;
-  { PackLockHold exclusive = dir.lock.acquire(Mode::exclusive); }
+  std::string left;
+  {
+    PackLockHold exclusive = dir.lock.acquire(Mode::exclusive);
+    left = read_file(dir.lock.sidecar());
+  }
+  // As a holder that died before its release blanked the record leaves it.
+  write_file(dir.lock.sidecar(), left);
   // The same process now holds shared: the exclusive record is an old one.
   PackLockHold shared = dir.lock.acquire(Mode::shared);
   const PackObservation seen = observe(dir.pack);

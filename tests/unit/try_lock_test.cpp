@@ -45,12 +45,13 @@ BOOST_FIXTURE_TEST_CASE(try_lock_takes_and_releases_the_root_s_lock_file, RootFi
   BOOST_TEST(static_cast<bool>(unlock));
   BOOST_TEST(flock_nonblocking(store / ".posixage.lock") == 1);
   BOOST_TEST(!fs::exists(lock_file));
-  BOOST_TEST(!unlock());
-  BOOST_TEST(flock_nonblocking(store / ".posixage.lock") == 0);
-  BOOST_TEST(!unlock());  // the first result, again
   const auto record = read_owner_record(store, ".posixage.lock");
   BOOST_REQUIRE(record.has_value());
   BOOST_TEST(record->pid == ::getpid());
+  BOOST_TEST(!unlock());
+  BOOST_TEST(flock_nonblocking(store / ".posixage.lock") == 0);
+  BOOST_TEST(!read_owner_record(store, ".posixage.lock").has_value());
+  BOOST_TEST(!unlock());  // the first result, again
   BOOST_TEST((UnlockFunc()() == errc::not_held));
 }
 

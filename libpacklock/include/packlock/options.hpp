@@ -12,6 +12,8 @@
 #include <string_view>
 #include <system_error>
 
+#include <packlock/sidecar_name.hpp>
+
 namespace packlock {
 
 // What an acquirer may do with a busy lock whose sidecar mtime is older
@@ -32,7 +34,7 @@ enum class LogEventKind {
   refresh_failed,       // a heartbeat could not refresh the sidecar's mtime (EROFS, EIO, ...)
   stale_recovered,      // this process unlinked a stale sidecar to take the lock
   stale_not_recovered,  // a stale lock was left alone: the policy protects its holder
-  record_failed,        // the owner record could not be written
+  record_failed,        // the owner record could not be written or cleared
   read_only,            // held through a read-only descriptor: no record, no heartbeat
 };
 
@@ -72,10 +74,14 @@ struct LockOptions {
   StalePolicy stale_policy = StalePolicy::safe;
   Logger logger;  // none: silent; packlock never writes to a default sink
   bool create = true;  // create the pack directory and the sidecar if missing
-  std::string sidecar_name = ".grex-lock";
+  std::string sidecar_name = kDefaultSidecarName;
   // The command line in the owner record; default: /proc/self/cmdline,
   // arguments separated by spaces. Truncated to 256 bytes either way.
   std::optional<std::string> command;
+  // false: the record says "command":"" instead, for command lines that
+  // carry what other users of the pack must not read. The record is
+  // cleared at release either way.
+  bool record_command = true;
   // The real-time signal that ends a wait in flock(2) early (a deadline, a
   // cancellation, a sidecar replaced meanwhile); it is directed at the
   // waiting thread alone. 0: the one PACKLOCK_WAIT_SIGNAL names ("RTMIN+N",

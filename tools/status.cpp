@@ -86,7 +86,7 @@ void note_error(Found& found, const fs::path& path, const std::error_code& ec) {
 
 bool has_sidecar(const fs::path& dir) {
   std::error_code ec;
-  return fs::exists(fs::symlink_status(dir / ".grex-lock", ec));
+  return fs::exists(fs::symlink_status(dir / kDefaultSidecarName, ec));
 }
 
 // A tree is walked while others change it: an entry removed or replaced

@@ -212,7 +212,7 @@ class AsyncAcquire final : public AsyncWaiter, public std::enable_shared_from_th
     pack_.reset();
     if (completion_) {
       asio::post(executor_, [completion = std::move(completion_), ec,
-                             hold = PackLockHold(std::move(hold))]() mutable {
+                             hold = HoldAccess::wrap(std::move(hold))]() mutable {
         completion(ec, std::move(hold));
       });
     }

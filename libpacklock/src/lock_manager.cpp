@@ -8,6 +8,7 @@
 #include <packlock/observe.hpp>
 
 #include "engine.hpp"
+#include "hold.hpp"
 #include "lock_name.hpp"
 #include "manager_state.hpp"
 #include "pack.hpp"
@@ -25,7 +26,7 @@ std::filesystem::path pack_of(const ManagerState& state, std::string_view name) 
 // Waits in the engine (blocking the calling thread) and grants the ticket.
 void wait_for(Ticket& ticket, const Timeout& timeout, Mode mode, std::error_code& ec) noexcept {
   std::unique_ptr<Hold> hold = acquire(ticket.pack(), mode, deadline_of(timeout), ec);
-  if (!ec) ticket.grant(PackLockHold(std::move(hold)));
+  if (!ec) ticket.grant(HoldAccess::wrap(std::move(hold)));
 }
 
 }  // namespace
@@ -98,7 +99,7 @@ void take_now(Ticket& ticket, const RequestOptions& options, bool tied_to_thread
     hold = try_acquire(pack, options.mode, ec, thread);
   }
   if (!ec) {
-    ticket.grant(PackLockHold(std::move(hold)));
+    ticket.grant(HoldAccess::wrap(std::move(hold)));
   } else if (ec == errc::busy && options.if_available) {
     ec.clear();
     (void)ticket.release();

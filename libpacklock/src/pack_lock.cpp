@@ -77,7 +77,7 @@ PackLockHold PackLock::try_acquire(Mode mode, std::error_code& ec) const noexcep
   }
   const auto pack = detail::Pack::for_this_process(pack_, ec);
   if (ec) return {};
-  return PackLockHold(detail::try_acquire(pack, mode, ec));
+  return detail::HoldAccess::wrap(detail::try_acquire(pack, mode, ec));
 }
 
 PackLockHold PackLock::try_acquire(Mode mode) const {
@@ -93,7 +93,7 @@ PackLockHold PackLock::acquire(Mode mode, Timeout timeout, std::error_code& ec) 
   }
   const auto pack = detail::Pack::for_this_process(pack_, ec);
   if (ec) return {};
-  return PackLockHold(detail::acquire(pack, mode, detail::deadline_of(timeout), ec));
+  return detail::HoldAccess::wrap(detail::acquire(pack, mode, detail::deadline_of(timeout), ec));
 }
 
 PackLockHold PackLock::acquire(Mode mode, Timeout timeout) const {

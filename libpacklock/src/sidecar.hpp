@@ -12,11 +12,11 @@
 #include <string>
 #include <system_error>
 
+#include <packlock/sidecar_name.hpp>
+
 #include "unique_fd.hpp"
 
 namespace packlock::detail {
-
-inline constexpr const char* kDefaultSidecarName = ".grex-lock";
 
 // A statx(2) timestamp on the system clock.
 std::chrono::system_clock::time_point to_time_point(const struct statx_timestamp& t) noexcept;

@@ -11,6 +11,7 @@
 
 #include "cancellation.hpp"
 #include "engine.hpp"
+#include "hold.hpp"
 #include "pack.hpp"
 #include "sidecar.hpp"
 
@@ -94,7 +95,7 @@ UnlockFunc lock_as(Mode mode, const Context& ctx, const Root& root, std::error_c
     return {};
   }
   ec.clear();
-  return TryLockAccess::unlock_func(PackLockHold(std::move(hold)));
+  return TryLockAccess::unlock_func(detail::HoldAccess::wrap(std::move(hold)));
 } catch (const std::bad_alloc&) {
   ec = errc::lock_unsuccessful;
   if (cause) *cause = std::make_error_code(std::errc::not_enough_memory);

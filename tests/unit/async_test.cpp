@@ -151,6 +151,26 @@ BOOST_FIXTURE_TEST_CASE(deferred, AsyncFixture) {
   BOOST_TEST(outcome.value.held());
 }
 
+// A deferred operation's timeout runs from its launch: launched once a
+// longer time than its timeout has gone by since its creation, it still
+// waits in the kernel before it times out.
+BOOST_FIXTURE_TEST_CASE(a_deferred_timeout_runs_from_the_launch, AsyncFixture) {
+  Process partner = server();
+  command(partner, "hold", "locked");
+  auto operation = lock.async_acquire(io.get_executor(), Mode::exclusive, 300ms,
+                                      asio::experimental::deferred);
+  std::this_thread::sleep_for(400ms);  // the time between creation and launch
+  Outcome<PackLockHold> outcome;
+  std::move(operation)(record(outcome));
+  run_until([&] { return waiting_here(pack) || outcome.calls > 0; });
+  BOOST_TEST(outcome.calls == 0);
+  io.restart();
+  io.run();
+  BOOST_TEST(outcome.calls == 1);
+  BOOST_TEST((outcome.ec == errc::timeout));
+  command(partner, "release", "released");
+}
+
 BOOST_FIXTURE_TEST_CASE(every_cancellation_type_before_and_during_the_wait, AsyncFixture) {
   Process partner = server();
   command(partner, "hold", "locked");

@@ -253,7 +253,7 @@ void wait_in_engine(Self& self, const Ticket& ticket, const asio::any_io_executo
                     Mode mode, const Timeout& timeout) {
   // Waiting has no side effects: any cancellation type may end it.
   self.reset_cancellation_state(asio::enable_total_cancellation());
-  AcquireInitiation(ticket.pack(), executor, deadline_of(timeout))(std::move(self), mode);
+  AcquireInitiation(ticket.pack(), executor, timeout)(std::move(self), mode);
 }
 
 // Runs `self` with `ec` and no hold once the current step has returned:

@@ -17,6 +17,7 @@
 
 #include <packlock/mode.hpp>
 #include <packlock/owner.hpp>
+#include <packlock/sidecar_name.hpp>
 
 namespace packlock {
 
@@ -48,7 +49,7 @@ constexpr std::string_view to_string(PackState state) noexcept {
 }
 
 struct ObserveOptions {
-  std::string sidecar_name = ".grex-lock";
+  std::string sidecar_name = kDefaultSidecarName;
   // The reader's stale period; a holder is judged by the larger of this and
   // the stale_after of its owner record.
   std::chrono::nanoseconds stale_after = std::chrono::seconds(30);
@@ -107,10 +108,10 @@ PackObservation observe(const std::filesystem::path& pack, const ObserveOptions&
                         std::error_code& ec);
 PackObservation observe(const std::filesystem::path& pack, const ObserveOptions& options);
 PackObservation observe(const std::filesystem::path& pack, std::chrono::nanoseconds stale_after,
-                        std::error_code& ec, const std::string& sidecar_name = ".grex-lock");
+                        std::error_code& ec, const std::string& sidecar_name = kDefaultSidecarName);
 PackObservation observe(const std::filesystem::path& pack, std::error_code& ec,
-                        const std::string& sidecar_name = ".grex-lock");
+                        const std::string& sidecar_name = kDefaultSidecarName);
 PackObservation observe(const std::filesystem::path& pack,
-                        const std::string& sidecar_name = ".grex-lock");
+                        const std::string& sidecar_name = kDefaultSidecarName);
 
 }  // namespace packlock

@@ -28,6 +28,7 @@
 #include <string_view>
 
 #include <packlock/mode.hpp>
+#include <packlock/sidecar_name.hpp>
 
 namespace packlock {
 
@@ -63,7 +64,7 @@ std::optional<OwnerRecord> read_owner_record(int fd) noexcept;
 // symlink and never created; std::nullopt when it is missing, not a regular
 // file, unreadable or malformed.
 std::optional<OwnerRecord> read_owner_record(const std::filesystem::path& pack,
-                                             const std::string& sidecar_name = ".grex-lock") noexcept;
+                                             const std::string& sidecar_name = kDefaultSidecarName) noexcept;
 
 // The bytes a holder writes for `record`: the JSON line with its check,
 // padded with spaces to a multiple of 512 bytes. The command is truncated to

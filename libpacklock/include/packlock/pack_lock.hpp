@@ -36,6 +36,7 @@ namespace packlock {
 namespace detail {
 class Pack;
 class Hold;
+struct HoldAccess;
 }  // namespace detail
 
 // How long acquire() may wait; std::nullopt waits without limit. Measured on
@@ -47,7 +48,6 @@ using Timeout = std::optional<std::chrono::steady_clock::duration>;
 class PackLockHold {
  public:
   PackLockHold() noexcept;
-  explicit PackLockHold(std::unique_ptr<detail::Hold> hold) noexcept;
   PackLockHold(PackLockHold&&) noexcept;
   PackLockHold& operator=(PackLockHold&&) noexcept;
   ~PackLockHold();
@@ -83,6 +83,9 @@ class PackLockHold {
   bool lost() const noexcept;
 
  private:
+  friend struct detail::HoldAccess;  // the engine's faces make holds
+  explicit PackLockHold(std::unique_ptr<detail::Hold> hold) noexcept;
+
   std::unique_ptr<detail::Hold> hold_;
 };
 
@@ -118,12 +121,13 @@ inline std::optional<std::chrono::steady_clock::time_point> deadline_of(
 
 // Adapts any completion handler to the engine: keeps the handler's executor
 // busy while the operation runs, runs the handler there, and connects its
-// cancellation slot.
+// cancellation slot. The timeout runs from the launch (a deferred operation
+// launched later waits as long as one launched at once).
 class AcquireInitiation {
  public:
   AcquireInitiation(std::shared_ptr<const Pack> pack, asio::any_io_executor executor,
-                    std::optional<std::chrono::steady_clock::time_point> deadline)
-      : pack_(std::move(pack)), executor_(std::move(executor)), deadline_(deadline) {}
+                    Timeout timeout)
+      : pack_(std::move(pack)), executor_(std::move(executor)), timeout_(timeout) {}
 
   template <typename Handler>
   void operator()(Handler&& handler, Mode mode) const {
@@ -141,7 +145,8 @@ class AcquireInitiation {
                      });
       work.reset();
     };
-    auto operation = make_async_acquire(pack_, executor_, mode, deadline_, std::move(complete));
+    auto operation =
+        make_async_acquire(pack_, executor_, mode, deadline_of(timeout_), std::move(complete));
     if (slot.is_connected()) {
       slot.assign([weak = std::weak_ptr<AsyncAcquire>(operation)](asio::cancellation_type type) {
         cancel_async_acquire(weak, type);
@@ -153,7 +158,7 @@ class AcquireInitiation {
  private:
   std::shared_ptr<const Pack> pack_;
   asio::any_io_executor executor_;
-  std::optional<std::chrono::steady_clock::time_point> deadline_;
+  Timeout timeout_;
 };
 
 }  // namespace detail
@@ -242,8 +247,7 @@ class PackLock {
   auto async_acquire(const Executor& executor, Mode mode, std::chrono::steady_clock::duration timeout,
                      CompletionToken&& token = asio::default_completion_token_t<Executor>()) const {
     return asio::async_initiate<CompletionToken, void(std::error_code, PackLockHold)>(
-        detail::AcquireInitiation(pack_, asio::any_io_executor(executor),
-                                  detail::deadline_after(timeout)),
+        detail::AcquireInitiation(pack_, asio::any_io_executor(executor), timeout),
         token, mode);
   }
 

@@ -9,5 +9,6 @@
 #include <packlock/options.hpp>
 #include <packlock/owner.hpp>
 #include <packlock/pack_lock.hpp>
+#include <packlock/sidecar_name.hpp>
 #include <packlock/try_lock.hpp>
 #include <packlock/version.hpp>

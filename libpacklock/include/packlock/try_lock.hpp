@@ -25,6 +25,7 @@
 #include <packlock/error.hpp>
 #include <packlock/mode.hpp>
 #include <packlock/options.hpp>
+#include <packlock/sidecar_name.hpp>
 
 namespace packlock {
 
@@ -62,7 +63,7 @@ class Root {
  private:
   friend class TryLockAccess;
   std::shared_ptr<const detail::RootDirectory> directory_;
-  std::string lock_file_ = ".grex-lock";
+  std::string lock_file_ = kDefaultSidecarName;
 };
 
 // What a try_lock waits with: a cancellation, a deadline, and how its hold

@@ -64,7 +64,7 @@ Ticket open_ticket(const std::shared_ptr<ManagerState>& state, std::string_view 
                    std::error_code& ec) noexcept try {
   ec = check_lock_name(name);
   if (ec) return {};
-  std::shared_ptr<const Pack> pack = Pack::open(pack_of(*state, name), state->options(), ec);
+  std::shared_ptr<const Pack> pack = state->pack_for(name, pack_of(*state, name), ec);
   if (ec) return {};
   auto entry =
       std::make_shared<RequestEntry>(std::string(name), mode, state->client(), std::move(pack));

@@ -6,10 +6,13 @@
 #include <filesystem>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include <packlock/lock_manager.hpp>
 #include <packlock/options.hpp>
+
+#include "pack.hpp"
 
 namespace packlock::detail {
 
@@ -30,6 +33,32 @@ class ManagerState final {
     LockHandle handle{next_handle_++, std::move(name)};
     handles_.emplace(handle.id, Held{handle.name, std::move(ticket)});
     return handle;
+  }
+
+  // The open pack of the lock `name` at `path`: opened at the first
+  // request for the name, then kept while the manager lives, so that later
+  // requests skip the open(2)s and the canonical path (and keep the
+  // sidecar's idle descriptor). Beyond kOpenPacksKept names, the packs no
+  // request uses any more are let go first.
+  std::shared_ptr<const Pack> pack_for(std::string_view name, const std::filesystem::path& path,
+                                       std::error_code& ec) {
+    std::shared_ptr<const Pack> kept;
+    {
+      std::lock_guard lock(packs_mutex_);
+      if (const auto it = packs_.find(name); it != packs_.end()) kept = it->second;
+    }
+    // A pack removed or renamed away since is opened (and created) anew.
+    if (kept && kept->path_names_directory()) return kept;
+    std::shared_ptr<const Pack> pack = Pack::open(path, options_, ec);
+    if (ec) return nullptr;
+    std::lock_guard lock(packs_mutex_);
+    if (packs_.size() >= kOpenPacksKept) {
+      std::erase_if(packs_, [](const auto& entry) { return entry.second.use_count() == 1; });
+    }
+    auto [it, added] = packs_.try_emplace(std::string(name), pack);
+    // The kept one unless it is the stale one above; then the fresh one.
+    if (!added && it->second == kept) it->second = pack;
+    return it->second;
   }
 
   // The handle's ticket, no longer kept; an empty ticket when the handle is
@@ -57,6 +86,12 @@ class ManagerState final {
   const std::filesystem::path lock_dir_;
   const LockOptions options_;
   const std::uint64_t client_;
+  static constexpr std::size_t kOpenPacksKept = 256;
+  struct NameHash : std::hash<std::string_view> {
+    using is_transparent = void;
+  };
+  std::mutex packs_mutex_;
+  std::unordered_map<std::string, std::shared_ptr<const Pack>, NameHash, std::equal_to<>> packs_;
   std::mutex mutex_;
   std::uint64_t next_handle_ = 1;
   std::unordered_map<std::uint64_t, Held> handles_;

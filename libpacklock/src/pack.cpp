@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <cerrno>
 
@@ -73,6 +74,12 @@ void Pack::keep_sidecar(Sidecar&& sidecar) const noexcept {
   std::lock_guard lock(idle_mutex_);
   if (idle_.fd && idle_.epoch == descriptor_epoch()) return;
   idle_ = std::move(sidecar);
+}
+
+bool Pack::path_names_directory() const noexcept {
+  struct statx st {};
+  return ::statx(AT_FDCWD, path_.c_str(), 0, STATX_INO, &st) == 0 && (st.stx_mask & STATX_INO) &&
+         st.stx_ino == dir_ino_ && makedev(st.stx_dev_major, st.stx_dev_minor) == dir_dev_;
 }
 
 std::chrono::steady_clock::time_point Pack::stale_check_due(ino_t ino) const noexcept {

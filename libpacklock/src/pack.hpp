@@ -103,6 +103,9 @@ class Pack final {
     return path_names_inode(AT_FDCWD, sidecar_path_, dev, ino);
   }
 
+  // The pack path still leads to the directory opened (one statx(2)).
+  bool path_names_directory() const noexcept;
+
   // The heartbeat service of the holds taken through this Pack.
   HeartbeatService* heartbeat() const noexcept { return heartbeat_.get(); }
   const OwnerRecordWriter& record_writer() const noexcept { return record_writer_; }

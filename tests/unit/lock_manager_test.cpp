@@ -146,6 +146,29 @@ BOOST_FIXTURE_TEST_CASE(acquire_locks_the_sidecar_of_the_named_pack, ManagerFixt
   BOOST_TEST(fs::is_regular_file(sidecar("build")));  // the sidecar stays
 }
 
+// One open pack per name while the manager lives: requests of a name
+// after the first open nothing, whatever face makes them; a pack removed
+// meanwhile is opened (and created) anew.
+BOOST_FIXTURE_TEST_CASE(a_manager_keeps_one_open_pack_per_name, ManagerFixture) {
+  manager.release(manager.acquire("x"));
+  const fs::path pack = lock_dir / "x";
+  const int directories = open_fds_to(pack.string());
+  const int sidecars = open_fds_to(sidecar("x").string());
+  BOOST_TEST(directories == 1);
+  BOOST_TEST(sidecars == 1);  // the idle descriptor, kept for the next request
+  for (int round = 0; round < 20; ++round) {
+    manager.release(manager.acquire("x"));
+    manager.request("x", [](std::optional<Lock>) {});
+    if (auto handle = manager.try_acquire("x")) manager.release(*handle);
+  }
+  BOOST_TEST(open_fds_to(pack.string()) == directories);
+  BOOST_TEST(open_fds_to(sidecar("x").string()) == sidecars);
+  fs::remove_all(pack);
+  manager.release(manager.acquire("x"));
+  BOOST_TEST(fs::is_regular_file(sidecar("x")));
+  BOOST_TEST(open_fds_to(pack.string()) == 1);
+}
+
 BOOST_FIXTURE_TEST_CASE(handle_ids_are_never_reused, ManagerFixture) {
   std::set<std::uint64_t> ids;
   for (int round = 0; round < 50; ++round) {

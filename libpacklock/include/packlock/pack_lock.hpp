@@ -10,158 +10,20 @@
 // Thread-safety: a PackLock is immutable after open(); copies share the open
 // pack, and any thread may call any member at any time.
 
-#include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <functional>
-#include <memory>
-#include <optional>
 #include <system_error>
-#include <type_traits>
 
 #include <asio/any_io_executor.hpp>
-#include <asio/associated_cancellation_slot.hpp>
-#include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
-#include <asio/cancellation_type.hpp>
-#include <asio/dispatch.hpp>
-#include <asio/executor_work_guard.hpp>
 
+#include <packlock/detail/acquire_initiation.hpp>
 #include <packlock/error.hpp>
 #include <packlock/mode.hpp>
 #include <packlock/options.hpp>
+#include <packlock/pack_lock_hold.hpp>
 
 namespace packlock {
-
-namespace detail {
-class Pack;
-class Hold;
-struct HoldAccess;
-}  // namespace detail
-
-// How long acquire() may wait; std::nullopt waits without limit. Measured on
-// the monotonic clock, so changes of the wall clock do not affect it.
-using Timeout = std::optional<std::chrono::steady_clock::duration>;
-
-// One held lock. Move-only; the destructor releases and never throws.
-// Thread-safety: like any value, one thread at a time.
-class PackLockHold {
- public:
-  PackLockHold() noexcept;
-  PackLockHold(PackLockHold&&) noexcept;
-  PackLockHold& operator=(PackLockHold&&) noexcept;
-  ~PackLockHold();
-
-  // True from acquisition until release().
-  bool held() const noexcept;
-  explicit operator bool() const noexcept { return held(); }
-
-  // Releases the lock (LOCK_UN) and wakes waiters of other processes; the
-  // unlocked descriptor is kept for the pack's next acquisition, unless a
-  // fork has shared it since, and the sidecar stays. Idempotent: later
-  // calls return the first call's result. A hold that never held anything
-  // (default-constructed, moved-from) gives errc::not_held. A child forked
-  // while the hold existed that releases its copy only closes it, leaving
-  // this process's lock in place.
-  std::error_code release() noexcept;
-
-  // The mode, the canonical pack path and the time of acquisition. They stay
-  // valid after release(); an empty hold reports exclusive, "" and epoch.
-  Mode mode() const noexcept;
-  const std::filesystem::path& pack() const noexcept;
-  std::chrono::system_clock::time_point acquired_at() const noexcept;
-
-  // Lost: the sidecar path no longer names the inode this hold locked (a
-  // stale recovery, a steal, `rm`); the lock is no longer exclusion. The
-  // heartbeat checks at every beat, and inotify reports an unlink or rename
-  // on this host at once. `callback` runs once, on the heartbeat thread,
-  // when the hold is found lost (the logger hears `hijacked` first); at
-  // once, on the calling thread, when it already is. It may release the
-  // hold. A later call replaces a callback that has not run. Holds in a
-  // child forked while they existed never report.
-  void on_lost(std::function<void()> callback);
-  bool lost() const noexcept;
-
- private:
-  friend struct detail::HoldAccess;  // the engine's faces make holds
-  explicit PackLockHold(std::unique_ptr<detail::Hold> hold) noexcept;
-
-  std::unique_ptr<detail::Hold> hold_;
-};
-
-namespace detail {
-
-class AsyncAcquire;
-using AsyncCompletion = std::function<void(std::error_code, PackLockHold)>;
-
-// The engine's asynchronous acquire, behind the template below. It never
-// completes inside start_async_acquire(); cancel_async_acquire() may be
-// called from any thread, any number of times.
-std::shared_ptr<AsyncAcquire> make_async_acquire(
-    std::shared_ptr<const Pack> pack, asio::any_io_executor executor, Mode mode,
-    std::optional<std::chrono::steady_clock::time_point> deadline, AsyncCompletion completion);
-void start_async_acquire(const std::shared_ptr<AsyncAcquire>& operation);
-void cancel_async_acquire(const std::weak_ptr<AsyncAcquire>& operation,
-                          asio::cancellation_type type) noexcept;
-
-// now + timeout, or none when that is beyond the clock's range.
-inline std::optional<std::chrono::steady_clock::time_point> deadline_after(
-    std::chrono::steady_clock::duration timeout) noexcept {
-  const auto now = std::chrono::steady_clock::now();
-  if (timeout > std::chrono::steady_clock::time_point::max() - now) return std::nullopt;
-  return now + timeout;
-}
-
-// The deadline of a Timeout; a negative one has passed already.
-inline std::optional<std::chrono::steady_clock::time_point> deadline_of(
-    const Timeout& timeout) noexcept {
-  if (!timeout) return std::nullopt;
-  return deadline_after(std::max(*timeout, std::chrono::steady_clock::duration::zero()));
-}
-
-// Adapts any completion handler to the engine: keeps the handler's executor
-// busy while the operation runs, runs the handler there, and connects its
-// cancellation slot. The timeout runs from the launch (a deferred operation
-// launched later waits as long as one launched at once).
-class AcquireInitiation {
- public:
-  AcquireInitiation(std::shared_ptr<const Pack> pack, asio::any_io_executor executor,
-                    Timeout timeout)
-      : pack_(std::move(pack)), executor_(std::move(executor)), timeout_(timeout) {}
-
-  template <typename Handler>
-  void operator()(Handler&& handler, Mode mode) const {
-    using HandlerType = std::decay_t<Handler>;
-    auto slot = asio::get_associated_cancellation_slot(handler);
-    auto work = asio::make_work_guard(asio::get_associated_executor(handler, executor_));
-    // std::function needs a copyable target; the handler may be move-only.
-    auto shared = std::make_shared<HandlerType>(std::forward<Handler>(handler));
-    AsyncCompletion complete = [shared, work, slot](std::error_code ec,
-                                                    PackLockHold hold) mutable {
-      if (slot.is_connected()) slot.clear();
-      asio::dispatch(work.get_executor(),
-                     [shared, ec, hold = std::move(hold)]() mutable {
-                       (*shared)(ec, std::move(hold));
-                     });
-      work.reset();
-    };
-    auto operation =
-        make_async_acquire(pack_, executor_, mode, deadline_of(timeout_), std::move(complete));
-    if (slot.is_connected()) {
-      slot.assign([weak = std::weak_ptr<AsyncAcquire>(operation)](asio::cancellation_type type) {
-        cancel_async_acquire(weak, type);
-      });
-    }
-    start_async_acquire(operation);
-  }
-
- private:
-  std::shared_ptr<const Pack> pack_;
-  asio::any_io_executor executor_;
-  Timeout timeout_;
-};
-
-}  // namespace detail
 
 class PackLock {
  public:

@@ -1,11 +1,11 @@
 // uncontended_acquire_release: PackLock::try_acquire + release, exclusive,
 // against the same system calls written directly: a descriptor opened once,
 // then flock(LOCK_EX|LOCK_NB), the inode check (fstat, fstatat), flock(LOCK_UN).
-// For information, the least a C loop that also writes an owner record
-// needs: flock, the path's inode alone (statx STATX_INO: asking for the
-// timestamps, as fstat does, would make the next write dirty the inode on
-// kernels with multigrain timestamps), one pwrite(2) of a 512-byte block,
-// unlock.
+// For information, the least a C loop that also keeps an owner record as
+// the SPEC asks needs: flock, the path's inode alone (statx STATX_INO:
+// asking for the timestamps, as fstat does, would make the next write
+// dirty the inode on kernels with multigrain timestamps), one pwrite(2) of
+// a 512-byte record, one pwrite(2) of blanks over it at release, unlock.
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -49,13 +49,16 @@ double syscall_batch(int dir, int fd) {
 
 double syscall_batch_with_record(int dir, int fd) {
   struct statx by_path {};
-  char block[512];
-  std::fill(std::begin(block), std::end(block), ' ');
+  char record[512];
+  char blank[512];
+  std::fill(std::begin(record), std::end(record), 'r');
+  std::fill(std::begin(blank), std::end(blank), ' ');
   const double start = now_ns();
   for (int i = 0; i < kIterations; ++i) {
     ::flock(fd, LOCK_EX | LOCK_NB);
     ::statx(dir, ".grex-lock", AT_SYMLINK_NOFOLLOW, STATX_INO, &by_path);
-    [[maybe_unused]] const auto written = ::pwrite(fd, block, sizeof block, 0);
+    [[maybe_unused]] const auto written = ::pwrite(fd, record, sizeof record, 0);
+    [[maybe_unused]] const auto blanked = ::pwrite(fd, blank, sizeof blank, 0);
     ::flock(fd, LOCK_UN);
   }
   return (now_ns() - start) / kIterations;
@@ -83,8 +86,10 @@ void uncontended(std::vector<Figure>& figures) {
   const double with_record = median(theirs_with_record);
   figure.note = "median of " + std::to_string(kBatches) + " batches of " +
                 std::to_string(kIterations) + "; baseline: flock+fstat+fstatat+unlock on one fd; " +
-                "flock+statx(inode)+pwrite+unlock, the least with a record: " + std::to_string(static_cast<int>(with_record)) +
-                " ns (ratio " + std::to_string(figure.value / with_record).substr(0, 4) + ")";
+                "flock+statx(inode)+pwrite+pwrite(blank)+unlock, the least with a record blanked at release: " + std::to_string(static_cast<int>(with_record)) +
+                " ns, " + std::to_string(with_record / figure.baseline).substr(0, 4) +
+                "x the baseline (ours " + std::to_string(figure.value / with_record).substr(0, 4) +
+                "x it)";
   figures.push_back(figure);
 }
 

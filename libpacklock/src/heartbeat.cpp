@@ -415,6 +415,13 @@ void HeartbeatService::take_events() {
         if (watch == watches_.end()) continue;
         watch->second.wd = -1;
         watch->second.armed = false;  // a later hold of it asks again
+        // Holds registered meanwhile are of a new inode that got the freed
+        // one's number (ext4 reuses them at once): watch that one now.
+        if (watch->second.entries.front) {
+          watch->second.armed = true;
+          arm(watch->second, watch->first, now);
+          continue;
+        }
       }
       if (watch != watches_.end()) check_now(watch->second, now);
     }

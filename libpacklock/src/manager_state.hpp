@@ -12,6 +12,7 @@
 #include <packlock/lock_manager.hpp>
 #include <packlock/options.hpp>
 
+#include "fork.hpp"
 #include "pack.hpp"
 
 namespace packlock::detail {
@@ -22,7 +23,10 @@ namespace packlock::detail {
 class ManagerState final {
  public:
   ManagerState(std::filesystem::path lock_dir, LockOptions options)
-      : lock_dir_(std::move(lock_dir)), options_(std::move(options)), client_(next_client()) {}
+      : lock_dir_(std::move(lock_dir)),
+        options_(std::move(options)),
+        client_(next_client()),
+        generation_(fork_generation()) {}
 
   const std::filesystem::path& lock_dir() const noexcept { return lock_dir_; }
   const LockOptions& options() const noexcept { return options_; }
@@ -39,16 +43,20 @@ class ManagerState final {
   // request for the name, then kept while the manager lives, so that later
   // requests skip the open(2)s and the canonical path (and keep the
   // sidecar's idle descriptor). Beyond kOpenPacksKept names, the packs no
-  // request uses any more are let go first.
+  // request uses any more are let go first. A forked child opens its own
+  // and keeps none: the parent's belong to the parent (their queues,
+  // heartbeat service and mutexes), and a parent thread may have held
+  // packs_mutex_ at the fork.
   std::shared_ptr<const Pack> pack_for(std::string_view name, const std::filesystem::path& path,
                                        std::error_code& ec) {
+    if (fork_generation() != generation_) return Pack::open(path, options_, ec);
     std::shared_ptr<const Pack> kept;
     {
       std::lock_guard lock(packs_mutex_);
       if (const auto it = packs_.find(name); it != packs_.end()) kept = it->second;
     }
     // A pack removed or renamed away since is opened (and created) anew.
-    if (kept && kept->path_names_directory()) return kept;
+    if (kept && kept->is_directory_at(path)) return kept;
     std::shared_ptr<const Pack> pack = Pack::open(path, options_, ec);
     if (ec) return nullptr;
     std::lock_guard lock(packs_mutex_);
@@ -86,7 +94,9 @@ class ManagerState final {
   const std::filesystem::path lock_dir_;
   const LockOptions options_;
   const std::uint64_t client_;
-  static constexpr std::size_t kOpenPacksKept = 256;
+  const unsigned generation_;  // fork_generation() when made
+  // Each kept pack holds two descriptors (its directory, the idle sidecar).
+  static constexpr std::size_t kOpenPacksKept = 32;
   struct NameHash : std::hash<std::string_view> {
     using is_transparent = void;
   };

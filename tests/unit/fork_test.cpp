@@ -4,6 +4,7 @@
 // never hangs on what the parent's threads were doing at the fork.
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -95,6 +96,50 @@ BOOST_FIXTURE_TEST_CASE(a_hold_released_in_the_child_stays_the_parents, PackDir)
   BOOST_TEST(code == 0);
   BOOST_TEST(flock_nonblocking(lock.sidecar()) == 1);
   BOOST_TEST(!hold.release());
+}
+
+// A LockManager keeps its packs open; a child forked from a process that
+// used it opens its own: its holds record the child's pid, and its queue
+// and heartbeat are its own.
+BOOST_AUTO_TEST_CASE(a_child_of_a_manager_opens_its_own_packs) {
+  TempDir dir;
+  const LockManager manager(dir / "locks");
+  manager.release(manager.acquire("a"));
+  const int code = in_child([&] {
+    const LockHandle handle = manager.acquire("a");
+    const auto record = read_owner_record(dir / "locks" / "a");
+    const bool own = record && record->pid == ::getpid();
+    manager.release(handle);
+    return own ? 0 : 1;
+  });
+  BOOST_TEST(code == 0);
+  BOOST_TEST(flock_nonblocking(dir / "locks" / "a" / ".grex-lock") == 0);
+}
+
+// A process that gives up its privileges keeps the packs it opened: where
+// the pack's path can no longer be looked at (EACCES), the guard and the
+// heartbeat ask the directory descriptor instead; only a path that leads
+// elsewhere or nowhere loses a hold.
+BOOST_AUTO_TEST_CASE(a_pack_whose_path_becomes_unreachable_still_locks) {
+  TempDir dir;
+  fs::create_directory(dir / "private");
+  fs::permissions(dir / "private", fs::perms::owner_all);
+  LockOptions options;
+  options.heartbeat = 20ms;
+  options.stale_after = 1s;
+  const PackLock lock = PackLock::open(dir / "private" / "pack", options);
+  const int code = in_child([&] {
+    PackLockHold first = lock.acquire();
+    if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) return 2;
+    if (::access((dir / "private").c_str(), X_OK) == 0) return 3;  // still reachable: no test
+    // Several beats, each of which would find the path gone.
+    if (eventually([&] { return first.lost(); }, 200ms)) return 4;
+    if (first.release()) return 5;
+    std::error_code ec;
+    PackLockHold second = lock.try_acquire(Mode::exclusive, ec);
+    return !ec && second.held() ? 0 : 6;
+  });
+  BOOST_TEST(code == 0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -504,7 +504,10 @@ int lock_and_run(const RunOptions& options, SignalCatcher& signals) {
     print_note(options.pack.string() + ": locked (" + std::string(to_string(options.mode)) +
                ") after " + format_duration(Clock::now() - asked));
   }
-  exit_now(run_locked(options, hold, signals));
+  const int code = run_locked(options, hold, signals);
+  // Also when the command never started: release blanks the record.
+  hold.release();
+  exit_now(code);
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
 #include "hold.hpp"
 
 #include <sys/file.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <string>
+#include <utility>
 
 #include "fork.hpp"
 
@@ -49,17 +52,36 @@ int Hold::write_record() noexcept {
   const int err = OwnerRecordWriter::write(sidecar_.fd.get(), std::string_view(block.data(), size));
   // A short write left part of a record: clear that part too.
   record_size_ = err == 0 || err == EIO ? size : 0;
+  if (record_size_ != 0 && pack_->network()) {
+    try {
+      written_record_.assign(block.data(), size);
+    } catch (const std::bad_alloc&) {
+      record_size_ = 0;  // cannot tell our record from another host's: leave it
+    }
+  }
   return err;
+}
+
+// On a local filesystem the kernel's lock makes the bytes ours until
+// LOCK_UN. On a network filesystem a lock can be lost unnoticed (the
+// server's lease ran out), and another host's holder may have written its
+// record since: the blanks then only go over a record that is still ours.
+bool Hold::record_still_ours() const noexcept {
+  if (!pack_->network()) return true;
+  std::string now(written_record_.size(), '\0');
+  const ssize_t n = ::pread(sidecar_.fd.get(), now.data(), now.size(), 0);
+  return n == static_cast<ssize_t>(now.size()) && now == written_record_;
 }
 
 void Hold::clear_record() noexcept {
   if (record_size_ == 0) return;
-  if (const int err = OwnerRecordWriter::clear(sidecar_.fd.get(), record_size_)) {
+  const std::size_t size = std::exchange(record_size_, 0);
+  if (!record_still_ours()) return;
+  if (const int err = OwnerRecordWriter::clear(sidecar_.fd.get(), size)) {
     pack_->log(LogEventKind::record_failed,
                [] { return std::string("could not clear the owner record at release"); },
                {err, std::system_category()});
   }
-  record_size_ = 0;
 }
 
 bool Hold::mtime_still_fresh() const noexcept {

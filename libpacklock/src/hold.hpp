@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
 #include <system_error>
 
 #include <packlock/mode.hpp>
@@ -72,10 +73,12 @@ class Hold final {
   HeartbeatService* heartbeat_;
   HeartbeatEntry heartbeat_entry_;
   std::size_t record_size_ = 0;  // of the owner record written, to clear at release
+  std::string written_record_;   // on a network filesystem only
 
   void announce() noexcept;
   int write_record() noexcept;
   void clear_record() noexcept;
+  bool record_still_ours() const noexcept;
   bool mtime_still_fresh() const noexcept;
 };
 

@@ -41,13 +41,14 @@ bool valid(const LockOptions& given) noexcept {
 }  // namespace
 
 Pack::Pack(UniqueFd dir, dev_t dir_dev, ino_t dir_ino, std::filesystem::path path,
-           const LockOptions& options, std::shared_ptr<PackQueue> queue)
+           const LockOptions& options, std::shared_ptr<PackQueue> queue, bool follows_path)
     : dir_(std::move(dir)),
       dir_dev_(dir_dev),
       dir_ino_(dir_ino),
       path_(std::move(path)),
       options_(with_timing(options)),
       sidecar_path_((path_ / options_.sidecar_name).string()),
+      follows_path_(follows_path),
       network_(is_network_filesystem(dir_.get())),
       wait_signal_(wait_signal_of(options)),
       generation_(fork_generation()),
@@ -76,10 +77,16 @@ void Pack::keep_sidecar(Sidecar&& sidecar) const noexcept {
   idle_ = std::move(sidecar);
 }
 
-bool Pack::path_names_directory() const noexcept {
+bool Pack::is_directory_at(const std::filesystem::path& spelled) const noexcept {
   struct statx st {};
-  return ::statx(AT_FDCWD, path_.c_str(), 0, STATX_INO, &st) == 0 && (st.stx_mask & STATX_INO) &&
+  return ::statx(AT_FDCWD, spelled.c_str(), 0, STATX_INO, &st) == 0 && (st.stx_mask & STATX_INO) &&
          st.stx_ino == dir_ino_ && makedev(st.stx_dev_major, st.stx_dev_minor) == dir_dev_;
+}
+
+UniqueFd Pack::open_directory_now() const noexcept {
+  if (!follows_path_) return UniqueFd(::openat(dir_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  // Not through a symlink planted in the canonical path since.
+  return UniqueFd(open_path_no_symlinks(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 }
 
 std::chrono::steady_clock::time_point Pack::stale_check_due(ino_t ino) const noexcept {
@@ -105,7 +112,7 @@ std::shared_ptr<const Pack> Pack::for_this_process(const std::shared_ptr<const P
     ec.assign(errno, std::system_category());
     return nullptr;
   }
-  return open_at(std::move(dir), pack->path(), pack->options(), ec);
+  return open_at(std::move(dir), pack->path(), pack->options(), ec, pack->follows_path_);
 }
 
 std::function<void()> Pack::log_call(LogEventKind kind, std::string message,
@@ -124,12 +131,12 @@ std::shared_ptr<const Pack> Pack::open(const std::filesystem::path& pack, const 
   }
   UniqueFd dir = open_pack_directory(pack, options.create, ec);
   if (ec) return nullptr;
-  return open_at(std::move(dir), pack, options, ec);
+  return open_at(std::move(dir), pack, options, ec, /*follows_path=*/true);
 }
 
 std::shared_ptr<const Pack> Pack::open_at(UniqueFd dir, const std::filesystem::path& spelled,
-                                          const LockOptions& options,
-                                          std::error_code& ec) noexcept try {
+                                          const LockOptions& options, std::error_code& ec,
+                                          bool follows_path) noexcept try {
   ec.clear();
   if (!valid(options)) {
     ec = std::make_error_code(std::errc::invalid_argument);
@@ -149,7 +156,7 @@ std::shared_ptr<const Pack> Pack::open_at(UniqueFd dir, const std::filesystem::p
   const std::string key = table_key(st.st_dev, st.st_ino, options.sidecar_name);
   auto opened = std::make_shared<const Pack>(std::move(dir), st.st_dev, st.st_ino,
                                              std::move(canonical), options,
-                                             LockTable::instance().queue_for(key));
+                                             LockTable::instance().queue_for(key), follows_path);
   opened->keep_sidecar(std::move(sidecar));
   return opened;
 } catch (const std::bad_alloc&) {

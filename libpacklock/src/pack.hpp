@@ -42,10 +42,13 @@ class Pack final {
   static std::shared_ptr<const Pack> open(const std::filesystem::path& pack,
                                           const LockOptions& options,
                                           std::error_code& ec) noexcept;
-  // The same for a directory already open (`dir`, spelled `spelled`).
+  // The same for a directory already open (`dir`, spelled `spelled`). The
+  // pack is then that directory, wherever it is renamed to (Go's os.Root),
+  // unless `follows_path`: then it is whatever directory its canonical path
+  // leads to, as for open().
   static std::shared_ptr<const Pack> open_at(UniqueFd dir, const std::filesystem::path& spelled,
-                                             const LockOptions& options,
-                                             std::error_code& ec) noexcept;
+                                             const LockOptions& options, std::error_code& ec,
+                                             bool follows_path = false) noexcept;
 
   // `pack` itself, or in a forked child the same pack opened anew (its
   // directory descriptor reopened, a fresh queue and heartbeat service).
@@ -71,10 +74,11 @@ class Pack final {
   }
   std::string table_key() const { return table_key(dir_dev_, dir_ino_, options_.sidecar_name); }
 
-  // The sidecar the pack path names now: after a rename of the pack
-  // directory, the one in whatever directory took its name.
+  // The sidecar the pack names now: for a pack opened by path, after a
+  // rename of its directory, the one in whatever directory took its name.
   Sidecar open_sidecar(std::error_code& ec) const noexcept {
-    return detail::open_sidecar(AT_FDCWD, sidecar_path_, options_.create, ec);
+    return follows_path_ ? detail::open_sidecar(AT_FDCWD, sidecar_path_, options_.create, ec)
+                         : detail::open_sidecar(dir_fd(), options_.sidecar_name, options_.create, ec);
   }
 
   // An unlocked descriptor of the sidecar kept from the last release, or a
@@ -92,19 +96,24 @@ class Pack final {
   std::chrono::steady_clock::time_point stale_check_due(ino_t ino) const noexcept;
   void note_stale_check(std::chrono::steady_clock::time_point due, ino_t ino) const noexcept;
   // The ghost-lock check of an acquisition in `mode` (a shared one fills
-  // sidecar.seen): the pack path, not only the directory descriptor, must
-  // still lead to the locked inode, so that a pack renamed away (and
-  // perhaps replaced) while its lock was awaited is not taken for the pack.
+  // sidecar.seen). For a pack opened by path, the pack path, not only the
+  // directory descriptor, must still lead to the locked inode, so that a
+  // pack renamed away (and perhaps replaced) while its lock was awaited is
+  // not taken for the pack.
   bool path_names(Sidecar& sidecar, Mode mode) const noexcept {
-    return path_names_sidecar(AT_FDCWD, sidecar_path_, sidecar, mode == Mode::shared);
+    return path_names_sidecar(sidecar_where(), sidecar, mode == Mode::shared);
   }
   // The same check for a hold: the path still leads to inode (dev, ino).
   bool path_names(dev_t dev, ino_t ino) const noexcept {
-    return path_names_inode(AT_FDCWD, sidecar_path_, dev, ino);
+    return path_names_inode(sidecar_where(), dev, ino);
   }
+  // A directory descriptor of the pack as it is now, of its own (for
+  // stale recovery's flock and unlink): the directory the path leads to,
+  // or for a pack opened at a directory descriptor, that directory.
+  UniqueFd open_directory_now() const noexcept;
 
-  // The pack path still leads to the directory opened (one statx(2)).
-  bool path_names_directory() const noexcept;
+  // `spelled` still leads to the directory opened (one statx(2)).
+  bool is_directory_at(const std::filesystem::path& spelled) const noexcept;
 
   // The heartbeat service of the holds taken through this Pack.
   HeartbeatService* heartbeat() const noexcept { return heartbeat_.get(); }
@@ -124,7 +133,7 @@ class Pack final {
                                  std::error_code error) const;
 
   Pack(UniqueFd dir, dev_t dir_dev, ino_t dir_ino, std::filesystem::path path,
-       const LockOptions& options, std::shared_ptr<PackQueue> queue);
+       const LockOptions& options, std::shared_ptr<PackQueue> queue, bool follows_path);
   Pack(const Pack&) = delete;
   Pack& operator=(const Pack&) = delete;
 
@@ -135,6 +144,11 @@ class Pack final {
   std::filesystem::path path_;
   LockOptions options_;
   std::string sidecar_path_;  // path_ / options_.sidecar_name
+  bool follows_path_;         // opened by path: the path, not dir_, is the pack
+
+  SidecarPath sidecar_where() const noexcept {
+    return {dir_fd(), options_.sidecar_name, follows_path_ ? &sidecar_path_ : nullptr};
+  }
   bool network_;
   int wait_signal_;
   unsigned generation_;  // fork_generation() at open

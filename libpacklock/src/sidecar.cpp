@@ -1,8 +1,11 @@
 #include "sidecar.hpp"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
@@ -12,9 +15,27 @@
 #include "fork.hpp"
 
 namespace packlock::detail {
+
+int open_path_no_symlinks(const char* path, int flags, mode_t mode) noexcept {
+  open_how how{};
+  how.flags = static_cast<std::uint64_t>(flags);
+  how.mode = (flags & O_CREAT) ? mode : 0;
+  how.resolve = RESOLVE_NO_SYMLINKS;
+  const long fd = ::syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+  if (fd >= 0 || errno != ENOSYS) return static_cast<int>(fd);
+  return ::open(path, flags, mode);
+}
+
 namespace {
 
 std::error_code last_os_error() noexcept { return {errno, std::system_category()}; }
+
+// openat(2), but a whole path (dir_fd AT_FDCWD) is resolved without
+// following a symlink anywhere in it (open_path_no_symlinks).
+int open_path(int dir_fd, const char* name, int flags, mode_t mode) noexcept {
+  if (dir_fd != AT_FDCWD) return ::openat(dir_fd, name, flags, mode);
+  return open_path_no_symlinks(name, flags, mode);
+}
 
 int open_directory(const std::filesystem::path& pack) noexcept {
   return ::open(pack.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -72,11 +93,11 @@ Sidecar open_sidecar(int dir_fd, const std::string& name, bool create,
   // fstat below can refuse it; it changes nothing for a regular file.
   const int common = O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | (create ? O_CREAT : 0);
   Sidecar sidecar;
-  sidecar.fd = UniqueFd(::openat(dir_fd, name.c_str(), O_RDWR | common, 0666));
+  sidecar.fd = UniqueFd(open_path(dir_fd, name.c_str(), O_RDWR | common, 0666));
   sidecar.writable = static_cast<bool>(sidecar.fd);
   if (!sidecar.fd && (errno == EACCES || errno == EROFS)) {
     // flock needs no write access: a reader of a shared pack still locks.
-    sidecar.fd = UniqueFd(::openat(dir_fd, name.c_str(), O_RDONLY | common, 0666));
+    sidecar.fd = UniqueFd(open_path(dir_fd, name.c_str(), O_RDONLY | common, 0666));
   }
   if (!sidecar.fd) {
     const int err = errno;
@@ -113,35 +134,49 @@ std::chrono::system_clock::time_point to_time_point(const struct statx_timestamp
 
 namespace {
 
-// statx(2) of `name` asking for `mask`: true when it names (dev, ino).
-bool statx_names(int dir_fd, const std::string& name, unsigned mask, dev_t dev, ino_t ino,
+// statx(2) of `where` asking for `mask`: true when it names (dev, ino).
+// With a whole path, one that cannot be looked at (EACCES once the
+// process changed its credentials, ENAMETOOLONG) says nothing: the name
+// in the directory descriptor answers instead. Only a path that leads
+// nowhere, or to another inode, says no.
+bool statx_names(const SidecarPath& where, unsigned mask, dev_t dev, ino_t ino,
                  struct statx& st) noexcept {
-  return ::statx(dir_fd, name.c_str(), AT_SYMLINK_NOFOLLOW, mask, &st) == 0 &&
-         (st.stx_mask & STATX_INO) && st.stx_ino == ino &&
+  int rc = -1;
+  if (where.whole) {
+    rc = ::statx(AT_FDCWD, where.whole->c_str(), AT_SYMLINK_NOFOLLOW, mask, &st);
+    if (rc != 0 && (errno == ENOENT || errno == ENOTDIR)) return false;
+  }
+  if (rc != 0 && ::statx(where.dir_fd, where.name.c_str(), AT_SYMLINK_NOFOLLOW, mask, &st) != 0) {
+    return false;
+  }
+  return (st.stx_mask & STATX_INO) && st.stx_ino == ino &&
          makedev(st.stx_dev_major, st.stx_dev_minor) == dev;
 }
 
 }  // namespace
 
-bool path_names_inode(int dir_fd, const std::string& name, dev_t dev, ino_t ino) noexcept {
+bool path_names_inode(const SidecarPath& where, dev_t dev, ino_t ino) noexcept {
   // The inode number alone: asking for timestamps would mark them as
   // queried (multigrain timestamps, Linux 6.13+), and the holder's next
   // write would then have to dirty the inode for a fine-grained mtime.
   struct statx st {};
-  return statx_names(dir_fd, name, STATX_INO, dev, ino, st);
+  return statx_names(where, STATX_INO, dev, ino, st);
 }
 
-bool path_names_sidecar(int dir_fd, const std::string& name, Sidecar& sidecar,
-                        bool see_mtime) noexcept {
+bool path_names_inode(int dir_fd, const std::string& name, dev_t dev, ino_t ino) noexcept {
+  return path_names_inode(SidecarPath{dir_fd, name, nullptr}, dev, ino);
+}
+
+bool path_names_sidecar(const SidecarPath& where, Sidecar& sidecar, bool see_mtime) noexcept {
   sidecar.seen = {};
   // An exclusive holder writes its record whatever the mtime, and the write
   // is cheapest when nobody queried the timestamps since the last one.
-  if (!see_mtime) return path_names_inode(dir_fd, name, sidecar.dev, sidecar.ino);
+  if (!see_mtime) return path_names_inode(where, sidecar.dev, sidecar.ino);
   // A shared holder refreshes the mtime by a syscall only when it has aged
   // (Hold::mtime_still_fresh), so asking for it here costs rarely.
   struct statx st {};
   constexpr unsigned kSeen = STATX_SIZE | STATX_MTIME;
-  if (!statx_names(dir_fd, name, STATX_INO | kSeen, sidecar.dev, sidecar.ino, st)) return false;
+  if (!statx_names(where, STATX_INO | kSeen, sidecar.dev, sidecar.ino, st)) return false;
   if ((st.stx_mask & kSeen) == kSeen) {
     sidecar.seen.size = static_cast<std::int64_t>(st.stx_size);
     sidecar.seen.mtime = to_time_point(st.stx_mtime);

@@ -208,7 +208,7 @@ void StaleRecovery::report_protected(const Staleness& staleness) noexcept {
 UniqueFd take_recovery_lock(const Pack& pack) noexcept {
   // A description of its own: flock(2) then excludes the threads of this
   // process from each other too.
-  UniqueFd fd(::open(pack.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd = pack.open_directory_now();
   if (!fd || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return {};
   return fd;
 }

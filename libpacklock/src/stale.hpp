@@ -85,7 +85,7 @@ enum class Recovery {
 // Unlinks the pack's sidecar from the directory `dir`: 0 or the errno.
 int unlink_sidecar(const Pack& pack, int dir) noexcept;
 
-// A non-blocking exclusive flock on the directory the pack path names now,
+// A non-blocking exclusive flock on the pack's directory as it is now,
 // through a description of its own; empty when another recoverer has it.
 // The recheck and the unlink below work in that directory.
 UniqueFd take_recovery_lock(const Pack& pack) noexcept;

@@ -150,8 +150,9 @@ describe_stuck() {
 # test then fails on that step, not on CTest's timeout of the whole script.
 finish_job() {
   local pid=${PIDS[$1]}
+  # A background job leads its own process group (set -m): kill it whole.
   (timeout 60 tail -s 0.05 --pid="$pid" -f /dev/null ||
-    { describe_stuck "$1" "$pid" >&2; kill -KILL "$pid"; }) &
+    { describe_stuck "$1" "$pid" >&2; kill -KILL -- -"$pid" 2>/dev/null || kill -KILL "$pid"; }) &
   local watchdog=$!
   wait "$pid"
   local status=$?

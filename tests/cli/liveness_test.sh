@@ -26,7 +26,7 @@ until_exit() {
 # command that says it is ready and then waits for release_holder NAME.
 start_run_holder() {
   local name=$1 pack=$2; shift 2
-  start_holder "$name" "$PACKLOCK" run "$@" "$pack" 2>"$T/$name.err"
+  start_holder "$name" sh -c 'exec "$@" 2>"$0"' "$T/$name.err" "$PACKLOCK" run "$@" "$pack"
 }
 
 # --- a live holder: owner record, ages, and a heartbeat that keeps it fresh ---------

@@ -173,18 +173,23 @@ expect 0 "a run whose command line holds a secret" \
 check "while it runs, the record holds its command line" test "$(cat "$T/out")" = 1
 check "after release the sidecar holds no command line" not grep -q hunter2 "$P/.grex-lock"
 check "after release the sidecar holds no record" not grep -q '"pid"' "$P/.grex-lock"
+expect 127 "a command that cannot start" "$PACKLOCK" run "$P" -- "$T/no-such-command" --password=hunter2
+check "a command that never started leaves no command line" not grep -q hunter2 "$P/.grex-lock"
 expect 0 "--no-record-command" "$PACKLOCK" run --no-record-command "$P" -- \
   sh -c 'tr "," "\n" <"$0/.grex-lock"' "$P" --password=hunter2
 check "--no-record-command: a record without the command line" \
   bash -c "grep -qx '\"command\":\"\"' '$T/out' && ! grep -q hunter2 '$T/out'"
 
 # --- -v warns of another user's sidecar in a directory open to all -----------
+# (not sticky: with fs.protected_regular, even root may not open another
+# user's file there with O_CREAT in a sticky one)
 W=$T/open-to-all
-mkdir -m 1777 "$W"
+mkdir -m 0777 "$W"
 touch "$W/.grex-lock"
 chown 65534:65534 "$W/.grex-lock"
 expect 0 "-v, another user's sidecar in a directory open to all" "$PACKLOCK" run -v "$W" true
-check "-v warns that anyone can hold or replace it" grep -q "warning: .*uid 65534.*anyone can hold" "$T/err"
+check "-v warns that anyone can hold or replace it" \
+  grep -q "warning: .*uid 65534.*(not sticky): anyone can hold" "$T/err"
 expect 0 "without -v, no warning" "$PACKLOCK" run "$W" true
 check "without -v, nothing said" test ! -s "$T/err"
 chown 0:0 "$W/.grex-lock"

@@ -183,6 +183,18 @@ BOOST_FIXTURE_TEST_CASE(a_pack_lock_follows_its_path_not_a_renamed_directory, Pa
   BOOST_TEST(flock_nonblocking(dir / "renamed" / ".grex-lock") == 0);
 }
 
+// The pack's path is canonical: a symlink that takes its place later is
+// planted, and following it would create or write a sidecar elsewhere.
+BOOST_FIXTURE_TEST_CASE(a_symlink_put_in_place_of_the_pack_is_not_followed, PackFixture) {
+  fs::rename(pack, dir / "renamed");
+  fs::create_directory(dir / "elsewhere");
+  fs::create_directory_symlink(dir / "elsewhere", pack);
+  std::error_code ec;
+  (void)lock.acquire(Mode::exclusive, 5s, ec);
+  BOOST_TEST(static_cast<bool>(ec));  // refused as a symlinked sidecar is
+  BOOST_TEST(!fs::exists(dir / "elsewhere" / ".grex-lock"));
+}
+
 BOOST_FIXTURE_TEST_CASE(a_hold_left_by_an_exited_thread_is_not_reentry_of_a_new_one, PackFixture) {
   // Thread ids are reused; re-entry must not be judged by them.
   PackLockHold left_behind;

@@ -74,7 +74,9 @@ struct StaleFixture {
     holder.write_line("acquire");
     const auto locked = holder.wait_for("locked");
     BOOST_REQUIRE(locked.has_value());
-    holder.kill(SIGSTOP);
+    // Every thread stopped, so that no beat in flight refreshes the mtime
+    // after a test has set it.
+    holder.stop();
     return {std::move(holder), inode_in(*locked)};
   }
 
@@ -354,7 +356,7 @@ BOOST_FIXTURE_TEST_CASE(a_reader_uses_the_holder_s_recorded_period, StaleFixture
   Process holder = Process::child({"agent", pack.string(), "heartbeat=1000", "stale=5000"});
   holder.write_line("acquire");
   BOOST_REQUIRE(holder.wait_for("locked"));
-  holder.kill(SIGSTOP);
+  holder.stop();  // no beat in flight after the mtime is set
   set_mtime(sidecar, -2s);
   // An impatient reader (300 ms) must not judge it by its own period.
   const PackLock lock = PackLock::open(pack, options(StalePolicy::mtime));

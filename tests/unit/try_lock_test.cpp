@@ -55,6 +55,22 @@ BOOST_FIXTURE_TEST_CASE(try_lock_takes_and_releases_the_root_s_lock_file, RootFi
   BOOST_TEST((UnlockFunc()() == errc::not_held));
 }
 
+// A Root is its directory, as Go's os.Root is: renamed while held, the
+// hold is not lost and stays on that directory's lock file.
+BOOST_FIXTURE_TEST_CASE(a_root_renamed_while_held_keeps_its_lock, RootFixture) {
+  Context ctx;
+  ctx.with_heartbeat(20ms).with_stale_after(1s);
+  UnlockFunc unlock = try_lock(ctx, root);
+  BOOST_REQUIRE(static_cast<bool>(unlock));
+  const fs::path moved = store.string() + ".moved";
+  fs::rename(store, moved);
+  // Several beats, each of which would find a lock that follows the path lost.
+  BOOST_TEST(!eventually([&] { return unlock.lost(); }, 200ms));
+  BOOST_TEST(flock_nonblocking(moved / ".grex-lock") == 1);
+  BOOST_TEST(!unlock());
+  BOOST_TEST(flock_nonblocking(moved / ".grex-lock") == 0);
+}
+
 BOOST_FIXTURE_TEST_CASE(try_rlock_shares_and_try_lock_excludes, RootFixture) {
   Process shared = holder(Mode::shared);
   Context ctx;
@@ -134,7 +150,7 @@ BOOST_FIXTURE_TEST_CASE(a_done_context_attempts_once_and_recovers_nothing, RootF
   stopped.write_line("acquire");
   const auto locked = stopped.wait_for("locked");
   BOOST_REQUIRE(locked.has_value());
-  stopped.kill(SIGSTOP);
+  stopped.stop();
   BOOST_REQUIRE(eventually([&] {
     std::error_code ec;
     return observe(store, 300ms, ec).state == PackState::stale;

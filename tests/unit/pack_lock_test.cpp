@@ -38,6 +38,17 @@ struct PackFixture : PackDir {
 
 BOOST_AUTO_TEST_SUITE(pack_lock)
 
+// Only the engine's faces make holds: no public constructor takes the
+// engine's hold. One constant names the default sidecar, and every public
+// default uses it.
+static_assert(!std::is_constructible_v<PackLockHold, std::unique_ptr<detail::Hold>>);
+BOOST_AUTO_TEST_CASE(one_constant_names_the_default_sidecar) {
+  BOOST_TEST(std::string(kDefaultSidecarName) == ".grex-lock");
+  BOOST_TEST(LockOptions().sidecar_name == kDefaultSidecarName);
+  BOOST_TEST(ObserveOptions().sidecar_name == kDefaultSidecarName);
+  BOOST_TEST(Root().lock_file() == kDefaultSidecarName);
+}
+
 // The period not given follows the one given: only stale_after S gives a
 // heartbeat of min(10 s, S/3), only heartbeat H a stale period of
 // max(30 s, 3H); both given with H >= S is refused. The owner record says

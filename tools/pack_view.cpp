@@ -160,20 +160,17 @@ std::string_view to_string(PackState state) noexcept {
   return "unknown";
 }
 
+// "PID (COMMAND), PID (exited), ..."
+std::string describe_parties(const std::vector<Party>& parties) {
+  std::string text;
+  for (const Party& party : parties) text += (text.empty() ? "" : ", ") + describe_party(party);
+  return text;
+}
+
 std::string describe_holders(const PackView& view) {
   if (view.holders.empty()) return "by a holder not visible on this host";
-  std::string text = std::string(to_string(*view.mode)) + " by ";
-  for (std::size_t i = 0; i < view.holders.size(); ++i) {
-    if (i > 0) text += ", ";
-    text += describe_party(view.holders[i]);
-  }
-  if (!view.keepers.empty()) {
-    text += ", its lock kept by ";
-    for (std::size_t i = 0; i < view.keepers.size(); ++i) {
-      if (i > 0) text += ", ";
-      text += describe_party(view.keepers[i]);
-    }
-  }
+  std::string text = std::string(to_string(*view.mode)) + " by " + describe_parties(view.holders);
+  if (!view.keepers.empty()) text += ", its lock kept by " + describe_parties(view.keepers);
   return text;
 }
 

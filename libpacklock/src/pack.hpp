@@ -112,6 +112,9 @@ class Pack final {
   // or for a pack opened at a directory descriptor, that directory.
   UniqueFd open_directory_now() const noexcept;
 
+  // Opened by path: the path, not the directory descriptor, is the pack.
+  bool follows_path() const noexcept { return follows_path_; }
+
   // `spelled` still leads to the directory opened (one statx(2)).
   bool is_directory_at(const std::filesystem::path& spelled) const noexcept;
 

@@ -220,9 +220,12 @@ int unlink_sidecar(const Pack& pack, int dir) noexcept {
 Recovery recheck_under_recovery_lock(const Pack& pack, int dir, Sidecar& sidecar,
                                      Mode mode) noexcept {
   // The unlink is by name in `dir`: that name must lead to the inode judged,
-  // whatever happened to the pack path since `dir` was opened.
+  // whatever happened to the pack path since `dir` was opened. For a pack
+  // that is its directory, `dir` is that directory and the first check
+  // already asked it.
   if (!pack.path_names(sidecar, mode) ||
-      !path_names_inode(dir, pack.sidecar_name(), sidecar.dev, sidecar.ino)) {
+      (pack.follows_path() &&
+       !path_names_inode(dir, pack.sidecar_name(), sidecar.dev, sidecar.ino))) {
     return Recovery::retry;
   }
   const int operation = (mode == Mode::exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB;

@@ -18,6 +18,8 @@
 #include <future>
 #include <mutex>
 #include <set>
+#include <sstream>
+#include <string>
 
 #include <boost/test/unit_test.hpp>
 
@@ -83,10 +85,29 @@ struct StaleFixture {
   // Waits until diagnosis calls the lock stale (the stopped holder's mtime
   // has aged past 300 ms).
   void until_stale() {
-    BOOST_REQUIRE(eventually([&] {
-      std::error_code ec;
-      return observe(pack, 300ms, ec).state == PackState::stale;
-    }));
+    PackObservation last;
+    std::error_code ec;
+    const bool stale = eventually([&] {
+      last = observe(pack, 300ms, ec);
+      return last.state == PackState::stale;
+    });
+    BOOST_REQUIRE_MESSAGE(stale, "never stale: " << describe(last, ec));
+  }
+
+  // What diagnosis saw, for a failure message.
+  static std::string describe(const PackObservation& seen, std::error_code ec) {
+    std::ostringstream text;
+    text << "state " << to_string(seen.state) << ", error '" << ec.message() << "', holders";
+    for (const LockParty& holder : seen.holders) {
+      text << ' ' << holder.pid << (holder.exited ? " (exited)" : "");
+    }
+    text << ", record pid " << (seen.record ? std::to_string(seen.record->pid) : "none")
+         << ", owner " << (seen.owner ? "believed" : "not believed") << ", age "
+         << (seen.heartbeat_age ? std::to_string(seen.heartbeat_age->count() / 1'000'000) + " ms"
+                                : "unknown")
+         << (seen.mtime_skewed ? " (skewed)" : "") << ", period "
+         << seen.stale_period.count() / 1'000'000 << " ms";
+    return text.str();
   }
 };
 

@@ -11,6 +11,8 @@
 #include <list>
 #include <mutex>
 #include <thread>
+#include <tuple>
+#include <type_traits>
 
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
@@ -57,7 +59,8 @@ struct WebLocksFixture {
     bool lost = false;       // lock->lost() once through the gate
     bool completed = false;
     int value = 0;
-    std::exception_ptr error;
+    std::error_code ec;
+    std::exception_ptr thrown;
   };
   void start(GatedRequest& request) {
     manager.async_request(io.get_executor(), "x", {},
@@ -68,8 +71,9 @@ struct WebLocksFixture {
           request.lost = !lock || lock->lost();
           co_return 42;
         },
-        [&request](std::exception_ptr e, int v) {
-          request.error = e;
+        [&request](std::error_code ec, std::exception_ptr thrown, int v) {
+          request.ec = ec;
+          request.thrown = thrown;
           request.value = v;
           request.completed = true;
         });
@@ -162,16 +166,6 @@ class IoThread {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::jthread thread_;
 };
-
-// The exception an async_request completed with, as an error code.
-std::error_code code_of(const std::exception_ptr& error) {
-  try {
-    if (error) std::rethrow_exception(error);
-  } catch (const std::system_error& e) {
-    return e.code();
-  }
-  return {};
-}
 
 }  // namespace
 
@@ -306,7 +300,9 @@ BOOST_FIXTURE_TEST_CASE(shared_requests_are_granted_together_exclusive_ones_in_f
   });
   BOOST_REQUIRE(eventually([&] { return queued("x") == 2; }));
   manager.async_request(io.get_executor(), "x", with_mode(Mode::shared), shared_callback("s3"),
-                        [&](std::exception_ptr e) { log.add(e ? "error s3" : "done s3"); });
+                        [&](std::error_code ec, std::exception_ptr thrown) {
+                          log.add(ec || thrown ? "error s3" : "done s3");
+                        });
   BOOST_REQUIRE(eventually([&] { return queued("x") == 3; }));
   threads.emplace_back(
       [&] { request_in_thread(manager, "x", kWaiting, exclusive_callback("e4"), log); });
@@ -355,7 +351,7 @@ BOOST_FIXTURE_TEST_CASE(exclusive_requests_are_served_in_fifo_order, WebLocksFix
       threads.emplace_back(
           [&, callback] { request_in_thread(manager, "x", kWaiting, callback, log); });
     } else {
-      manager.async_request(io.get_executor(), "x", {}, callback, [](std::exception_ptr) {});
+      manager.async_request(io.get_executor(), "x", {}, callback, [](std::error_code, std::exception_ptr) {});
     }
     // The first waits at the kernel, the others in the table.
     BOOST_REQUIRE(eventually([&] {
@@ -387,12 +383,17 @@ BOOST_FIXTURE_TEST_CASE(a_request_times_out_without_calling_back, WebLocksFixtur
     BOOST_TEST((e.code() == lock_errc::timeout));
     BOOST_TEST(e.path() == sidecar("x"));
   }
-  std::exception_ptr async_error;
+  std::error_code async_ec;
+  std::exception_ptr thrown;
   manager.async_request(
       io.get_executor(), "x", options, [&](std::optional<Lock>) { called = true; },
-      [&](std::exception_ptr e) { async_error = e; });
+      [&](std::error_code ec, std::exception_ptr e) {
+        async_ec = ec;
+        thrown = e;
+      });
   io.run();
-  BOOST_TEST((code_of(async_error) == errc::timeout));
+  BOOST_TEST((async_ec == errc::timeout));
+  BOOST_TEST(!thrown);
   BOOST_TEST(!called);
   BOOST_TEST(manager.query().pending.empty());
 }
@@ -406,11 +407,11 @@ BOOST_FIXTURE_TEST_CASE(a_waiting_request_is_cancelled_by_every_cancellation_typ
       asio::cancellation_signal signal;
       int completions = 0;
       bool called = false;
-      std::exception_ptr error;
+      std::error_code error;
       manager.async_request(io.get_executor(), "x", {}, [&](std::optional<Lock>) { called = true; },
-          asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e) {
+          asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, std::exception_ptr) {
             ++completions;
-            error = e;
+            error = ec;
           }));
       run_until(io, [&] { return waiting_here(lock_dir / "x"); });
       BOOST_TEST(manager.query().pending.size() == 1u);
@@ -420,8 +421,8 @@ BOOST_FIXTURE_TEST_CASE(a_waiting_request_is_cancelled_by_every_cancellation_typ
       io.run_for(20ms);  // a second completion would show here
       BOOST_TEST(completions == 1);
       BOOST_TEST(!called);
-      BOOST_TEST((code_of(error) == errc::cancelled));
-      BOOST_TEST((code_of(error) == std::errc::operation_canceled));
+      BOOST_TEST((error == errc::cancelled));
+      BOOST_TEST((error == std::errc::operation_canceled));
       BOOST_TEST(manager.query().pending.empty());
       BOOST_TEST(!waiting_here(lock_dir / "x"));
     }
@@ -446,13 +447,13 @@ BOOST_FIXTURE_TEST_CASE(options_that_exclude_each_other_are_refused, WebLocksFix
     BOOST_TEST((ec == lock_errc::generic));
     BOOST_CHECK_THROW(manager.request("x", options, [&](std::optional<Lock>) { called = true; }),
                       Error);
-    std::exception_ptr async_error;
+    std::error_code async_ec;
     manager.async_request(
         io.get_executor(), "x", options, [&](std::optional<Lock>) { called = true; },
-        [&](std::exception_ptr e) { async_error = e; });
+        [&](std::error_code ec, std::exception_ptr) { async_ec = ec; });
     io.restart();
     io.run();
-    BOOST_TEST((code_of(async_error) == errc::conflicting_options));
+    BOOST_TEST((async_ec == errc::conflicting_options));
     BOOST_TEST(!called);
   }
   BOOST_TEST(!fs::exists(lock_dir));
@@ -464,21 +465,24 @@ BOOST_FIXTURE_TEST_CASE(async_request_calls_back_on_the_executor_and_completes_w
   bool ran_inside = false;
   int flock_saw = -1;
   int value = 0;
-  std::exception_ptr error;
+  std::error_code error = make_error_code(errc::busy);
+  std::exception_ptr thrown;
   manager.async_request(io.get_executor(), "x", {},
       [&](std::optional<Lock> lock) {
         ran_inside = !initiated;
         flock_saw = flock_nonblocking(sidecar("x"));
         return lock ? 7 : -1;
       },
-      [&](std::exception_ptr e, int v) {
-        error = e;
+      [&](std::error_code ec, std::exception_ptr e, int v) {
+        error = ec;
+        thrown = e;
         value = v;
       });
   initiated = true;
   io.run();
   BOOST_TEST(!ran_inside);
   BOOST_TEST(!error);
+  BOOST_TEST(!thrown);
   BOOST_TEST(value == 7);
   BOOST_TEST(flock_saw == 1);
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
@@ -496,7 +500,8 @@ BOOST_FIXTURE_TEST_CASE(the_awaitable_form_holds_the_lock_until_the_awaitable_co
   BOOST_TEST(manager.query().held.size() == 1u);
   request.gate.cancel();
   run_until(io, [&] { return request.completed; });
-  BOOST_TEST(!request.error);
+  BOOST_TEST(!request.ec);
+  BOOST_TEST(!request.thrown);
   BOOST_TEST(!request.lost);
   BOOST_TEST(request.value == 42);
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
@@ -512,13 +517,14 @@ BOOST_FIXTURE_TEST_CASE(a_throwing_awaitable_still_releases_and_the_exception_re
       [&]() -> asio::awaitable<void> {
         const auto executor = co_await asio::this_coro::executor;
         try {
-          co_await manager.async_request(executor, "x", {},
+          const std::exception_ptr thrown = co_await manager.async_request(executor, "x", {},
               [&](std::optional<Lock>) -> asio::awaitable<void> {
                 flock_saw = flock_nonblocking(sidecar("x"));
                 throw std::runtime_error("awaitable failed");
                 co_return;
               },
               asio::use_awaitable);
+          if (thrown) std::rethrow_exception(thrown);
         } catch (const std::runtime_error& e) {
           caught = e.what();
         }
@@ -534,7 +540,9 @@ BOOST_FIXTURE_TEST_CASE(a_throwing_awaitable_still_releases_and_the_exception_re
       asio::use_future);
   io.restart();
   io.run();
-  BOOST_CHECK_THROW(future.get(), std::out_of_range);
+  const auto [thrown, value] = future.get();
+  BOOST_CHECK_THROW(std::rethrow_exception(thrown), std::out_of_range);
+  BOOST_TEST(value == 0);
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
 }
 
@@ -546,7 +554,7 @@ BOOST_FIXTURE_TEST_CASE(async_if_available_while_held_calls_back_without_a_lock,
       io.get_executor(), "x", options, [](std::optional<Lock> lock) { return lock.has_value(); },
       asio::use_future);
   io.run();
-  BOOST_TEST(future.get() == false);
+  BOOST_TEST(std::get<1>(future.get()) == false);
   other.close_stdin();
   BOOST_TEST(other.exit_code() == kChildOk);
   future = manager.async_request(
@@ -554,7 +562,7 @@ BOOST_FIXTURE_TEST_CASE(async_if_available_while_held_calls_back_without_a_lock,
       asio::use_future);
   io.restart();
   io.run();
-  BOOST_TEST(future.get() == true);
+  BOOST_TEST(std::get<1>(future.get()) == true);
 }
 
 BOOST_FIXTURE_TEST_CASE(steal_takes_the_lock_from_a_request_in_this_process_at_once,
@@ -610,8 +618,65 @@ BOOST_FIXTURE_TEST_CASE(an_awaitable_whose_lock_is_stolen_sees_it_and_its_reques
   request.gate.cancel();
   run_until(io, [&] { return request.completed; });
   BOOST_TEST(request.lost);
-  BOOST_TEST((code_of(request.error) == errc::hijacked));
+  BOOST_TEST((request.ec == errc::hijacked));
+  BOOST_TEST(!request.thrown);
   BOOST_TEST(request.value == 42);  // the result is not lost with the lock
+  BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_lock_error_comes_first_as_an_error_code_not_as_an_exception,
+                        WebLocksFixture) {
+  Process other = holder("x");
+  RequestOptions options;
+  options.timeout = 30ms;
+  bool called = false;
+  auto future = manager.async_request(
+      io.get_executor(), "x", options,
+      [&](std::optional<Lock>) {
+        called = true;
+        return 1;
+      },
+      asio::use_future);
+  // The error code is thrown; what remains is the callback's exception and value.
+  static_assert(std::is_same_v<decltype(future), std::future<std::tuple<std::exception_ptr, int>>>);
+  io.run();
+  try {
+    future.get();
+    BOOST_FAIL("the timeout must reach the caller");
+  } catch (const std::system_error& e) {
+    BOOST_TEST((e.code() == errc::timeout));
+  }
+  BOOST_TEST(!called);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_callback_that_throws_after_its_lock_was_stolen_reports_both,
+                        WebLocksFixture) {
+  asio::steady_timer gate(io, std::chrono::hours(1));
+  bool suspended = false;
+  bool completed = false;
+  std::error_code result;
+  std::exception_ptr thrown;
+  manager.async_request(io.get_executor(), "x", {},
+      [&](std::optional<Lock>) -> asio::awaitable<int> {
+        suspended = true;
+        std::error_code ec;
+        co_await gate.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        throw std::length_error("after the steal");
+      },
+      [&](std::error_code ec, std::exception_ptr e, int) {
+        result = ec;
+        thrown = e;
+        completed = true;
+      });
+  run_until(io, [&] { return suspended; });
+  RequestOptions steal;
+  steal.steal = true;
+  BOOST_TEST(
+      manager.request("x", steal, [](std::optional<Lock> lock) { return lock.has_value(); }));
+  gate.cancel();
+  run_until(io, [&] { return completed; });
+  BOOST_TEST((result == errc::hijacked));
+  BOOST_CHECK_THROW(std::rethrow_exception(thrown), std::length_error);
   BOOST_TEST(flock_nonblocking(sidecar("x")) == 0);
 }
 
@@ -637,7 +702,7 @@ BOOST_FIXTURE_TEST_CASE(steal_is_granted_ahead_of_queued_requests, WebLocksFixtu
       },
       asio::use_future);
   io.run();
-  BOOST_TEST(future.get());
+  BOOST_TEST(std::get<1>(future.get()));
   for (auto& waiter : waiters) waiter.join();
   BOOST_TEST(log.events() == (std::vector<std::string>{"stealer", "waiter 0", "waiter 1"}),
              boost::test_tools::per_element());

@@ -167,14 +167,17 @@ class LockManager {
   // return a value or an asio::awaitable<T> (of asio::any_io_executor); the
   // lock is then held until the awaitable finishes (it runs on `executor`,
   // and the callback is kept alive until then, so a coroutine lambda may
-  // use its captures). The completion
-  // signature is
-  //   void(std::exception_ptr, T)   or   void(std::exception_ptr)
-  // for a callback (or awaitable) that returns T or void, as co_spawn's:
-  // with asio::use_awaitable or asio::use_future the exception is rethrown.
-  // The exception is the callback's own, or a packlock::Error when the lock
-  // could not be had (the callback then does not run) or was lost while it
-  // ran (errc::hijacked; T is then the callback's result). T must be
+  // use its captures). The completion signature is
+  //   void(std::error_code, std::exception_ptr, T)
+  //   void(std::error_code, std::exception_ptr)
+  // for a callback (or awaitable) that returns T or void. The error code
+  // comes first, as in async_acquire: the lock could not be had (the
+  // callback did not run), or it was lost while the callback ran
+  // (errc::hijacked; T is then the callback's result). The exception is
+  // the one the callback (or its awaitable) threw, after which the lock
+  // was released; it is never dropped. With asio::use_awaitable or
+  // asio::use_future an error code is thrown as std::system_error and the
+  // rest is returned: (exception_ptr, T) as a tuple. T must be
   // default-constructible, for the failures.
   //
   // The handler runs exactly once, never inside this call; the callback

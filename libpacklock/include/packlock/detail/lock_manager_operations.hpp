@@ -99,11 +99,11 @@ template <typename Callback>
 using RequestValue = std::decay_t<typename AwaitableTraits<CallbackResult<Callback>>::value_type>;
 template <typename Value>
 struct RequestSignature {
-  using type = void(std::exception_ptr, Value);
+  using type = void(std::error_code, std::exception_ptr, Value);
 };
 template <>
 struct RequestSignature<void> {
-  using type = void(std::exception_ptr);
+  using type = void(std::error_code, std::exception_ptr);
 };
 
 // The synchronous request from the callback on: calls it holding the
@@ -215,15 +215,15 @@ class AsyncRequest {
   // take_now() already granted), not available, or failed.
   template <typename Self>
   void operator()(Self& self, std::error_code ec, PackLockHold hold) {
-    if (ec) return fail(self, std::make_exception_ptr(named_error(*state_, name_, ec)));
+    if (ec) return fail(self, ec);
     if (hold) ticket_.grant(std::move(hold));
     call_back(self);
   }
 
   // The awaitable the callback returned has finished.
   template <typename Self, typename... Result>
-  void operator()(Self& self, std::exception_ptr error, Result&&... result) {
-    finish(self, error, std::forward<Result>(result)...);
+  void operator()(Self& self, std::exception_ptr thrown, Result&&... result) {
+    finish(self, thrown, std::forward<Result>(result)...);
   }
 
  private:
@@ -243,41 +243,42 @@ class AsyncRequest {
       asio::co_spawn(executor, std::move(run),
                      asio::bind_cancellation_slot(asio::cancellation_slot(), std::move(self)));
     } else if constexpr (std::is_void_v<Value>) {
-      std::exception_ptr error;
+      std::exception_ptr thrown;
       try {
         std::invoke(callback_, ticket_.lock());
       } catch (...) {
-        error = std::current_exception();
+        thrown = std::current_exception();
       }
-      finish(self, error);
+      finish(self, thrown);
     } else {
       std::optional<Value> result;
       try {
         result.emplace(std::invoke(callback_, ticket_.lock()));
       } catch (...) {
-        return fail(self, std::current_exception());
+        return finish(self, std::current_exception(), Value());
       }
       finish(self, nullptr, std::move(*result));
     }
   }
 
+  // The lock could not be had: the callback did not run.
   template <typename Self>
-  void fail(Self& self, std::exception_ptr error) {
+  void fail(Self& self, std::error_code ec) {
+    ticket_.release();
     if constexpr (std::is_void_v<Value>) {
-      finish(self, error);
+      self.complete(ec, nullptr);
     } else {
-      finish(self, error, Value());
+      self.complete(ec, nullptr, Value());
     }
   }
 
-  // Releases before completing; a lock lost on the way is an error unless
-  // the callback already failed.
+  // Releases before completing: the error code says whether the lock was
+  // lost while the callback ran (errc::hijacked), apart from what the
+  // callback threw.
   template <typename Self, typename... Result>
-  void finish(Self& self, std::exception_ptr error, Result&&... result) {
-    if (const std::error_code released = ticket_.release(); released && !error) {
-      error = std::make_exception_ptr(named_error(*state_, name_, released));
-    }
-    self.complete(error, std::forward<Result>(result)...);
+  void finish(Self& self, std::exception_ptr thrown, Result&&... result) {
+    const std::error_code released = ticket_.release();
+    self.complete(released, thrown, std::forward<Result>(result)...);
   }
 
   std::shared_ptr<ManagerState> state_;

@@ -8,11 +8,16 @@
 set -euo pipefail
 
 # The CLI tests drive util-linux's flock, setpriv and unshare and bsdutils'
-# script, and read JSON with jq; the manual lint runs groff and mandoc.
+# script, and read JSON with jq; the manual lint runs groff and mandoc. The
+# cluster backend is built from etcd's .proto files (the golang-*-dev
+# packages ship them) with gRPC, and tested against etcd and etcdctl.
 packages=(
   cmake g++ make pkg-config dpkg-dev
   libboost-filesystem-dev libboost-program-options-dev libboost-test-dev
   libasio-dev nlohmann-json3-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  golang-etcd-server-dev golang-github-gogo-protobuf-dev
+  golang-github-grpc-ecosystem-grpc-gateway-dev etcd-server etcd-client
   util-linux bsdutils coreutils procps groff-base mandoc jq
   "$@"
 )

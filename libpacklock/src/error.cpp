@@ -27,6 +27,9 @@ class Category final : public std::error_category {
         return "the pack is a symbolic link to nothing; packlock will not create its target";
       case errc::sidecar_unsupported:
         return "the pack's filesystem cannot hold a lock file";
+      case errc::cluster_unavailable: return "no etcd endpoint answered";
+      case errc::cluster_refused: return "etcd refused the credentials or the TLS handshake";
+      case errc::cluster_failed: return "etcd failed the request";
     }
     return "unknown packlock error";
   }
@@ -41,6 +44,8 @@ class Category final : public std::error_category {
       case errc::not_a_regular_file: return std::errc::invalid_argument;
       case errc::conflicting_options: return std::errc::invalid_argument;
       case errc::dangling_pack_link: return std::errc::no_such_file_or_directory;
+      case errc::cluster_unavailable: return std::errc::host_unreachable;
+      case errc::cluster_refused: return std::errc::permission_denied;
       default: return {value, *this};
     }
   }

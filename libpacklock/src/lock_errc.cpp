@@ -19,6 +19,9 @@ lock_errc class_of_packlock_code(errc code) noexcept {
     case errc::wait_signal_taken:
     case errc::dangling_pack_link:
     case errc::sidecar_unsupported:
+    case errc::cluster_unavailable:
+    case errc::cluster_refused:
+    case errc::cluster_failed:
     case errc::lock_unsuccessful: return lock_errc::acquire_failed;
     case errc::conflicting_options: return lock_errc::generic;
   }

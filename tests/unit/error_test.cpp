@@ -22,7 +22,7 @@ BOOST_AUTO_TEST_CASE(codes_have_their_own_category_and_messages) {
   BOOST_TEST(busy.message() == "lock is busy");
   BOOST_TEST(std::error_code(errc::lock_unsuccessful).message() == "store is locked");
   BOOST_TEST(std::error_code(errc::unlock_unsuccessful).message() == "could not unlock store");
-  for (int value = 1; value <= static_cast<int>(errc::sidecar_unsupported); ++value) {
+  for (int value = 1; value <= static_cast<int>(errc::cluster_failed); ++value) {
     BOOST_TEST(category().message(value) != "unknown packlock error");
   }
 }
@@ -114,6 +114,9 @@ BOOST_AUTO_TEST_CASE(packlock_codes_compare_equal_to_their_lock_errc) {
       {errc::wait_signal_taken, lock_errc::acquire_failed},
       {errc::dangling_pack_link, lock_errc::acquire_failed},
       {errc::sidecar_unsupported, lock_errc::acquire_failed},
+      {errc::cluster_unavailable, lock_errc::acquire_failed},
+      {errc::cluster_refused, lock_errc::acquire_failed},
+      {errc::cluster_failed, lock_errc::acquire_failed},
   };
   const lock_errc all[] = {lock_errc::generic, lock_errc::acquire_failed, lock_errc::release_failed,
                            lock_errc::timeout, lock_errc::not_held,       lock_errc::invalid_name};

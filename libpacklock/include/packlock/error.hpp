@@ -31,6 +31,9 @@ enum class errc {
   wait_signal_taken,    // the wait signal has a handler of the application's
   dangling_pack_link,   // the pack is a symbolic link to nothing
   sidecar_unsupported,  // the pack's filesystem cannot hold a sidecar (/proc, /sys)
+  cluster_unavailable,  // no etcd endpoint answered within the dial timeout
+  cluster_refused,      // etcd refused the TLS handshake or the credentials
+  cluster_failed,       // etcd answered a request with an error
 };
 
 const std::error_category& category() noexcept;

@@ -1,0 +1,187 @@
+#include "cluster_lock.hpp"
+
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+
+#include <packlock/error.hpp>
+
+namespace packlock::detail {
+namespace {
+
+using etcdserverpb::Compare;
+using etcdserverpb::RangeRequest;
+using etcdserverpb::RangeResponse;
+
+// The end of the range of every key that starts with `prefix`.
+std::string prefix_end(std::string prefix) {
+  while (!prefix.empty()) {
+    if (static_cast<unsigned char>(prefix.back()) < 0xff) {
+      ++prefix.back();
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return std::string(1, '\0');  // every key
+}
+
+std::string hex(std::int64_t value) {
+  char text[24];
+  std::snprintf(text, sizeof text, "%llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
+// A packlock reader's record says so; any other value (etcdctl's "", a
+// record that cannot be read) excludes.
+bool is_shared(const std::string& record) {
+  const nlohmann::json json = nlohmann::json::parse(record, nullptr, /*allow_exceptions=*/false);
+  return json.is_object() && json.value("mode", std::string()) == "shared";
+}
+
+struct Predecessor {
+  std::string key;
+  std::int64_t revision = 0;  // of the answer that saw it
+};
+
+// The last key created before `revision` under `prefix` that excludes a
+// holder in `mode`, if any.
+std::optional<Predecessor> predecessor(const EtcdClient& client, const std::string& prefix,
+                                       std::int64_t revision, Mode mode, std::error_code& ec) {
+  RangeRequest request;
+  request.set_key(prefix);
+  request.set_range_end(prefix_end(prefix));
+  request.set_max_create_revision(revision - 1);
+  request.set_sort_target(RangeRequest::CREATE);
+  request.set_sort_order(RangeRequest::DESCEND);
+  if (mode == Mode::exclusive) {
+    request.set_limit(1);
+    request.set_keys_only(true);
+  }
+  RangeResponse response;
+  ec = call(client, client.kv(), &etcdserverpb::KV::Stub::Range, request, response);
+  if (ec) return std::nullopt;
+  for (const auto& kv : response.kvs()) {
+    if (mode == Mode::exclusive || !is_shared(kv.value())) {
+      return Predecessor{kv.key(), response.header().revision()};
+    }
+  }
+  return std::nullopt;
+}
+
+// Blocks until `key` is deleted at or after `revision`, or the deadline.
+std::error_code wait_deleted(const EtcdClient& client, const Predecessor& key,
+                             const std::optional<std::chrono::steady_clock::time_point>& deadline) {
+  std::mutex mutex;
+  std::condition_variable ended;
+  std::optional<std::error_code> result;
+  const auto watch = KeyDeletion::watch(client, key.key, key.revision, [&](std::error_code ec) {
+    std::lock_guard lock(mutex);
+    result = ec;
+    ended.notify_one();
+  });
+  std::unique_lock lock(mutex);
+  const auto done = [&] { return result.has_value(); };
+  if (!deadline) {
+    ended.wait(lock, done);
+  } else if (!ended.wait_until(lock, *deadline, done)) {
+    lock.unlock();
+    watch->cancel();
+    lock.lock();
+    // The callback refers to this frame: it must have run before we leave.
+    ended.wait(lock, done);
+    return errc::timeout;
+  }
+  return *result;
+}
+
+}  // namespace
+
+std::string key_prefix(const std::string& name) { return name + "/"; }
+
+std::unique_ptr<ClusterHold> ClusterHold::acquire(std::shared_ptr<const EtcdClient> client,
+                                                  const ClusterLockRequest& request,
+                                                  std::error_code& ec) {
+  etcdserverpb::LeaseGrantRequest grant;
+  grant.set_ttl(std::max<std::int64_t>(1, request.ttl.count()));
+  etcdserverpb::LeaseGrantResponse granted;
+  ec = call(*client, client->lease(), &etcdserverpb::Lease::Stub::LeaseGrant, grant, granted);
+  if (!ec && !granted.error().empty()) ec = errc::cluster_failed;
+  if (ec) return nullptr;
+  std::unique_ptr<ClusterHold> hold(new ClusterHold(std::move(client), granted.id()));
+  ec = hold->enter(request);
+  if (!ec) ec = hold->wait_for_turn(request);
+  if (ec) return nullptr;  // the destructor revokes the lease
+  return hold;
+}
+
+// Puts the key (if the lease had none) and learns its create revision.
+std::error_code ClusterHold::enter(const ClusterLockRequest& request) {
+  key_ = key_prefix(request.name) + hex(lease_);
+  etcdserverpb::TxnRequest txn;
+  Compare* absent = txn.add_compare();
+  absent->set_key(key_);
+  absent->set_target(Compare::CREATE);
+  absent->set_result(Compare::EQUAL);
+  absent->set_create_revision(0);
+  etcdserverpb::PutRequest* put = txn.add_success()->mutable_request_put();
+  put->set_key(key_);
+  put->set_value(request.record);
+  put->set_lease(lease_);
+  txn.add_failure()->mutable_request_range()->set_key(key_);
+  etcdserverpb::TxnResponse response;
+  if (const auto ec = call(*client_, client_->kv(), &etcdserverpb::KV::Stub::Txn, txn, response)) {
+    return ec;
+  }
+  if (response.succeeded()) {
+    revision_ = response.header().revision();
+    return {};
+  }
+  const auto& existing = response.responses(0).response_range();
+  if (existing.kvs_size() == 0) return errc::cluster_failed;
+  revision_ = existing.kvs(0).create_revision();
+  return {};
+}
+
+std::error_code ClusterHold::wait_for_turn(const ClusterLockRequest& request) {
+  const std::string prefix = key_prefix(request.name);
+  for (bool waited = false;; waited = true) {
+    std::error_code ec;
+    const auto before = predecessor(*client_, prefix, revision_, request.mode, ec);
+    if (ec) return ec;
+    if (!before) return waited ? still_mine() : std::error_code();
+    if ((ec = wait_deleted(*client_, *before, request.deadline))) return ec;
+  }
+}
+
+// The key may have gone with its lease while we waited.
+std::error_code ClusterHold::still_mine() {
+  RangeRequest request;
+  request.set_key(key_);
+  request.set_count_only(true);
+  RangeResponse response;
+  if (const auto ec = call(*client_, client_->kv(), &etcdserverpb::KV::Stub::Range, request, response)) {
+    return ec;
+  }
+  return response.count() == 1 ? std::error_code() : make_error_code(errc::hijacked);
+}
+
+std::error_code ClusterHold::release() noexcept try {
+  if (released_) return {};
+  released_ = true;
+  etcdserverpb::LeaseRevokeRequest revoke;
+  revoke.set_id(lease_);
+  etcdserverpb::LeaseRevokeResponse revoked;
+  const auto context = client_->context();
+  const grpc::Status status = client_->lease().LeaseRevoke(context.get(), revoke, &revoked);
+  // A lease that is gone took the key with it: the lock was lost.
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) return errc::hijacked;
+  return error_of(status);
+} catch (const std::bad_alloc&) {
+  return std::make_error_code(std::errc::not_enough_memory);
+}
+
+ClusterHold::~ClusterHold() { (void)release(); }
+
+}  // namespace packlock::detail

@@ -1,0 +1,276 @@
+#include "etcd_client.hpp"
+
+#include <arpa/inet.h>
+
+#include <atomic>
+#include <cerrno>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include <packlock/error.hpp>
+
+namespace packlock::detail {
+namespace {
+
+using etcdserverpb::WatchCreateRequest;
+using etcdserverpb::WatchRequest;
+using etcdserverpb::WatchResponse;
+
+struct Endpoint {
+  std::string host;  // without brackets
+  std::string port;
+  bool tls = false;
+};
+
+Endpoint parse_endpoint(std::string text) {
+  Endpoint endpoint;
+  for (const std::string scheme : {"http://", "https://"}) {
+    if (text.rfind(scheme, 0) == 0) {
+      endpoint.tls = scheme == "https://";
+      text.erase(0, scheme.size());
+    }
+  }
+  if (const auto slash = text.find('/'); slash != std::string::npos) text.erase(slash);
+  const auto colon = text.rfind(':');
+  const auto bracket = text.rfind(']');
+  if (colon != std::string::npos && (bracket == std::string::npos || colon > bracket)) {
+    endpoint.port = text.substr(colon + 1);
+    text.erase(colon);
+  } else {
+    endpoint.port = "2379";
+  }
+  if (text.size() >= 2 && text.front() == '[' && text.back() == ']') text = text.substr(1, text.size() - 2);
+  endpoint.host = text;
+  return endpoint;
+}
+
+bool is_address(const std::string& host, int family) {
+  unsigned char buffer[16];
+  return ::inet_pton(family, host.c_str(), buffer) == 1;
+}
+
+// gRPC's target for the endpoints: literal addresses of one family as one
+// list, among which the channel fails over; a host name is resolved by
+// gRPC (one name: several would need a resolver of our own).
+std::string channel_target(const std::vector<Endpoint>& endpoints) {
+  for (const int family : {AF_INET, AF_INET6}) {
+    bool all = true;
+    std::string list;
+    for (const Endpoint& e : endpoints) {
+      all = all && is_address(e.host, family);
+      if (!list.empty()) list += ',';
+      list += family == AF_INET6 ? "[" + e.host + "]:" + e.port : e.host + ":" + e.port;
+    }
+    if (all) return (family == AF_INET ? "ipv4:" : "ipv6:") + list;
+  }
+  return "dns:///" + endpoints.front().host + ":" + endpoints.front().port;
+}
+
+std::error_code read_file(const std::string& path, std::string& text) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {errno != 0 ? errno : ENOENT, std::system_category()};
+  std::ostringstream all;
+  all << in.rdbuf();
+  text = all.str();
+  return {};
+}
+
+std::shared_ptr<grpc::ChannelCredentials> credentials(const EtcdSettings& settings, bool tls,
+                                                      std::error_code& ec) {
+  if (!tls && settings.cacert.empty() && settings.cert.empty() && settings.key.empty()) {
+    return grpc::InsecureChannelCredentials();
+  }
+  grpc::SslCredentialsOptions options;
+  if (!settings.cacert.empty() && (ec = read_file(settings.cacert, options.pem_root_certs))) return nullptr;
+  if (!settings.cert.empty() && (ec = read_file(settings.cert, options.pem_cert_chain))) return nullptr;
+  if (!settings.key.empty() && (ec = read_file(settings.key, options.pem_private_key))) return nullptr;
+  return grpc::SslCredentials(options);
+}
+
+bool mentions_tls(const std::string& message) {
+  for (const char* word : {"handshake", "SSL", "ssl", "certificate", "TLS", "tls"}) {
+    if (message.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string endpoints_text(const std::vector<std::string>& endpoints) {
+  std::string text;
+  for (const std::string& endpoint : endpoints) {
+    if (!text.empty()) text += ',';
+    text += endpoint;
+  }
+  return text;
+}
+
+std::error_code error_of(const grpc::Status& status) noexcept {
+  switch (status.error_code()) {
+    case grpc::StatusCode::OK: return {};
+    case grpc::StatusCode::UNAVAILABLE:
+      // A refused handshake looks like an endpoint that cannot be reached;
+      // only its message tells them apart.
+      return mentions_tls(status.error_message()) ? errc::cluster_refused : errc::cluster_unavailable;
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return errc::cluster_unavailable;
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED: return errc::cluster_refused;
+    case grpc::StatusCode::CANCELLED: return errc::cancelled;
+    default: return errc::cluster_failed;
+  }
+}
+
+EtcdClient::EtcdClient(EtcdSettings settings, std::shared_ptr<grpc::Channel> channel)
+    : settings_(std::move(settings)),
+      channel_(std::move(channel)),
+      kv_(etcdserverpb::KV::NewStub(channel_)),
+      lease_(etcdserverpb::Lease::NewStub(channel_)),
+      watch_(etcdserverpb::Watch::NewStub(channel_)) {}
+
+std::shared_ptr<EtcdClient> EtcdClient::connect(const EtcdSettings& settings, std::error_code& ec) {
+  ec.clear();
+  if (settings.endpoints.empty()) {
+    ec = errc::cluster_unavailable;
+    return nullptr;
+  }
+  std::vector<Endpoint> endpoints;
+  bool tls = false;
+  for (const std::string& text : settings.endpoints) {
+    endpoints.push_back(parse_endpoint(text));
+    tls = tls || endpoints.back().tls;
+  }
+  const auto creds = credentials(settings, tls, ec);
+  if (ec) return nullptr;
+  grpc::ChannelArguments arguments;
+  // A member that stops answering is given up on within the dial timeout.
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(settings.dial_timeout.count()));
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(settings.dial_timeout.count()));
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  auto channel = grpc::CreateCustomChannel(channel_target(endpoints), creds, arguments);
+  std::shared_ptr<EtcdClient> client(new EtcdClient(settings, std::move(channel)));
+  const auto deadline = std::chrono::system_clock::now() + settings.dial_timeout;
+  if (!client->channel_->WaitForConnected(deadline)) {
+    // One request says why: unreachable, or a refused handshake.
+    etcdserverpb::RangeRequest request;
+    request.set_key("\0", 1);
+    etcdserverpb::RangeResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    ec = error_of(client->kv().Range(&context, request, &response));
+    if (!ec || ec == errc::cluster_failed) ec = errc::cluster_unavailable;
+    return nullptr;
+  }
+  if (!settings.user.empty() && (ec = client->authenticate())) return nullptr;
+  return client;
+}
+
+std::error_code EtcdClient::authenticate() {
+  const auto auth = etcdserverpb::Auth::NewStub(channel_);
+  etcdserverpb::AuthenticateRequest request;
+  request.set_name(settings_.user);
+  request.set_password(settings_.password);
+  etcdserverpb::AuthenticateResponse response;
+  const auto context = this->context();
+  const std::error_code ec = error_of(auth->Authenticate(context.get(), request, &response));
+  if (!ec) token_ = response.token();
+  // etcd answers a wrong password with INVALID_ARGUMENT.
+  return ec == errc::cluster_failed ? make_error_code(errc::cluster_refused) : ec;
+}
+
+std::unique_ptr<grpc::ClientContext> EtcdClient::context() const {
+  auto context = stream_context();
+  context->set_deadline(std::chrono::system_clock::now() + settings_.request_timeout);
+  return context;
+}
+
+std::unique_ptr<grpc::ClientContext> EtcdClient::stream_context() const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  if (!token_.empty()) context->AddMetadata("token", token_);
+  return context;
+}
+
+// The watch stream of one KeyDeletion. It owns itself from the start of
+// the call until gRPC is done with it (OnDone).
+class KeyDeletion::Reactor final
+    : public grpc::ClientBidiReactor<WatchRequest, WatchResponse> {
+ public:
+  Reactor(const EtcdClient& client, std::string key, std::int64_t from_revision,
+          std::function<void(std::error_code)> on_end)
+      : context_(client.stream_context()), on_end_(std::move(on_end)) {
+    WatchCreateRequest* create = request_.mutable_create_request();
+    create->set_key(std::move(key));
+    create->set_start_revision(from_revision);
+    create->add_filters(WatchCreateRequest::NOPUT);
+    client.watch().async()->Watch(context_.get(), this);
+  }
+
+  void start(std::shared_ptr<Reactor> self) {
+    self_ = std::move(self);
+    StartWrite(&request_);
+    StartRead(&response_);
+    StartCall();
+  }
+
+  void cancel() noexcept {
+    cancelled_ = true;
+    context_->TryCancel();
+  }
+
+ private:
+  void OnWriteDone(bool) override {}
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // the stream ends: OnDone says why
+    for (const auto& event : response_.events()) {
+      if (event.type() == mvccpb::Event::DELETE) return end({});
+    }
+    // Compacted past the revision: the key may be gone; the caller looks.
+    if (response_.canceled()) {
+      return end(response_.compact_revision() > 0 ? std::error_code() : errc::cluster_failed);
+    }
+    StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    std::error_code ec = cancelled_ ? make_error_code(errc::cancelled) : error_of(status);
+    if (!ec) ec = errc::cluster_failed;  // the server ended the stream
+    end(ec);
+    self_.reset();
+  }
+
+  // Reports once; the stream is then ended.
+  void end(std::error_code ec) {
+    if (ended_.exchange(true)) return;
+    on_end_(ec);
+    context_->TryCancel();
+  }
+
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::function<void(std::error_code)> on_end_;
+  WatchRequest request_;
+  WatchResponse response_;
+  std::atomic<bool> cancelled_{false};
+  std::atomic<bool> ended_{false};
+  std::shared_ptr<Reactor> self_;
+};
+
+std::shared_ptr<KeyDeletion> KeyDeletion::watch(const EtcdClient& client, std::string key,
+                                                std::int64_t from_revision,
+                                                std::function<void(std::error_code)> on_end) {
+  std::shared_ptr<KeyDeletion> deletion(new KeyDeletion());
+  deletion->reactor_ =
+      std::make_shared<Reactor>(client, std::move(key), from_revision, std::move(on_end));
+  deletion->reactor_->start(deletion->reactor_);
+  return deletion;
+}
+
+KeyDeletion::~KeyDeletion() { cancel(); }
+
+void KeyDeletion::cancel() noexcept {
+  if (reactor_) reactor_->cancel();
+}
+
+}  // namespace packlock::detail

@@ -1,0 +1,112 @@
+#pragma once
+// The etcd v3 client: one gRPC channel to the endpoints of a cluster, with
+// its credentials (TLS files as etcdctl names them, a user and password),
+// and what its answers mean as packlock error codes. The lock recipe
+// (cluster_lock.hpp) speaks the API through the stubs below.
+//
+// Completions of asynchronous calls run on gRPC's own threads (its callback
+// API): no thread is made per request. Callers hand them on to their
+// executor.
+//
+// Thread-safety: an EtcdClient is used by any number of threads at once.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h>
+#include <grpcpp/grpcpp.h>
+
+namespace packlock::detail {
+
+struct EtcdSettings {
+  // "host:port", "http://host:port" or "https://host:port".
+  std::vector<std::string> endpoints;
+  // PEM files: the CA that signed the servers' certificates, and the
+  // client's certificate and key. Any of them, or an https endpoint,
+  // means TLS.
+  std::string cacert;
+  std::string cert;
+  std::string key;
+  // Credentials of etcd's authentication, when the user is not empty.
+  std::string user;
+  std::string password;
+  std::chrono::milliseconds dial_timeout{std::chrono::seconds(5)};
+  // The longest any one request may take once connected.
+  std::chrono::milliseconds request_timeout{std::chrono::seconds(5)};
+};
+
+// The endpoints as one line for messages: "127.0.0.1:2379,127.0.0.1:22379".
+std::string endpoints_text(const std::vector<std::string>& endpoints);
+
+// What a gRPC status means: errc::cluster_unavailable (no endpoint
+// answered in time), errc::cluster_refused (TLS or credentials),
+// errc::cluster_failed (any other error answer); no error for OK.
+std::error_code error_of(const grpc::Status& status) noexcept;
+
+class EtcdClient final {
+ public:
+  // Dials the endpoints (within settings.dial_timeout) and, with a user,
+  // authenticates. Errors: the codes of error_of(), or an OS error reading
+  // a TLS file.
+  static std::shared_ptr<EtcdClient> connect(const EtcdSettings& settings, std::error_code& ec);
+
+  EtcdClient(const EtcdClient&) = delete;
+  EtcdClient& operator=(const EtcdClient&) = delete;
+
+  const EtcdSettings& settings() const noexcept { return settings_; }
+
+  // A context for one call: the request deadline and the credentials.
+  std::unique_ptr<grpc::ClientContext> context() const;
+  // The same for a stream that lives as long as it is needed.
+  std::unique_ptr<grpc::ClientContext> stream_context() const;
+
+  etcdserverpb::KV::Stub& kv() const noexcept { return *kv_; }
+  etcdserverpb::Lease::Stub& lease() const noexcept { return *lease_; }
+  etcdserverpb::Watch::Stub& watch() const noexcept { return *watch_; }
+
+ private:
+  EtcdClient(EtcdSettings settings, std::shared_ptr<grpc::Channel> channel);
+  std::error_code authenticate();
+
+  EtcdSettings settings_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<etcdserverpb::KV::Stub> kv_;
+  std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
+  std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
+  std::string token_;  // from Authenticate, when there is a user
+};
+
+// A synchronous unary call: `method` is a stub's member, e.g.
+// &etcdserverpb::KV::Stub::Range.
+template <typename Stub, typename Request, typename Response>
+std::error_code call(const EtcdClient& client, Stub& stub,
+                     grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                     const Request& request, Response& response) {
+  const auto context = client.context();
+  return error_of((stub.*method)(context.get(), request, &response));
+}
+
+// Waits for the deletion of one key from a revision on: a watch stream of
+// its own, ended by cancel() or by the event. `on_end` runs once, on a gRPC
+// thread: with no error when the key was deleted (or was already gone at
+// that revision), else with why the watch ended (errc::cancelled after
+// cancel()).
+class KeyDeletion final : public std::enable_shared_from_this<KeyDeletion> {
+ public:
+  static std::shared_ptr<KeyDeletion> watch(const EtcdClient& client, std::string key,
+                                            std::int64_t from_revision,
+                                            std::function<void(std::error_code)> on_end);
+  ~KeyDeletion();
+  void cancel() noexcept;
+
+ private:
+  class Reactor;
+  KeyDeletion() = default;
+  std::shared_ptr<Reactor> reactor_;
+};
+
+}  // namespace packlock::detail

@@ -1,0 +1,174 @@
+// The cluster lock against a real etcd, with etcdctl as the peer that
+// flock(1) is on one host.
+
+#include <signal.h>
+
+#include <thread>
+
+#include <boost/test/unit_test.hpp>
+
+#include <packlock/packlock.hpp>
+
+#include "cluster_lock.hpp"
+#include "etcd_client.hpp"
+#include "etcd_server.hpp"
+#include "support.hpp"
+
+using namespace packlock;
+using namespace packlock::test;
+using detail::ClusterHold;
+using detail::ClusterLockRequest;
+
+namespace {
+
+struct ClusterFixture {
+  EtcdServer server;
+  std::shared_ptr<const detail::EtcdClient> client = connect();
+
+  std::shared_ptr<const detail::EtcdClient> connect() const {
+    detail::EtcdSettings settings;
+    settings.endpoints = server.endpoints();
+    std::error_code ec;
+    auto connected = detail::EtcdClient::connect(settings, ec);
+    BOOST_REQUIRE_MESSAGE(connected, ec.message());
+    return connected;
+  }
+
+  static ClusterLockRequest request(std::string name, Mode mode = Mode::exclusive) {
+    ClusterLockRequest r;
+    r.name = std::move(name);
+    r.mode = mode;
+    r.record = std::string(R"({"mode":")") + (mode == Mode::shared ? "shared" : "exclusive") + "\"}";
+    return r;
+  }
+
+  std::unique_ptr<ClusterHold> acquire(const ClusterLockRequest& r) const {
+    std::error_code ec;
+    auto hold = ClusterHold::acquire(client, r, ec);
+    BOOST_REQUIRE_MESSAGE(hold, "acquire " << r.name << ": " << ec.message());
+    return hold;
+  }
+
+  // A wait that must end at its deadline: the lock is busy.
+  std::error_code acquire_briefly(ClusterLockRequest r) const {
+    r.deadline = std::chrono::steady_clock::now() + 300ms;
+    std::error_code ec;
+    const auto hold = ClusterHold::acquire(client, r, ec);
+    BOOST_TEST(!hold);
+    return ec;
+  }
+
+  // The keys under "<name>/", in the order of their creation.
+  std::vector<std::string> keys(const std::string& name) const {
+    etcdserverpb::RangeRequest range;
+    range.set_key(name + "/");
+    range.set_range_end(name + "0");
+    range.set_sort_target(etcdserverpb::RangeRequest::CREATE);
+    etcdserverpb::RangeResponse response;
+    const auto ec =
+        detail::call(*client, client->kv(), &etcdserverpb::KV::Stub::Range, range, response);
+    BOOST_REQUIRE_MESSAGE(!ec, ec.message());
+    std::vector<std::string> found;
+    for (const auto& kv : response.kvs()) found.push_back(kv.key());
+    return found;
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(cluster)
+
+BOOST_FIXTURE_TEST_CASE(a_waiting_etcdctl_lock_runs_its_command_only_after_our_release,
+                        ClusterFixture) {
+  TempDir dir;
+  const auto marker = dir / "ran";
+  auto hold = acquire(request("job"));
+  Process etcdctl(server.etcdctl({"lock", "job", "touch", marker.string()}));
+  // etcdctl's key is queued behind ours, and its command has not run.
+  BOOST_REQUIRE(eventually([&] { return keys("job").size() == 2; }));
+  BOOST_TEST(keys("job").front() == hold->key());
+  BOOST_TEST(!fs::exists(marker));
+  BOOST_TEST(!hold->release());
+  BOOST_TEST(etcdctl.exit_code(20s) == 0);
+  BOOST_TEST(fs::exists(marker));
+  BOOST_TEST(keys("job").empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(an_etcdctl_holder_keeps_us_out_until_it_lets_go, ClusterFixture) {
+  Process etcdctl(server.etcdctl({"lock", "job"}));
+  // etcdctl prints its key once it holds the lock.
+  const auto etcdctl_key = etcdctl.read_line(20s);
+  BOOST_REQUIRE(etcdctl_key.has_value());
+  BOOST_TEST(etcdctl_key->rfind("job/", 0) == 0u);
+  BOOST_TEST((acquire_briefly(request("job")) == errc::timeout));
+  BOOST_TEST((acquire_briefly(request("job", Mode::shared)) == errc::timeout));
+  // The timed-out waiters left no key behind.
+  BOOST_TEST(keys("job") == std::vector<std::string>{*etcdctl_key});
+  etcdctl.kill(SIGTERM);
+  etcdctl.wait(20s);
+  const auto hold = acquire(request("job"));
+  BOOST_TEST(keys("job") == std::vector<std::string>{hold->key()});
+}
+
+BOOST_FIXTURE_TEST_CASE(readers_share_and_a_writer_waits_for_them_all, ClusterFixture) {
+  auto first = acquire(request("db", Mode::shared));
+  auto second = acquire(request("db", Mode::shared));
+  BOOST_TEST((acquire_briefly(request("db")) == errc::timeout));
+  BOOST_TEST(!first->release());
+  BOOST_TEST((acquire_briefly(request("db")) == errc::timeout));
+  BOOST_TEST(!second->release());
+  const auto writer = acquire(request("db"));
+  BOOST_TEST(writer->fencing_token() > second->fencing_token());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_reader_waits_behind_an_etcdctl_key, ClusterFixture) {
+  auto reader = acquire(request("db", Mode::shared));
+  TempDir dir;
+  Process etcdctl(server.etcdctl({"lock", "db", "touch", (dir / "ran").string()}));
+  BOOST_REQUIRE(eventually([&] { return keys("db").size() == 2; }));
+  // etcdctl's key is unknown to us, so it excludes: a second reader queues.
+  BOOST_TEST((acquire_briefly(request("db", Mode::shared)) == errc::timeout));
+  BOOST_TEST(!fs::exists(dir / "ran"));
+  BOOST_TEST(!reader->release());
+  BOOST_TEST(etcdctl.exit_code(20s) == 0);
+  BOOST_TEST(fs::exists(dir / "ran"));
+}
+
+BOOST_FIXTURE_TEST_CASE(fencing_tokens_rise_from_one_holder_to_the_next, ClusterFixture) {
+  std::int64_t last = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto hold = acquire(request("fence"));
+    BOOST_TEST(hold->fencing_token() > last);
+    last = hold->fencing_token();
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(a_waiter_is_granted_when_the_holder_releases, ClusterFixture) {
+  auto holder = acquire(request("job"));
+  std::error_code waiter_ec;
+  std::int64_t waiter_token = 0;
+  std::jthread waiter([&] {
+    ClusterLockRequest r = request("job");
+    r.deadline = std::chrono::steady_clock::now() + 20s;
+    if (auto hold = ClusterHold::acquire(client, r, waiter_ec)) waiter_token = hold->fencing_token();
+  });
+  BOOST_REQUIRE(eventually([&] { return keys("job").size() == 2; }));
+  BOOST_TEST(!holder->release());
+  waiter.join();
+  BOOST_TEST(!waiter_ec, waiter_ec.message());
+  BOOST_TEST(waiter_token > holder->fencing_token());
+}
+
+BOOST_AUTO_TEST_CASE(unreachable_endpoints_fail_within_the_dial_timeout) {
+  detail::EtcdSettings settings;
+  settings.endpoints = {"127.0.0.1:" + std::to_string(free_loopback_port())};
+  settings.dial_timeout = 300ms;
+  std::error_code ec;
+  const auto started = std::chrono::steady_clock::now();
+  BOOST_TEST(!detail::EtcdClient::connect(settings, ec));
+  BOOST_TEST((ec == errc::cluster_unavailable), ec.message());
+  // A safety limit, not a measurement: the dial timeout bounds the wait.
+  BOOST_TEST((std::chrono::steady_clock::now() - started < 10s));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,89 @@
+#include "etcd_server.hpp"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <stdexcept>
+#include <thread>
+
+#include <boost/test/unit_test.hpp>
+
+#include "etcd_client.hpp"
+
+namespace packlock::test {
+
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof address;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), size) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
+    throw std::runtime_error("free_loopback_port: no port");
+  }
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+EtcdServer::EtcdServer(int members) {
+  std::vector<int> peer_ports;
+  for (int i = 0; i < members; ++i) {
+    endpoints_.push_back("127.0.0.1:" + std::to_string(free_loopback_port()));
+    peer_ports.push_back(free_loopback_port());
+  }
+  std::string cluster;
+  for (int i = 0; i < members; ++i) {
+    if (!cluster.empty()) cluster += ',';
+    cluster += "m" + std::to_string(i) + "=http://127.0.0.1:" + std::to_string(peer_ports[i]);
+  }
+  for (int i = 0; i < members; ++i) {
+    const std::string name = "m" + std::to_string(i);
+    const std::string peer = "http://127.0.0.1:" + std::to_string(peer_ports[i]);
+    const std::string client = "http://" + endpoints_[i];
+    // etcd logs to stderr: into the data directory, out of the test's output.
+    members_.push_back(Process({"sh", "-c", "exec \"$@\" 2>\"$0\"", (dir_ / (name + ".log")).string(),
+                                "etcd", "--name", name, "--data-dir", (dir_ / name).string(),
+                                "--listen-client-urls", client, "--advertise-client-urls", client,
+                                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                                "--initial-cluster", cluster, "--initial-cluster-state", "new"}));
+  }
+  wait_until_ready();
+}
+
+// Ready when a linearizable read succeeds: the cluster has a leader.
+void EtcdServer::wait_until_ready() const {
+  detail::EtcdSettings settings;
+  settings.endpoints = endpoints_;
+  settings.dial_timeout = 20s;
+  std::error_code ec;
+  const auto client = detail::EtcdClient::connect(settings, ec);
+  BOOST_REQUIRE_MESSAGE(client, "etcd did not start: " << ec.message());
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  for (;;) {
+    etcdserverpb::RangeRequest request;
+    request.set_key("ready");
+    etcdserverpb::RangeResponse response;
+    ec = detail::call(*client, client->kv(), &etcdserverpb::KV::Stub::Range, request, response);
+    if (!ec) return;
+    BOOST_REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline,
+                          "etcd has no leader: " << ec.message());
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+std::string EtcdServer::endpoints_flag() const { return detail::endpoints_text(endpoints_); }
+
+void EtcdServer::kill_member(int index) {
+  members_.at(static_cast<std::size_t>(index)).kill(SIGKILL);
+  members_.at(static_cast<std::size_t>(index)).wait();
+}
+
+std::vector<std::string> EtcdServer::etcdctl(std::vector<std::string> args) const {
+  std::vector<std::string> argv{"etcdctl", "--endpoints=" + endpoints_flag()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+}  // namespace packlock::test

@@ -1,0 +1,42 @@
+#pragma once
+// A real etcd (Debian's etcd-server) for the cluster tests: one member or
+// three, on free loopback ports, with a temporary data directory. Started
+// by the constructor, ready when it returns; every member is stopped by
+// its pid when the object goes.
+
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+namespace packlock::test {
+
+class EtcdServer {
+ public:
+  explicit EtcdServer(int members = 1);
+  ~EtcdServer() = default;
+  EtcdServer(const EtcdServer&) = delete;
+  EtcdServer& operator=(const EtcdServer&) = delete;
+
+  // "127.0.0.1:PORT" of each member's client URL.
+  const std::vector<std::string>& endpoints() const { return endpoints_; }
+  // The same joined with commas, as etcdctl's --endpoints takes them.
+  std::string endpoints_flag() const;
+  // Kills member `index` (SIGKILL) and waits for it.
+  void kill_member(int index);
+
+  // etcdctl against this server: the arguments after the endpoints.
+  std::vector<std::string> etcdctl(std::vector<std::string> args) const;
+
+ private:
+  void wait_until_ready() const;
+
+  TempDir dir_;
+  std::vector<std::string> endpoints_;
+  std::vector<Process> members_;
+};
+
+// A TCP port of 127.0.0.1 that nobody listens on now.
+int free_loopback_port();
+
+}  // namespace packlock::test

@@ -109,11 +109,91 @@ std::unique_ptr<ClusterHold> ClusterHold::acquire(std::shared_ptr<const EtcdClie
   ec = call(*client, client->lease(), &etcdserverpb::Lease::Stub::LeaseGrant, grant, granted);
   if (!ec && !granted.error().empty()) ec = errc::cluster_failed;
   if (ec) return nullptr;
-  std::unique_ptr<ClusterHold> hold(new ClusterHold(std::move(client), granted.id()));
+  std::unique_ptr<ClusterHold> hold(
+      new ClusterHold(std::move(client), granted.id(), std::chrono::seconds(granted.ttl())));
+  // Renewed while it waits too: a wait may outlast the TTL.
+  hold->keep_alive(request);
   ec = hold->enter(request);
   if (!ec) ec = hold->wait_for_turn(request);
   if (ec) return nullptr;  // the destructor revokes the lease
+  hold->watch_key();
   return hold;
+}
+
+// What the watch of the hold's key reaches, for as long as the hold lets it.
+struct ClusterHold::KeyWatch {
+  std::mutex mutex;
+  ClusterHold* hold = nullptr;
+};
+
+void ClusterHold::keep_alive(const ClusterLockRequest& request) {
+  heartbeat_ = HeartbeatService::shared();
+  if (!heartbeat_->add(*this, request.heartbeat)) heartbeat_.reset();
+}
+
+// A deleted key is a lost lock; the heartbeat thread says so at once.
+void ClusterHold::watch_key() {
+  key_watch_ = std::make_shared<KeyWatch>();
+  key_watch_->hold = this;
+  key_deletion_ = KeyDeletion::watch(*client_, key_, revision_,
+                                     [watch = key_watch_](std::error_code ec) {
+                                       std::lock_guard lock(watch->mutex);
+                                       if (ec || !watch->hold) return;
+                                       watch->hold->key_deleted_ = true;
+                                       if (watch->hold->heartbeat_) {
+                                         watch->hold->heartbeat_->beat_soon(*watch->hold);
+                                       }
+                                     });
+}
+
+bool ClusterHold::beat() noexcept {
+  if (lost()) return false;
+  const auto answer = client_->lease_keeper().last_answer(lease_);
+  const auto last_renewed = answer ? answer->at : granted_at_;
+  const bool gone = (answer && answer->ttl <= 0) || key_deleted_ ||
+                    std::chrono::steady_clock::now() - last_renewed > ttl_;
+  if (!gone) {
+    try {
+      client_->lease_keeper().renew(lease_);
+    } catch (...) {
+      // No memory for the request: the next beat asks again.
+    }
+    return true;
+  }
+  std::function<void()> callback;
+  {
+    std::lock_guard lock(callback_mutex_);
+    lost_.store(true, std::memory_order_release);
+    callback = std::move(on_lost_);
+    on_lost_ = nullptr;
+  }
+  if (callback) {
+    try {
+      callback();
+    } catch (...) {
+    }
+  }
+  return false;
+}
+
+void ClusterHold::on_lost(std::function<void()> callback) {
+  std::unique_lock lock(callback_mutex_);
+  if (!lost()) {
+    on_lost_ = std::move(callback);
+    return;
+  }
+  lock.unlock();
+  if (callback) callback();
+}
+
+void ClusterHold::stop_keeping_alive() noexcept {
+  if (key_watch_) {
+    std::lock_guard lock(key_watch_->mutex);
+    key_watch_->hold = nullptr;
+  }
+  if (key_deletion_) key_deletion_->cancel();
+  if (heartbeat_) heartbeat_->remove(*this);
+  client_->lease_keeper().forget(lease_);
 }
 
 // Puts the key (if the lease had none) and learns its create revision.
@@ -170,13 +250,14 @@ std::error_code ClusterHold::still_mine() {
 std::error_code ClusterHold::release() noexcept try {
   if (released_) return {};
   released_ = true;
+  stop_keeping_alive();
   etcdserverpb::LeaseRevokeRequest revoke;
   revoke.set_id(lease_);
   etcdserverpb::LeaseRevokeResponse revoked;
   const auto context = client_->context();
   const grpc::Status status = client_->lease().LeaseRevoke(context.get(), revoke, &revoked);
   // A lease that is gone took the key with it: the lock was lost.
-  if (status.error_code() == grpc::StatusCode::NOT_FOUND) return errc::hijacked;
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND || lost()) return errc::hijacked;
   return error_of(status);
 } catch (const std::bad_alloc&) {
   return std::make_error_code(std::errc::not_enough_memory);

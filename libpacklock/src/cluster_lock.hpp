@@ -15,12 +15,22 @@
 //              holder of a name to the next, across hosts;
 //   release    the lease is revoked, which deletes the key at once.
 //
+// While held, the process's heartbeat thread renews the lease every
+// `heartbeat` (heartbeat.hpp, Beater). The hold is lost when etcd answers
+// that the lease is gone, when no renewal has been answered for a whole
+// TTL (the lease may have expired unseen), or when the key is deleted (a
+// watch: `etcdctl del`, a steal). The loss is reported once, on the
+// heartbeat thread, to on_lost().
+//
 // A wait that ends (deadline, error) revokes its lease before returning,
 // so nothing can take the lock for it afterwards.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -28,6 +38,7 @@
 #include <packlock/mode.hpp>
 
 #include "etcd_client.hpp"
+#include "heartbeat.hpp"
 
 namespace packlock::detail {
 
@@ -36,10 +47,11 @@ struct ClusterLockRequest {
   Mode mode = Mode::exclusive;
   std::string record;  // the key's value
   std::chrono::seconds ttl{30};
+  std::chrono::nanoseconds heartbeat{std::chrono::seconds(10)};
   std::optional<std::chrono::steady_clock::time_point> deadline;  // none: no limit
 };
 
-class ClusterHold final {
+class ClusterHold final : private Beater {
  public:
   // Waits until the lock is held, the deadline passes (errc::timeout) or
   // etcd fails (the codes of error_of()).
@@ -55,21 +67,46 @@ class ClusterHold final {
   // The key's create revision.
   std::int64_t fencing_token() const noexcept { return revision_; }
 
-  // Revokes the lease (the key goes with it). Later calls do nothing.
+  // The lease's TTL as etcd granted it (at least its minimum).
+  std::chrono::seconds ttl() const noexcept { return ttl_; }
+
+  bool lost() const noexcept { return lost_.load(std::memory_order_acquire); }
+  // `callback` runs once when the hold is found lost, on the heartbeat
+  // thread; at once, on this thread, if it already is.
+  void on_lost(std::function<void()> callback);
+
+  // Revokes the lease (the key goes with it). errc::hijacked when the hold
+  // was lost. Later calls do nothing.
   std::error_code release() noexcept;
 
  private:
-  ClusterHold(std::shared_ptr<const EtcdClient> client, std::int64_t lease)
-      : client_(std::move(client)), lease_(lease) {}
+  struct KeyWatch;
+
+  ClusterHold(std::shared_ptr<const EtcdClient> client, std::int64_t lease,
+              std::chrono::seconds ttl)
+      : client_(std::move(client)), lease_(lease), ttl_(ttl) {}
   std::error_code enter(const ClusterLockRequest& request);
   std::error_code wait_for_turn(const ClusterLockRequest& request);
   std::error_code still_mine();
+  void keep_alive(const ClusterLockRequest& request);
+  void watch_key();
+  bool beat() noexcept override;
+  void stop_keeping_alive() noexcept;
 
   std::shared_ptr<const EtcdClient> client_;
   std::int64_t lease_ = 0;
+  std::chrono::seconds ttl_;
   std::string key_;
   std::int64_t revision_ = 0;
   bool released_ = false;
+  std::chrono::steady_clock::time_point granted_at_ = std::chrono::steady_clock::now();
+  std::shared_ptr<HeartbeatService> heartbeat_;
+  std::shared_ptr<KeyWatch> key_watch_;
+  std::shared_ptr<KeyDeletion> key_deletion_;
+  std::atomic<bool> key_deleted_{false};
+  std::atomic<bool> lost_{false};
+  std::mutex callback_mutex_;
+  std::function<void()> on_lost_;
 };
 
 // The prefix of a name's keys: "<name>/".

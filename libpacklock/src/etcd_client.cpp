@@ -3,10 +3,13 @@
 #include <arpa/inet.h>
 
 #include <atomic>
+#include <deque>
 #include <cerrno>
 #include <fstream>
 #include <mutex>
 #include <sstream>
+
+#include <grpc/grpc.h>
 
 #include <packlock/error.hpp>
 
@@ -129,6 +132,11 @@ EtcdClient::EtcdClient(EtcdSettings settings, std::shared_ptr<grpc::Channel> cha
       watch_(etcdserverpb::Watch::NewStub(channel_)) {}
 
 std::shared_ptr<EtcdClient> EtcdClient::connect(const EtcdSettings& settings, std::error_code& ec) {
+  // gRPC shuts itself down when its last channel goes, while streams of
+  // that channel may still be finishing; a client made meanwhile would
+  // find it half torn down. It stays up for the life of the process.
+  static const bool grpc_kept_up = (grpc_init(), true);
+  (void)grpc_kept_up;
   ec.clear();
   if (settings.endpoints.empty()) {
     ec = errc::cluster_unavailable;
@@ -256,6 +264,108 @@ class KeyDeletion::Reactor final
   std::atomic<bool> ended_{false};
   std::shared_ptr<Reactor> self_;
 };
+
+// One LeaseKeepAlive stream. It owns itself from the start of the call
+// until gRPC is done with it; the answers outlive both it and its keeper.
+class LeaseKeeper::Stream final
+    : public grpc::ClientBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
+                                     etcdserverpb::LeaseKeepAliveResponse> {
+ public:
+  Stream(const EtcdClient& client, std::shared_ptr<Answers> answers)
+      : context_(client.stream_context()), answers_(std::move(answers)) {
+    client.lease().async()->LeaseKeepAlive(context_.get(), this);
+  }
+
+  void start(std::shared_ptr<Stream> self) {
+    self_ = std::move(self);
+    StartRead(&response_);
+    StartCall();
+  }
+
+  // False once the stream has ended: the caller makes a new one.
+  bool send(std::int64_t lease) {
+    {
+      std::lock_guard lock(mutex_);
+      if (ended_) return false;
+      pending_.push_back(lease);
+      if (writing_) return true;
+      writing_ = true;
+      request_.set_id(pending_.front());
+      pending_.pop_front();
+    }
+    // Not under the mutex: OnWriteDone takes it.
+    StartWrite(&request_);
+    return true;
+  }
+
+  void cancel() noexcept { context_->TryCancel(); }
+
+ private:
+  void OnWriteDone(bool ok) override {
+    {
+      std::lock_guard lock(mutex_);
+      if (!ok || pending_.empty()) {
+        writing_ = false;
+        return;
+      }
+      request_.set_id(pending_.front());
+      pending_.pop_front();
+    }
+    StartWrite(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // the stream ends: OnDone follows
+    {
+      std::lock_guard lock(answers_->mutex);
+      answers_->by_lease[response_.id()] = {response_.ttl(), std::chrono::steady_clock::now()};
+    }
+    StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status&) override {
+    {
+      std::lock_guard lock(mutex_);
+      ended_ = true;
+    }
+    self_.reset();
+  }
+
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::shared_ptr<Answers> answers_;
+  std::mutex mutex_;
+  std::deque<std::int64_t> pending_;
+  bool writing_ = false;
+  bool ended_ = false;
+  etcdserverpb::LeaseKeepAliveRequest request_;
+  etcdserverpb::LeaseKeepAliveResponse response_;
+  std::shared_ptr<Stream> self_;
+};
+
+LeaseKeeper::~LeaseKeeper() {
+  std::lock_guard lock(mutex_);
+  if (stream_) stream_->cancel();
+}
+
+void LeaseKeeper::renew(std::int64_t lease) {
+  std::lock_guard lock(mutex_);
+  if (stream_ && stream_->send(lease)) return;
+  stream_ = std::make_shared<Stream>(client_, answers_);
+  stream_->start(stream_);
+  stream_->send(lease);
+}
+
+std::optional<LeaseKeeper::Answer> LeaseKeeper::last_answer(std::int64_t lease) const {
+  std::lock_guard lock(answers_->mutex);
+  const auto found = answers_->by_lease.find(lease);
+  if (found == answers_->by_lease.end()) return std::nullopt;
+  return found->second;
+}
+
+void LeaseKeeper::forget(std::int64_t lease) {
+  std::lock_guard lock(answers_->mutex);
+  answers_->by_lease.erase(lease);
+}
 
 std::shared_ptr<KeyDeletion> KeyDeletion::watch(const EtcdClient& client, std::string key,
                                                 std::int64_t from_revision,

@@ -11,8 +11,12 @@
 // Thread-safety: an EtcdClient is used by any number of threads at once.
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -47,6 +51,39 @@ std::string endpoints_text(const std::vector<std::string>& endpoints);
 // errc::cluster_failed (any other error answer); no error for OK.
 std::error_code error_of(const grpc::Status& status) noexcept;
 
+// The lease keep-alive stream of a client, one for all its leases: renew()
+// sends without waiting, and the answers are kept for last_answer(). A
+// stream that ends (its member went away) is replaced by the next renew(),
+// on whichever member the channel reaches then.
+class LeaseKeeper final {
+ public:
+  struct Answer {
+    std::int64_t ttl = 0;  // seconds; <= 0: the lease is gone
+    std::chrono::steady_clock::time_point at{};
+  };
+
+  explicit LeaseKeeper(const class EtcdClient& client) noexcept : client_(client) {}
+  ~LeaseKeeper();
+  LeaseKeeper(const LeaseKeeper&) = delete;
+  LeaseKeeper& operator=(const LeaseKeeper&) = delete;
+
+  void renew(std::int64_t lease);
+  std::optional<Answer> last_answer(std::int64_t lease) const;
+  void forget(std::int64_t lease);
+
+ private:
+  class Stream;
+  struct Answers {
+    mutable std::mutex mutex;
+    std::map<std::int64_t, Answer> by_lease;
+  };
+
+  const class EtcdClient& client_;
+  std::shared_ptr<Answers> answers_ = std::make_shared<Answers>();
+  std::mutex mutex_;
+  std::shared_ptr<Stream> stream_;
+};
+
 class EtcdClient final {
  public:
   // Dials the endpoints (within settings.dial_timeout) and, with a user,
@@ -67,6 +104,7 @@ class EtcdClient final {
   etcdserverpb::KV::Stub& kv() const noexcept { return *kv_; }
   etcdserverpb::Lease::Stub& lease() const noexcept { return *lease_; }
   etcdserverpb::Watch::Stub& watch() const noexcept { return *watch_; }
+  LeaseKeeper& lease_keeper() const noexcept { return keeper_; }
 
  private:
   EtcdClient(EtcdSettings settings, std::shared_ptr<grpc::Channel> channel);
@@ -78,6 +116,7 @@ class EtcdClient final {
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
   std::string token_;  // from Authenticate, when there is a user
+  mutable LeaseKeeper keeper_{*this};
 };
 
 // A synchronous unary call: `method` is a stub's member, e.g.

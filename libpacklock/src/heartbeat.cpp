@@ -266,6 +266,64 @@ void HeartbeatService::remove(HeartbeatEntry& entry) noexcept {
   entry.registered_ = entry.scheduled_ = false;
 }
 
+bool HeartbeatService::add(Beater& beater, std::chrono::nanoseconds period) noexcept try {
+  std::lock_guard lock(mutex_);
+  if (stop_ || !start_locked()) return false;
+  beaters_.push_back(&beater);
+  beater.period_ = period;
+  beater.due_ = Clock::now() + period;
+  beater.registered_ = true;
+  if (beater.due_ < planned_wake_) {
+    planned_wake_ = beater.due_;
+    signal();
+  }
+  return true;
+} catch (...) {
+  return false;
+}
+
+void HeartbeatService::remove(Beater& beater) noexcept {
+  std::unique_lock lock(mutex_);
+  if (!beater.registered_) return;
+  while (beater.beating_) {
+    ++beat_waiters_;
+    beat_done_.wait(lock);
+    --beat_waiters_;
+  }
+  std::erase(beaters_, &beater);
+  beater.registered_ = false;
+}
+
+void HeartbeatService::beat_soon(Beater& beater) noexcept {
+  std::lock_guard lock(mutex_);
+  if (!beater.registered_) return;
+  beater.due_ = Clock::now();
+  planned_wake_ = beater.due_;
+  signal();
+}
+
+void HeartbeatService::beat_due_beaters(std::unique_lock<std::mutex>& lock) {
+  const auto now = Clock::now();
+  beater_batch_.clear();
+  for (Beater* beater : beaters_) {
+    if (beater->beating_ || beater->due_ > now + beater->period_ / 8) continue;
+    beater_batch_.push_back(beater);  // first: it may throw
+    beater->beating_ = true;
+  }
+  if (beater_batch_.empty()) return;
+  lock.unlock();
+  // remove() waits while a beater beats: the thread alone touches it.
+  for (Beater* beater : beater_batch_) beater->alive_ = beater->beat();
+  lock.lock();
+  const auto after = Clock::now();
+  for (Beater* beater : beater_batch_) {
+    beater->beating_ = false;
+    // A lost hold is not beaten again; it stays registered until removed.
+    beater->due_ = beater->alive_ ? after + beater->period_ : Clock::time_point::max();
+  }
+  if (beat_waiters_ > 0) beat_done_.notify_all();
+}
+
 void HeartbeatService::watch_left(Watch& watch, Clock::time_point until) noexcept {
   ++idle_watches_;
   // About a period from now (the due time of the hold that left), without
@@ -360,6 +418,7 @@ bool HeartbeatService::step(std::vector<Call>& calls) {
   if (stop_) return false;
   arm_due_watches(Clock::now());
   beat_due(lock, calls);
+  beat_due_beaters(lock);
   const auto now = Clock::now();
   if (idle_watches_ > 0 && now >= next_sweep_) forget_idle_watches(now);
   planned_wake_ = next_wake();
@@ -543,6 +602,7 @@ Clock::time_point HeartbeatService::next_wake() const noexcept {
   for (const auto& schedule : schedules_) {
     if (schedule->entries.front) next = std::min(next, schedule->entries.front->due_);
   }
+  for (const Beater* beater : beaters_) next = std::min(next, beater->due_);
   return next;
 }
 

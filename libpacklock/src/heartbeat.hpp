@@ -35,6 +35,8 @@
 // Loggers and callbacks that block the thread delay beats. The thread does
 // nothing for waiters: they wait in the kernel (kernel_wait.hpp).
 //
+// The same thread keeps the leases of cluster holds alive (Beater).
+//
 // Lifetime: every Pack shares the process's service; its thread starts at
 // the first registration, and is stopped and joined when
 // the last Pack goes. A forked child starts its own service, kept until it
@@ -114,6 +116,31 @@ class HeartbeatEntry final {
   std::function<void()> on_lost_;
 };
 
+// Another kind of hold the thread keeps alive every period: a cluster
+// hold's lease (cluster_lock.hpp). Its beat runs on the heartbeat thread,
+// outside the service's lock, so it may log and call back.
+class Beater {
+ public:
+  Beater() noexcept = default;
+  Beater(const Beater&) = delete;
+  Beater& operator=(const Beater&) = delete;
+
+ protected:
+  ~Beater() = default;
+
+ private:
+  friend class HeartbeatService;
+  // False once the hold is lost: it is not beaten again.
+  virtual bool beat() noexcept = 0;
+
+  // Guarded by the service's mutex.
+  std::chrono::nanoseconds period_{};
+  std::chrono::steady_clock::time_point due_{};
+  bool registered_ = false;
+  bool beating_ = false;
+  bool alive_ = true;  // the last beat's answer
+};
+
 class HeartbeatService final : public std::enable_shared_from_this<HeartbeatService> {
  public:
   // The process's service (a new one in a forked child).
@@ -133,6 +160,15 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   // Stops beating `entry`; returns once no beat of it is in flight, so the
   // caller may then close its descriptor.
   void remove(HeartbeatEntry& entry) noexcept;
+
+  // Beats `beater` every `period`, the first time a period from now.
+  // False without a thread to do it.
+  bool add(Beater& beater, std::chrono::nanoseconds period) noexcept;
+  // Stops beating it; returns once no beat of it is in flight.
+  void remove(Beater& beater) noexcept;
+  // Beats it as soon as the thread can (from any thread): something
+  // outside, such as a watch, says the hold may be lost.
+  void beat_soon(Beater& beater) noexcept;
 
 
   // The fork generation it belongs to; in a forked child, a service of an
@@ -173,6 +209,7 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   void beat_due(std::unique_lock<std::mutex>& lock, std::vector<Call>& calls);
   void join_round(HeartbeatEntry& entry) noexcept;
   void beat(HeartbeatEntry& entry, std::vector<Call>& calls);
+  void beat_due_beaters(std::unique_lock<std::mutex>& lock);
   void forget_idle_watches(std::chrono::steady_clock::time_point now);
   void watch_left(Watch& watch, std::chrono::steady_clock::time_point until) noexcept;
   std::chrono::steady_clock::time_point next_wake() const noexcept;
@@ -199,6 +236,8 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   std::vector<int> forgotten_wds_;  // the thread's: removed after the lock
   std::chrono::steady_clock::time_point next_sweep_ = std::chrono::steady_clock::time_point::max();
   std::vector<HeartbeatEntry*> batch_;  // the thread's, reused between beats
+  std::vector<Beater*> beaters_;          // few: one per cluster hold
+  std::vector<Beater*> beater_batch_;     // the thread's
   unsigned round_ = 0;
   UniqueFd inotify_;
   UniqueFd wakeup_;  // eventfd: a registration due earlier, or stop

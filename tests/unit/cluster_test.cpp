@@ -3,6 +3,9 @@
 
 #include <signal.h>
 
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
 #include <thread>
 
 #include <boost/test/unit_test.hpp>
@@ -157,6 +160,74 @@ BOOST_FIXTURE_TEST_CASE(a_waiter_is_granted_when_the_holder_releases, ClusterFix
   waiter.join();
   BOOST_TEST(!waiter_ec, waiter_ec.message());
   BOOST_TEST(waiter_token > holder->fencing_token());
+}
+
+BOOST_FIXTURE_TEST_CASE(the_heartbeat_keeps_a_hold_past_its_ttl, ClusterFixture) {
+  ClusterLockRequest r = request("long");
+  r.ttl = 2s;
+  r.heartbeat = 300ms;
+  const auto hold = acquire(r);
+  const auto ttl = hold->ttl();
+  BOOST_TEST(ttl.count() >= 2);
+  // Two TTLs pass; the key never goes.
+  const auto until = std::chrono::steady_clock::now() + 2 * ttl;
+  while (std::chrono::steady_clock::now() < until) {
+    BOOST_REQUIRE(keys("long") == std::vector<std::string>{hold->key()});
+    std::this_thread::sleep_for(100ms);
+  }
+  BOOST_TEST(!hold->lost());
+  BOOST_TEST(!hold->release());
+  BOOST_TEST(keys("long").empty());
+}
+
+// The loss of a hold, as on_lost reports it.
+struct LossWatch {
+  std::mutex mutex;
+  std::condition_variable told;
+  int times = 0;
+
+  void watch(ClusterHold& hold) {
+    hold.on_lost([this] {
+      std::lock_guard lock(mutex);
+      ++times;
+      told.notify_all();
+    });
+  }
+  bool wait() {
+    std::unique_lock lock(mutex);
+    return told.wait_for(lock, 20s, [&] { return times > 0; });
+  }
+};
+
+BOOST_FIXTURE_TEST_CASE(a_key_deleted_by_etcdctl_is_a_lost_lock, ClusterFixture) {
+  ClusterLockRequest r = request("job");
+  r.heartbeat = 10s;  // the watch tells, not the next beat
+  const auto hold = acquire(r);
+  LossWatch loss;
+  loss.watch(*hold);
+  Process del(server.etcdctl({"del", hold->key()}));
+  BOOST_TEST(del.exit_code(20s) == 0);
+  BOOST_REQUIRE(loss.wait());
+  BOOST_TEST(hold->lost());
+  BOOST_TEST((hold->release() == errc::hijacked));
+  BOOST_TEST(loss.times == 1);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_revoked_lease_is_a_lost_lock, ClusterFixture) {
+  ClusterLockRequest r = request("job");
+  r.heartbeat = 10s;
+  const auto hold = acquire(r);
+  LossWatch loss;
+  loss.watch(*hold);
+  char lease[24];
+  std::snprintf(lease, sizeof lease, "%llx", static_cast<unsigned long long>(hold->lease()));
+  Process revoke(server.etcdctl({"lease", "revoke", lease}));
+  BOOST_TEST(revoke.exit_code(20s) == 0);
+  BOOST_REQUIRE(loss.wait());
+  // Another holder gets it, with a higher fencing token.
+  const auto next = acquire(request("job"));
+  BOOST_TEST(next->fencing_token() > hold->fencing_token());
+  BOOST_TEST((hold->release() == errc::hijacked));
 }
 
 BOOST_AUTO_TEST_CASE(unreachable_endpoints_fail_within_the_dial_timeout) {

@@ -70,33 +70,107 @@ std::optional<Predecessor> predecessor(const EtcdClient& client, const std::stri
   return std::nullopt;
 }
 
-// Blocks until `key` is deleted at or after `revision`, or the deadline.
-std::error_code wait_deleted(const EtcdClient& client, const Predecessor& key,
-                             const std::optional<std::chrono::steady_clock::time_point>& deadline) {
-  std::mutex mutex;
-  std::condition_variable ended;
-  std::optional<std::error_code> result;
-  const auto watch = KeyDeletion::watch(client, key.key, key.revision, [&](std::error_code ec) {
-    std::lock_guard lock(mutex);
-    result = ec;
-    ended.notify_one();
-  });
-  std::unique_lock lock(mutex);
-  const auto done = [&] { return result.has_value(); };
-  if (!deadline) {
-    ended.wait(lock, done);
-  } else if (!ended.wait_until(lock, *deadline, done)) {
+// A wait for the deletion of one key, which the watch's end, the
+// request's cancellation or its deadline ends.
+class DeletionWait final : public Cancellation::Listener {
+ public:
+  // No error when the key was deleted (or may have been: look again);
+  // errc::cancelled or errc::timeout when the wait was ended first.
+  std::error_code run(const EtcdClient& client, const Predecessor& key,
+                      const ContendRequest& request) {
+    if (request.cancel && !request.cancel->subscribe(*this)) return errc::cancelled;
+    const std::error_code ec = watch(client, key, request.deadline);
+    if (request.cancel) request.cancel->unsubscribe(*this);
+    return ec;
+  }
+
+ private:
+  std::error_code watch(const EtcdClient& client, const Predecessor& key,
+                        const Deadline& deadline) {
+    const auto watch = KeyDeletion::watch(client, key.key, key.revision, [this](std::error_code ec) {
+      std::lock_guard lock(mutex_);
+      result_ = ec;
+      changed_.notify_one();
+    });
+    std::unique_lock lock(mutex_);
+    const auto over = [this] { return result_.has_value() || cancelled_; };
+    if (!deadline) {
+      changed_.wait(lock, over);
+    } else {
+      changed_.wait_until(lock, *deadline, over);
+    }
+    if (result_) return *result_;
     lock.unlock();
     watch->cancel();
     lock.lock();
-    // The callback refers to this frame: it must have run before we leave.
-    ended.wait(lock, done);
-    return errc::timeout;
+    // The callback refers to this object: it must have run before we leave.
+    changed_.wait(lock, [this] { return result_.has_value(); });
+    return cancelled_ ? errc::cancelled : errc::timeout;
   }
-  return *result;
-}
+
+  void cancelled() noexcept override {
+    std::lock_guard lock(mutex_);
+    cancelled_ = true;
+    changed_.notify_one();
+  }
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::optional<std::error_code> result_;
+  bool cancelled_ = false;
+};
 
 }  // namespace
+
+// One contention for a cluster lock, driven by contend_on(): the attempt
+// puts the hold's key (once) and looks for the key it must wait for; the
+// wait watches that key's deletion. Staleness is etcd's: a key goes with
+// its lease.
+class ClusterHold::Contention final {
+ public:
+  Contention(ClusterHold& hold, const ClusterLockRequest& request) noexcept
+      : hold_(hold), request_(request) {}
+
+  Step attempt(std::error_code& ec) noexcept try {
+    if (!entered_) {
+      if ((ec = hold_.enter(request_))) return Step::failed;
+      entered_ = true;
+    }
+    before_ = predecessor(*hold_.client_, key_prefix(request_.name), hold_.revision_,
+                          request_.contend.mode, ec);
+    if (ec) return Step::failed;
+    if (before_) return Step::busy;
+    // The lease may have expired, and the key with it, while we waited.
+    if (waited_ && (ec = hold_.still_mine())) return Step::failed;
+    return Step::locked;
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+    return Step::failed;
+  }
+
+  Step after_busy(std::error_code&) noexcept { return Step::busy; }
+
+  Step wait(std::error_code& ec) noexcept try {
+    waited_ = true;
+    ec = DeletionWait().run(*hold_.client_, *before_, request_.contend);
+    // A wait that is over is stopped by the loop, after one more look.
+    if (ec == errc::timeout || ec == errc::cancelled) ec.clear();
+    return ec ? Step::failed : Step::again;
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+    return Step::failed;
+  }
+
+  // The hold's destructor revokes the lease, and the key with it.
+  void give_up() noexcept {}
+
+ private:
+  ClusterHold& hold_;
+  const ClusterLockRequest& request_;
+  bool entered_ = false;
+  bool waited_ = false;
+  std::optional<Predecessor> before_;
+};
 
 std::string key_prefix(const std::string& name) { return name + "/"; }
 
@@ -113,9 +187,11 @@ std::unique_ptr<ClusterHold> ClusterHold::acquire(std::shared_ptr<const EtcdClie
       new ClusterHold(std::move(client), granted.id(), std::chrono::seconds(granted.ttl())));
   // Renewed while it waits too: a wait may outlast the TTL.
   hold->keep_alive(request);
-  ec = hold->enter(request);
-  if (!ec) ec = hold->wait_for_turn(request);
-  if (ec) return nullptr;  // the destructor revokes the lease
+  ec.clear();
+  Contention contention(*hold, request);
+  if (contend_on(contention, request.contend, ec) != Step::locked) {
+    return nullptr;  // the destructor revokes the lease
+  }
   hold->watch_key();
   return hold;
 }
@@ -222,17 +298,6 @@ std::error_code ClusterHold::enter(const ClusterLockRequest& request) {
   if (existing.kvs_size() == 0) return errc::cluster_failed;
   revision_ = existing.kvs(0).create_revision();
   return {};
-}
-
-std::error_code ClusterHold::wait_for_turn(const ClusterLockRequest& request) {
-  const std::string prefix = key_prefix(request.name);
-  for (bool waited = false;; waited = true) {
-    std::error_code ec;
-    const auto before = predecessor(*client_, prefix, revision_, request.mode, ec);
-    if (ec) return ec;
-    if (!before) return waited ? still_mine() : std::error_code();
-    if ((ec = wait_deleted(*client_, *before, request.deadline))) return ec;
-  }
 }
 
 // The key may have gone with its lease while we waited.

@@ -37,6 +37,7 @@
 
 #include <packlock/mode.hpp>
 
+#include "contention.hpp"
 #include "etcd_client.hpp"
 #include "heartbeat.hpp"
 
@@ -44,17 +45,18 @@ namespace packlock::detail {
 
 struct ClusterLockRequest {
   std::string name;
-  Mode mode = Mode::exclusive;
   std::string record;  // the key's value
   std::chrono::seconds ttl{30};
   std::chrono::nanoseconds heartbeat{std::chrono::seconds(10)};
-  std::optional<std::chrono::steady_clock::time_point> deadline;  // none: no limit
+  // The mode, whether to wait, the deadline and the cancellation.
+  ContendRequest contend;
 };
 
 class ClusterHold final : private Beater {
  public:
-  // Waits until the lock is held, the deadline passes (errc::timeout) or
-  // etcd fails (the codes of error_of()).
+  // Contends (contention.hpp) until the lock is held; errc::busy when the
+  // request may not wait, errc::timeout, errc::cancelled, or the codes of
+  // error_of() when etcd fails.
   static std::unique_ptr<ClusterHold> acquire(std::shared_ptr<const EtcdClient> client,
                                               const ClusterLockRequest& request,
                                               std::error_code& ec);
@@ -81,12 +83,12 @@ class ClusterHold final : private Beater {
 
  private:
   struct KeyWatch;
+  class Contention;
 
   ClusterHold(std::shared_ptr<const EtcdClient> client, std::int64_t lease,
               std::chrono::seconds ttl)
       : client_(std::move(client)), lease_(lease), ttl_(ttl) {}
   std::error_code enter(const ClusterLockRequest& request);
-  std::error_code wait_for_turn(const ClusterLockRequest& request);
   std::error_code still_mine();
   void keep_alive(const ClusterLockRequest& request);
   void watch_key();

@@ -28,60 +28,28 @@ Deadline earliest(const Deadline& a, const Deadline& b) noexcept {
   return std::min(*a, *b);
 }
 
-// One contention: owns the sidecar it attempts on. Not thread-safe.
-class Contention final {
+bool cancelled(const ContendRequest& request) noexcept {
+  return request.cancel && request.cancel->cancelled();
+}
+
+bool expired(const ContendRequest& request) noexcept {
+  return request.deadline && Clock::now() >= *request.deadline;
+}
+
+// One contention on a pack's sidecar, which it owns while it attempts. Not
+// thread-safe.
+class SidecarContention final {
  public:
-  Contention(const Pack& pack, const ContendRequest& request) noexcept
+  SidecarContention(const Pack& pack, const ContendRequest& request) noexcept
       : pack_(pack), request_(request), recovery_(pack) {}
 
   Sidecar run(std::error_code& ec) noexcept {
     sidecar_ = pack_.take_sidecar(ec);
     if (ec) return {};
-    for (;;) {
-      Step step = attempt(ec);
-      if (step == Step::busy) step = after_busy(ec);
-      if (step == Step::busy) {
-        if (const std::error_code reason = stop_reason()) {
-          pack_.keep_sidecar(std::move(sidecar_));
-          ec = reason;
-          return {};
-        }
-        step = wait(ec);
-      }
-      switch (step) {
-        case Step::locked: return std::move(sidecar_);
-        case Step::failed: return {};
-        case Step::busy:
-        case Step::again: break;
-      }
-    }
+    return contend_on(*this, request_, ec) == Step::locked ? std::move(sidecar_) : Sidecar();
   }
 
- private:
-  enum class Step { locked, busy, again, failed };
-
-  bool cancelled() const noexcept { return request_.cancel && request_.cancel->cancelled(); }
-  bool expired() const noexcept { return request_.deadline && Clock::now() >= *request_.deadline; }
-
-  std::error_code stop_reason() const noexcept {
-    if (!request_.may_wait || request_.steal) return errc::busy;
-    if (cancelled()) return errc::cancelled;
-    if (expired()) return errc::timeout;
-    return {};
-  }
-
-  // Follows the path to the sidecar it names now.
-  Step reopen(std::error_code& ec) noexcept {
-    sidecar_ = pack_.open_sidecar(ec);
-    return ec ? Step::failed : Step::again;
-  }
-
-  // The ghost-lock guard of a granted lock: the path must still name the
-  // inode. Closing a ghost drops its lock.
-  Step guard(std::error_code& ec) noexcept {
-    return pack_.path_names(sidecar_, request_.mode) ? Step::locked : reopen(ec);
-  }
-
+  // The steps contend_on() drives.
   Step attempt(std::error_code& ec) noexcept {
     const int err = flock_nonblocking(sidecar_.fd.get(), request_.mode);
     if (err == EWOULDBLOCK) return Step::busy;
@@ -95,7 +63,7 @@ class Contention final {
   Step after_busy(std::error_code& ec) noexcept {
     if (request_.steal) return seize(ec);
     // A wait that is over recovers nothing; a try recovers once.
-    if (cancelled() || expired() || (!request_.may_wait && recovered_)) return Step::busy;
+    if (wait_is_over(request_) || (!request_.may_wait && recovered_)) return Step::busy;
     switch (recovery_.after_busy(sidecar_, request_.mode)) {
       case Recovery::locked: return Step::locked;
       case Recovery::retry:
@@ -104,6 +72,36 @@ class Contention final {
       case Recovery::none: break;
     }
     return Step::busy;
+  }
+
+  Step wait(std::error_code& ec) noexcept {
+    if (request_.mode == Mode::exclusive) pack_.record_writer().prepare();
+    const Deadline wake_at = earliest(request_.deadline, recovery_.next_check());
+    WaitInterrupt* const interrupt = request_.cancel ? &request_.cancel->interrupt() : nullptr;
+    switch (wait_in_kernel(sidecar_, request_.mode, wake_at, interrupt, pack_.wait_signal(), ec)) {
+      case WaitEnd::granted: return guard(ec);
+      case WaitEnd::woken:
+        // Unlinked or replaced while we waited: wait on what the path names.
+        return pack_.path_names(sidecar_, request_.mode) ? Step::again : reopen(ec);
+      case WaitEnd::failed: break;
+    }
+    pack_.keep_sidecar(std::move(sidecar_));
+    return Step::failed;
+  }
+
+  void give_up() noexcept { pack_.keep_sidecar(std::move(sidecar_)); }
+
+ private:
+  // Follows the path to the sidecar it names now.
+  Step reopen(std::error_code& ec) noexcept {
+    sidecar_ = pack_.open_sidecar(ec);
+    return ec ? Step::failed : Step::again;
+  }
+
+  // The ghost-lock guard of a granted lock: the path must still name the
+  // inode. Closing a ghost drops its lock.
+  Step guard(std::error_code& ec) noexcept {
+    return pack_.path_names(sidecar_, request_.mode) ? Step::locked : reopen(ec);
   }
 
   // A steal: the guarded unlink of a sidecar whose holder will be told,
@@ -125,21 +123,6 @@ class Contention final {
     return Step::busy;
   }
 
-  Step wait(std::error_code& ec) noexcept {
-    if (request_.mode == Mode::exclusive) pack_.record_writer().prepare();
-    const Deadline wake_at = earliest(request_.deadline, recovery_.next_check());
-    WaitInterrupt* const interrupt = request_.cancel ? &request_.cancel->interrupt() : nullptr;
-    switch (wait_in_kernel(sidecar_, request_.mode, wake_at, interrupt, pack_.wait_signal(), ec)) {
-      case WaitEnd::granted: return guard(ec);
-      case WaitEnd::woken:
-        // Unlinked or replaced while we waited: wait on what the path names.
-        return pack_.path_names(sidecar_, request_.mode) ? Step::again : reopen(ec);
-      case WaitEnd::failed: break;
-    }
-    pack_.keep_sidecar(std::move(sidecar_));
-    return Step::failed;
-  }
-
   const Pack& pack_;
   const ContendRequest& request_;
   StaleRecovery recovery_;
@@ -150,9 +133,20 @@ class Contention final {
 
 }  // namespace
 
+std::error_code stop_reason(const ContendRequest& request) noexcept {
+  if (!request.may_wait || request.steal) return errc::busy;
+  if (cancelled(request)) return errc::cancelled;
+  if (expired(request)) return errc::timeout;
+  return {};
+}
+
+bool wait_is_over(const ContendRequest& request) noexcept {
+  return cancelled(request) || expired(request);
+}
+
 Sidecar contend(const Pack& pack, const ContendRequest& request, std::error_code& ec) noexcept {
   ec.clear();
-  return Contention(pack, request).run(ec);
+  return SidecarContention(pack, request).run(ec);
 }
 
 }  // namespace packlock::detail

@@ -18,6 +18,11 @@
 //              goes through the guard, anything else back to the attempt.
 //
 // Only the head of the pack's in-process queue contends (lock_table.hpp).
+//
+// The loop itself (contend_on) is the same for every medium: a pack's
+// sidecar here, an etcd key for the locks of a cluster (cluster_lock.hpp),
+// whose attempt puts its key, whose wait watches the key before it, and
+// which judges no staleness (leases expire on their own).
 
 #include <system_error>
 
@@ -45,6 +50,42 @@ struct ContendRequest {
   Deadline deadline;              // none: no limit
   Cancellation* cancel = nullptr;  // none: not cancellable
 };
+
+// What a step of a contention came to.
+enum class Step {
+  locked,  // the lock is held: done
+  busy,    // held by another: judge it, then stop or wait
+  again,   // attempt again (the wait ended, the lock was recovered)
+  failed,  // `ec` says why: done
+};
+
+// Why a busy lock is not waited for: errc::busy (no wait allowed),
+// errc::cancelled, errc::timeout; none: wait.
+std::error_code stop_reason(const ContendRequest& request) noexcept;
+// The request's cancellation has fired, or its deadline passed.
+bool wait_is_over(const ContendRequest& request) noexcept;
+
+// The loop every medium runs. A Medium has
+//   Step attempt(std::error_code&);     take the lock if it is free
+//   Step after_busy(std::error_code&);  steal, or recover a stale lock
+//   Step wait(std::error_code&);        until the lock may be free
+//   void give_up() noexcept;            the request stops (ec is set)
+template <typename Medium>
+Step contend_on(Medium& medium, const ContendRequest& request, std::error_code& ec) noexcept {
+  for (;;) {
+    Step step = medium.attempt(ec);
+    if (step == Step::busy) step = medium.after_busy(ec);
+    if (step == Step::busy) {
+      if (const std::error_code reason = stop_reason(request)) {
+        medium.give_up();
+        ec = reason;
+        return Step::failed;
+      }
+      step = medium.wait(ec);
+    }
+    if (step == Step::locked || step == Step::failed) return step;
+  }
+}
 
 // Returns the locked sidecar, or sets `ec`: errc::busy (no wait allowed),
 // errc::timeout, errc::cancelled (then no stale lock is recovered, Go

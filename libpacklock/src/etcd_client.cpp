@@ -124,6 +124,26 @@ std::error_code error_of(const grpc::Status& status) noexcept {
   }
 }
 
+void OpenStreams::opened() {
+  std::lock_guard lock(mutex_);
+  ++open_;
+}
+
+void OpenStreams::closed() {
+  std::lock_guard lock(mutex_);
+  if (--open_ == 0) none_.notify_all();
+}
+
+void OpenStreams::wait_until_none() {
+  std::unique_lock lock(mutex_);
+  none_.wait(lock, [this] { return open_ == 0; });
+}
+
+EtcdClient::~EtcdClient() {
+  keeper_.cancel();
+  streams_->wait_until_none();
+}
+
 EtcdClient::EtcdClient(EtcdSettings settings, std::shared_ptr<grpc::Channel> channel)
     : settings_(std::move(settings)),
       channel_(std::move(channel)),
@@ -207,7 +227,9 @@ class KeyDeletion::Reactor final
  public:
   Reactor(const EtcdClient& client, std::string key, std::int64_t from_revision,
           std::function<void(std::error_code)> on_end)
-      : context_(client.stream_context()), on_end_(std::move(on_end)) {
+      : context_(client.stream_context()),
+        on_end_(std::move(on_end)),
+        streams_(client.open_streams()) {
     WatchCreateRequest* create = request_.mutable_create_request();
     create->set_key(std::move(key));
     create->set_start_revision(from_revision);
@@ -217,6 +239,7 @@ class KeyDeletion::Reactor final
 
   void start(std::shared_ptr<Reactor> self) {
     self_ = std::move(self);
+    streams_->opened();
     StartWrite(&request_);
     StartRead(&response_);
     StartCall();
@@ -246,7 +269,9 @@ class KeyDeletion::Reactor final
     std::error_code ec = cancelled_ ? make_error_code(errc::cancelled) : error_of(status);
     if (!ec) ec = errc::cluster_failed;  // the server ended the stream
     end(ec);
-    self_.reset();
+    const std::shared_ptr<OpenStreams> streams = streams_;
+    self_.reset();  // may destroy this
+    streams->closed();
   }
 
   // Reports once; the stream is then ended.
@@ -258,6 +283,7 @@ class KeyDeletion::Reactor final
 
   std::unique_ptr<grpc::ClientContext> context_;
   std::function<void(std::error_code)> on_end_;
+  std::shared_ptr<OpenStreams> streams_;
   WatchRequest request_;
   WatchResponse response_;
   std::atomic<bool> cancelled_{false};
@@ -272,12 +298,15 @@ class LeaseKeeper::Stream final
                                      etcdserverpb::LeaseKeepAliveResponse> {
  public:
   Stream(const EtcdClient& client, std::shared_ptr<Answers> answers)
-      : context_(client.stream_context()), answers_(std::move(answers)) {
+      : context_(client.stream_context()),
+        answers_(std::move(answers)),
+        streams_(client.open_streams()) {
     client.lease().async()->LeaseKeepAlive(context_.get(), this);
   }
 
   void start(std::shared_ptr<Stream> self) {
     self_ = std::move(self);
+    streams_->opened();
     StartRead(&response_);
     StartCall();
   }
@@ -328,11 +357,14 @@ class LeaseKeeper::Stream final
       std::lock_guard lock(mutex_);
       ended_ = true;
     }
-    self_.reset();
+    const std::shared_ptr<OpenStreams> streams = streams_;
+    self_.reset();  // may destroy this
+    streams->closed();
   }
 
   std::unique_ptr<grpc::ClientContext> context_;
   std::shared_ptr<Answers> answers_;
+  std::shared_ptr<OpenStreams> streams_;
   std::mutex mutex_;
   std::deque<std::int64_t> pending_;
   bool writing_ = false;
@@ -342,7 +374,9 @@ class LeaseKeeper::Stream final
   std::shared_ptr<Stream> self_;
 };
 
-LeaseKeeper::~LeaseKeeper() {
+LeaseKeeper::~LeaseKeeper() { cancel(); }
+
+void LeaseKeeper::cancel() noexcept {
   std::lock_guard lock(mutex_);
   if (stream_) stream_->cancel();
 }

@@ -11,6 +11,7 @@
 // Thread-safety: an EtcdClient is used by any number of threads at once.
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -51,6 +52,23 @@ std::string endpoints_text(const std::vector<std::string>& endpoints);
 // errc::cluster_failed (any other error answer); no error for OK.
 std::error_code error_of(const grpc::Status& status) noexcept;
 
+// The streams of a client still under way. gRPC must be done with every
+// stream of a channel before the channel goes (their callbacks run on a
+// completion queue that the last channel shuts down), so the client's
+// destructor waits for them. Thread-safe.
+class OpenStreams final {
+ public:
+  void opened();
+  // From a stream's OnDone, as its last act.
+  void closed();
+  void wait_until_none();
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable none_;
+  int open_ = 0;
+};
+
 // The lease keep-alive stream of a client, one for all its leases: renew()
 // sends without waiting, and the answers are kept for last_answer(). A
 // stream that ends (its member went away) is replaced by the next renew(),
@@ -70,6 +88,8 @@ class LeaseKeeper final {
   void renew(std::int64_t lease);
   std::optional<Answer> last_answer(std::int64_t lease) const;
   void forget(std::int64_t lease);
+  // Ends the stream (the client is going).
+  void cancel() noexcept;
 
  private:
   class Stream;
@@ -93,6 +113,8 @@ class EtcdClient final {
 
   EtcdClient(const EtcdClient&) = delete;
   EtcdClient& operator=(const EtcdClient&) = delete;
+  // Returns once gRPC is done with every stream of the client.
+  ~EtcdClient();
 
   const EtcdSettings& settings() const noexcept { return settings_; }
 
@@ -105,6 +127,8 @@ class EtcdClient final {
   etcdserverpb::Lease::Stub& lease() const noexcept { return *lease_; }
   etcdserverpb::Watch::Stub& watch() const noexcept { return *watch_; }
   LeaseKeeper& lease_keeper() const noexcept { return keeper_; }
+  // What every stream of the client reports to.
+  const std::shared_ptr<OpenStreams>& open_streams() const noexcept { return streams_; }
 
  private:
   EtcdClient(EtcdSettings settings, std::shared_ptr<grpc::Channel> channel);
@@ -116,6 +140,7 @@ class EtcdClient final {
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
   std::string token_;  // from Authenticate, when there is a user
+  std::shared_ptr<OpenStreams> streams_ = std::make_shared<OpenStreams>();
   mutable LeaseKeeper keeper_{*this};
 };
 

@@ -12,6 +12,7 @@
 
 #include <packlock/packlock.hpp>
 
+#include "cancellation.hpp"
 #include "cluster_lock.hpp"
 #include "etcd_client.hpp"
 #include "etcd_server.hpp"
@@ -40,7 +41,7 @@ struct ClusterFixture {
   static ClusterLockRequest request(std::string name, Mode mode = Mode::exclusive) {
     ClusterLockRequest r;
     r.name = std::move(name);
-    r.mode = mode;
+    r.contend.mode = mode;
     r.record = std::string(R"({"mode":")") + (mode == Mode::shared ? "shared" : "exclusive") + "\"}";
     return r;
   }
@@ -54,7 +55,7 @@ struct ClusterFixture {
 
   // A wait that must end at its deadline: the lock is busy.
   std::error_code acquire_briefly(ClusterLockRequest r) const {
-    r.deadline = std::chrono::steady_clock::now() + 300ms;
+    r.contend.deadline = std::chrono::steady_clock::now() + 300ms;
     std::error_code ec;
     const auto hold = ClusterHold::acquire(client, r, ec);
     BOOST_TEST(!hold);
@@ -152,7 +153,7 @@ BOOST_FIXTURE_TEST_CASE(a_waiter_is_granted_when_the_holder_releases, ClusterFix
   std::int64_t waiter_token = 0;
   std::jthread waiter([&] {
     ClusterLockRequest r = request("job");
-    r.deadline = std::chrono::steady_clock::now() + 20s;
+    r.contend.deadline = std::chrono::steady_clock::now() + 20s;
     if (auto hold = ClusterHold::acquire(client, r, waiter_ec)) waiter_token = hold->fencing_token();
   });
   BOOST_REQUIRE(eventually([&] { return keys("job").size() == 2; }));
@@ -228,6 +229,34 @@ BOOST_FIXTURE_TEST_CASE(a_revoked_lease_is_a_lost_lock, ClusterFixture) {
   const auto next = acquire(request("job"));
   BOOST_TEST(next->fencing_token() > hold->fencing_token());
   BOOST_TEST((hold->release() == errc::hijacked));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_try_of_a_held_lock_is_busy_and_leaves_no_key, ClusterFixture) {
+  const auto holder = acquire(request("job"));
+  ClusterLockRequest r = request("job");
+  r.contend.may_wait = false;
+  std::error_code ec;
+  BOOST_TEST(!ClusterHold::acquire(client, r, ec));
+  BOOST_TEST((ec == errc::busy), ec.message());
+  BOOST_TEST(keys("job") == std::vector<std::string>{holder->key()});
+}
+
+BOOST_FIXTURE_TEST_CASE(a_cancelled_wait_ends_at_once_and_leaves_no_key, ClusterFixture) {
+  const auto holder = acquire(request("job"));
+  detail::Cancellation cancel;
+  std::error_code waiter_ec;
+  std::jthread waiter([&] {
+    ClusterLockRequest r = request("job");
+    r.contend.cancel = &cancel;
+    r.contend.deadline = std::chrono::steady_clock::now() + 20s;
+    BOOST_TEST(!ClusterHold::acquire(client, r, waiter_ec));
+  });
+  BOOST_REQUIRE(eventually([&] { return keys("job").size() == 2; }));
+  cancel.cancel();
+  waiter.join();
+  BOOST_TEST((waiter_ec == errc::cancelled), waiter_ec.message());
+  // The waiter's key went with its lease before acquire returned.
+  BOOST_TEST(keys("job") == std::vector<std::string>{holder->key()});
 }
 
 BOOST_AUTO_TEST_CASE(unreachable_endpoints_fail_within_the_dial_timeout) {

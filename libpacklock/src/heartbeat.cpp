@@ -296,9 +296,14 @@ void HeartbeatService::remove(Beater& beater) noexcept {
 
 void HeartbeatService::beat_soon(Beater& beater) noexcept {
   std::lock_guard lock(mutex_);
-  if (!beater.registered_) return;
-  beater.due_ = Clock::now();
-  planned_wake_ = beater.due_;
+  if (!beater.registered_ || (!beater.beating_ && !beater.alive_)) return;
+  // One that beats now beats again right after.
+  if (beater.beating_) {
+    beater.again_ = true;
+  } else {
+    beater.due_ = Clock::now();
+  }
+  planned_wake_ = Clock::now();
   signal();
 }
 
@@ -309,6 +314,7 @@ void HeartbeatService::beat_due_beaters(std::unique_lock<std::mutex>& lock) {
     if (beater->beating_ || beater->due_ > now + beater->period_ / 8) continue;
     beater_batch_.push_back(beater);  // first: it may throw
     beater->beating_ = true;
+    beater->again_ = false;
   }
   if (beater_batch_.empty()) return;
   lock.unlock();
@@ -319,7 +325,11 @@ void HeartbeatService::beat_due_beaters(std::unique_lock<std::mutex>& lock) {
   for (Beater* beater : beater_batch_) {
     beater->beating_ = false;
     // A lost hold is not beaten again; it stays registered until removed.
-    beater->due_ = beater->alive_ ? after + beater->period_ : Clock::time_point::max();
+    if (!beater->alive_) {
+      beater->due_ = Clock::time_point::max();
+    } else {
+      beater->due_ = beater->again_ ? after : after + beater->period_;
+    }
   }
   if (beat_waiters_ > 0) beat_done_.notify_all();
 }

@@ -138,7 +138,8 @@ class Beater {
   std::chrono::steady_clock::time_point due_{};
   bool registered_ = false;
   bool beating_ = false;
-  bool alive_ = true;  // the last beat's answer
+  bool alive_ = true;   // the last beat's answer
+  bool again_ = false;  // beat_soon() came during a beat
 };
 
 class HeartbeatService final : public std::enable_shared_from_this<HeartbeatService> {

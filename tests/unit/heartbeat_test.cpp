@@ -102,9 +102,69 @@ struct RefreshFailures {
   ~RefreshFailures() { detail::set_refresh_function_for_testing(nullptr); }
 };
 
+// A Beater that counts its beats, and stops being alive when told.
+class CountingBeater final : public detail::Beater {
+ public:
+  int beats() {
+    std::lock_guard lock(mutex_);
+    return beats_;
+  }
+  bool wait_for(int count) {
+    std::unique_lock lock(mutex_);
+    return beaten_.wait_for(lock, 10s, [&] { return beats_ >= count; });
+  }
+  void stay_alive(bool alive) {
+    std::lock_guard lock(mutex_);
+    alive_ = alive;
+  }
+
+ private:
+  bool beat() noexcept override {
+    std::lock_guard lock(mutex_);
+    ++beats_;
+    beaten_.notify_all();
+    return alive_;
+  }
+
+  std::mutex mutex_;
+  std::condition_variable beaten_;
+  int beats_ = 0;
+  bool alive_ = true;
+};
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(heartbeat)
+
+BOOST_AUTO_TEST_CASE(a_beater_is_beaten_every_period_until_removed) {
+  const auto service = detail::HeartbeatService::shared();
+  CountingBeater beater;
+  BOOST_REQUIRE(service->add(beater, 20ms));
+  BOOST_TEST(beater.wait_for(3));
+  service->remove(beater);
+  const int after_removal = beater.beats();
+  // remove() returned with no beat in flight, and none comes after it: a
+  // beat would have to be scheduled within these periods.
+  std::this_thread::sleep_for(100ms);
+  BOOST_TEST(beater.beats() == after_removal);
+}
+
+BOOST_AUTO_TEST_CASE(beat_soon_beats_at_once_and_a_lost_beater_rests) {
+  const auto service = detail::HeartbeatService::shared();
+  CountingBeater beater;
+  BOOST_REQUIRE(service->add(beater, std::chrono::hours(1)));
+  BOOST_TEST(beater.beats() == 0);
+  service->beat_soon(beater);
+  BOOST_TEST(beater.wait_for(1));
+  // Its beat says it is lost: later requests beat it no more.
+  beater.stay_alive(false);
+  service->beat_soon(beater);
+  BOOST_TEST(beater.wait_for(2));
+  service->beat_soon(beater);
+  std::this_thread::sleep_for(100ms);
+  BOOST_TEST(beater.beats() == 2);
+  service->remove(beater);
+}
 
 // Threads of this process that are heartbeat threads.
 int heartbeat_threads() { return threads_named(detail::kHeartbeatThreadName); }

@@ -4,8 +4,6 @@
 #include <cstdio>
 #include <mutex>
 
-#include <nlohmann/json.hpp>
-
 #include <packlock/error.hpp>
 
 namespace packlock::detail {
@@ -35,9 +33,22 @@ std::string hex(std::int64_t value) {
 
 // A packlock reader's record says so; any other value (etcdctl's "", a
 // record that cannot be read) excludes.
-bool is_shared(const std::string& record) {
-  const nlohmann::json json = nlohmann::json::parse(record, nullptr, /*allow_exceptions=*/false);
-  return json.is_object() && json.value("mode", std::string()) == "shared";
+bool is_shared(const std::string& value) {
+  const std::optional<OwnerRecord> record = parse_owner_record(value);
+  return record && record->mode == Mode::shared;
+}
+
+// The record's line for the key's value: without the padding a sidecar
+// needs, with the lease id as its token.
+std::string record_value(OwnerRecord record, Mode mode, std::int64_t lease) {
+  char token[33];
+  std::snprintf(token, sizeof token, "%032llx", static_cast<unsigned long long>(lease));
+  record.mode = mode;
+  record.token = token;
+  record.acquired_at = std::chrono::system_clock::now();
+  std::string line = format_owner_record(record);
+  line.erase(line.find('\n') + 1);
+  return line;
 }
 
 struct Predecessor {
@@ -283,7 +294,7 @@ std::error_code ClusterHold::enter(const ClusterLockRequest& request) {
   absent->set_create_revision(0);
   etcdserverpb::PutRequest* put = txn.add_success()->mutable_request_put();
   put->set_key(key_);
-  put->set_value(request.record);
+  if (request.record) put->set_value(record_value(*request.record, request.contend.mode, lease_));
   put->set_lease(lease_);
   txn.add_failure()->mutable_request_range()->set_key(key_);
   etcdserverpb::TxnResponse response;

@@ -4,7 +4,8 @@
 //
 //   key        <name>/<lease id in hex>, put with a lease of the holder's
 //              own whose TTL is the lock's stale_after; the key's value is
-//              the owner record (JSON), "" for etcdctl's keys;
+//              the owner record's line (owner.hpp, its token the lease id),
+//              "" for etcdctl's keys;
 //   order      the create revisions of the keys under "<name>/": the lowest
 //              holds, and each waiter waits for the deletion of the last
 //              key created before its own (a watch, no polling, no herd);
@@ -36,6 +37,7 @@
 #include <system_error>
 
 #include <packlock/mode.hpp>
+#include <packlock/owner.hpp>
 
 #include "contention.hpp"
 #include "etcd_client.hpp"
@@ -45,7 +47,9 @@ namespace packlock::detail {
 
 struct ClusterLockRequest {
   std::string name;
-  std::string record;  // the key's value
+  // The key's value, with the mode, the acquisition time and the lease id
+  // (as its token) filled in; none: "", as etcdctl leaves it.
+  std::optional<OwnerRecord> record;
   std::chrono::seconds ttl{30};
   std::chrono::nanoseconds heartbeat{std::chrono::seconds(10)};
   // The mode, whether to wait, the deadline and the cancellation.

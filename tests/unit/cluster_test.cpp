@@ -2,6 +2,8 @@
 // flock(1) is on one host.
 
 #include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <cstdio>
@@ -16,6 +18,7 @@
 #include "cluster_lock.hpp"
 #include "etcd_client.hpp"
 #include "etcd_server.hpp"
+#include "owner_record.hpp"
 #include "support.hpp"
 
 using namespace packlock;
@@ -42,7 +45,7 @@ struct ClusterFixture {
     ClusterLockRequest r;
     r.name = std::move(name);
     r.contend.mode = mode;
-    r.record = std::string(R"({"mode":")") + (mode == Mode::shared ? "shared" : "exclusive") + "\"}";
+    r.record = detail::record_of_this_process(LockOptions());
     return r;
   }
 
@@ -259,6 +262,80 @@ BOOST_FIXTURE_TEST_CASE(a_cancelled_wait_ends_at_once_and_leaves_no_key, Cluster
   BOOST_TEST((waiter_ec == errc::cancelled), waiter_ec.message());
   // The waiter's key went with its lease before acquire returned.
   BOOST_TEST(keys("job") == std::vector<std::string>{holder->key()});
+}
+
+BOOST_FIXTURE_TEST_CASE(the_key_holds_the_owner_record_of_its_holder, ClusterFixture) {
+  const auto reader = acquire(request("db", Mode::shared));
+  etcdserverpb::RangeRequest range;
+  range.set_key(reader->key());
+  etcdserverpb::RangeResponse response;
+  BOOST_REQUIRE(!detail::call(*client, client->kv(), &etcdserverpb::KV::Stub::Range, range, response));
+  BOOST_REQUIRE(response.kvs_size() == 1);
+  const auto record = parse_owner_record(response.kvs(0).value());
+  BOOST_REQUIRE(record.has_value());
+  BOOST_TEST(record->pid == ::getpid());
+  BOOST_TEST((record->mode == Mode::shared));
+  BOOST_TEST(std::stoull(record->token, nullptr, 16) == static_cast<unsigned long long>(reader->lease()));
+}
+
+BOOST_FIXTURE_TEST_CASE(cluster_lock_holds_fences_and_says_busy, ClusterFixture) {
+  ClusterOptions cluster;
+  cluster.endpoints = server.endpoints();
+  const ClusterLock lock = ClusterLock::open(cluster, "face");
+  BOOST_TEST(lock.name() == "face");
+  ClusterLockHold first = lock.acquire();
+  BOOST_REQUIRE(first);
+  BOOST_TEST(first.fencing_token() > 0);
+  BOOST_TEST(first.key().rfind("face/", 0) == 0u);
+  const ClusterLock other = ClusterLock::open(cluster, "face");
+  std::error_code ec;
+  BOOST_TEST(!other.try_acquire(Mode::exclusive, ec));
+  BOOST_TEST((ec == errc::busy), ec.message());
+  BOOST_TEST(!other.acquire(Mode::shared, 200ms, ec));
+  BOOST_TEST((ec == errc::timeout), ec.message());
+  try {
+    other.try_acquire();
+    BOOST_FAIL("try_acquire must throw");
+  } catch (const Error& e) {
+    BOOST_TEST((e.code() == errc::busy));
+  }
+  const std::int64_t token = first.fencing_token();
+  first.release();
+  BOOST_TEST(!first);
+  const ClusterLockHold second = other.acquire();
+  BOOST_TEST(second.fencing_token() > token);
+  BOOST_TEST(keys("face") == std::vector<std::string>{second.key()});
+}
+
+BOOST_AUTO_TEST_CASE(cluster_options_come_from_the_environment) {
+  ::setenv("PACKLOCK_ETCD_ENDPOINTS", "127.0.0.1:1,,https://etcd.example:2379", 1);
+  ::setenv("ETCDCTL_ENDPOINTS", "127.0.0.1:9", 1);
+  ::setenv("ETCDCTL_USER", "ops:secret", 1);
+  ::setenv("ETCDCTL_CACERT", "/etc/ca.pem", 1);
+  const ClusterOptions options = ClusterOptions::from_environment();
+  ::unsetenv("PACKLOCK_ETCD_ENDPOINTS");
+  ::unsetenv("ETCDCTL_ENDPOINTS");
+  ::unsetenv("ETCDCTL_USER");
+  ::unsetenv("ETCDCTL_CACERT");
+  BOOST_TEST(options.endpoints ==
+                 (std::vector<std::string>{"127.0.0.1:1", "https://etcd.example:2379"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(options.user == "ops");
+  BOOST_TEST(options.password == "secret");
+  BOOST_TEST(options.cacert == "/etc/ca.pem");
+}
+
+BOOST_AUTO_TEST_CASE(cluster_lock_open_names_unreachable_endpoints) {
+  ClusterOptions cluster;
+  cluster.endpoints = {"127.0.0.1:" + std::to_string(free_loopback_port())};
+  cluster.dial_timeout = 300ms;
+  try {
+    ClusterLock::open(cluster, "x");
+    BOOST_FAIL("open must throw");
+  } catch (const Error& e) {
+    BOOST_TEST((e.code() == errc::cluster_unavailable));
+    BOOST_TEST((e.code() == std::errc::host_unreachable));
+  }
 }
 
 BOOST_AUTO_TEST_CASE(unreachable_endpoints_fail_within_the_dial_timeout) {

@@ -1,6 +1,7 @@
 #pragma once
 // The whole public API of libpacklock.
 
+#include <packlock/cluster.hpp>
 #include <packlock/error.hpp>
 #include <packlock/lock_errc.hpp>
 #include <packlock/lock_manager.hpp>

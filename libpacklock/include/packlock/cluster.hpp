@@ -1,0 +1,111 @@
+#pragma once
+// Locks of a cluster: named locks kept in etcd, for jobs on several hosts.
+// The lock of NAME is etcd's own mutex recipe under the prefix "NAME/", so
+// `etcdctl lock NAME` and packlock exclude each other. A hold's lease is
+// renewed by the process's heartbeat thread every `heartbeat`, its TTL is
+// `stale_after`, and its fencing token (the key's create revision) rises
+// strictly from one holder of the name to the next. See libpacklock(3).
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <packlock/mode.hpp>
+#include <packlock/options.hpp>
+#include <packlock/pack_lock_hold.hpp>
+
+namespace packlock {
+
+namespace detail {
+class ClusterHold;
+class EtcdClient;
+}  // namespace detail
+
+// Where the cluster is and how to speak to it, with etcdctl's meanings.
+struct ClusterOptions {
+  // "host:port", "http://host:port" or "https://host:port".
+  std::vector<std::string> endpoints;
+  // PEM files: the CA of the servers' certificates, the client's
+  // certificate and its key. Any of them, or an https endpoint, means TLS.
+  std::string cacert;
+  std::string cert;
+  std::string key;
+  // etcd's authentication, when `user` is not empty.
+  std::string user;
+  std::string password;
+  std::chrono::milliseconds dial_timeout{std::chrono::seconds(2)};
+
+  // From the environment: PACKLOCK_ETCD_ENDPOINTS (else ETCDCTL_ENDPOINTS),
+  // comma-separated; ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY; ETCDCTL_USER
+  // ("name:password", or a name with ETCDCTL_PASSWORD).
+  static ClusterOptions from_environment();
+};
+
+// A held cluster lock. Move-only; the destructor releases.
+class ClusterLockHold {
+ public:
+  ClusterLockHold() noexcept;
+  ClusterLockHold(ClusterLockHold&&) noexcept;
+  ClusterLockHold& operator=(ClusterLockHold&&) noexcept;
+  ~ClusterLockHold();
+
+  explicit operator bool() const noexcept { return static_cast<bool>(hold_); }
+  // The key's create revision: greater than every earlier holder's.
+  std::int64_t fencing_token() const noexcept;
+  // "NAME/<lease id in hex>".
+  const std::string& key() const noexcept;
+  // True once the lease expired or the key was deleted.
+  bool lost() const noexcept;
+  // Runs once when the hold is found lost, on the heartbeat thread (at
+  // once, here, if it already is).
+  void on_lost(std::function<void()> callback);
+  // Deletes the key and revokes the lease. errc::hijacked when the hold
+  // was lost. Releasing an empty hold does nothing.
+  void release();
+  void release(std::error_code& ec) noexcept;
+
+ private:
+  friend class ClusterLock;
+  explicit ClusterLockHold(std::unique_ptr<detail::ClusterHold> hold) noexcept;
+  std::unique_ptr<detail::ClusterHold> hold_;
+};
+
+class ClusterLock {
+ public:
+  ClusterLock() noexcept;
+  ~ClusterLock();
+  ClusterLock(const ClusterLock&);
+  ClusterLock& operator=(const ClusterLock&);
+
+  // Connects (within cluster.dial_timeout; errc::cluster_unavailable,
+  // errc::cluster_refused) for the lock `name`. From `options` it takes
+  // heartbeat and stale_after (the lease's TTL, in whole seconds), the
+  // command and record_command.
+  static ClusterLock open(const ClusterOptions& cluster, std::string_view name,
+                          const LockOptions& options = LockOptions());
+  static ClusterLock open(const ClusterOptions& cluster, std::string_view name,
+                          const LockOptions& options, std::error_code& ec) noexcept;
+
+  // errc::busy when held (or waited for) by another.
+  ClusterLockHold try_acquire(Mode mode = Mode::exclusive) const;
+  ClusterLockHold try_acquire(Mode mode, std::error_code& ec) const noexcept;
+  // Waits in line: errc::timeout after `timeout`.
+  ClusterLockHold acquire(Mode mode = Mode::exclusive, Timeout timeout = std::nullopt) const;
+  ClusterLockHold acquire(Mode mode, Timeout timeout, std::error_code& ec) const noexcept;
+
+  const std::string& name() const noexcept { return name_; }
+
+ private:
+  ClusterLockHold take(Mode mode, bool may_wait, Timeout timeout, std::error_code& ec) const noexcept;
+
+  std::shared_ptr<const detail::EtcdClient> client_;
+  std::string name_;
+  LockOptions options_;
+};
+
+}  // namespace packlock

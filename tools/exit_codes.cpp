@@ -9,6 +9,8 @@ namespace packlock::cli {
 int exit_code_for(const std::error_code& ec) noexcept {
   if (ec == errc::not_a_regular_file || ec == errc::sidecar_unsupported) return kExitCannotCreate;
   if (ec == errc::dangling_pack_link) return kExitNoInput;
+  if (ec == errc::cluster_unavailable) return kExitUnavailable;
+  if (ec == errc::cluster_refused) return kExitNoPermission;
   if (ec.category() != std::system_category() && ec.category() != std::generic_category()) {
     return kExitOsError;
   }

@@ -12,6 +12,7 @@ namespace packlock::cli {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitUsage = 64;        // EX_USAGE
 inline constexpr int kExitNoInput = 66;      // EX_NOINPUT: no such pack
+inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: no etcd endpoint answered
 inline constexpr int kExitOsError = 71;      // EX_OSERR
 inline constexpr int kExitCannotCreate = 73; // EX_CANTCREAT
 inline constexpr int kExitConflict = 75;     // EX_TEMPFAIL: run's default for busy / timed out
@@ -25,6 +26,7 @@ inline constexpr int kExitHeld = 1;
 inline constexpr int kExitStale = 2;
 
 // ENOENT, ENOTDIR, ENAMETOOLONG, ELOOP: the path names no usable pack (66);
+// no etcd endpoint answered: 69; etcd refused TLS or the credentials: 77;
 // EACCES, EPERM: 77; a sidecar that is not a regular file, a read-only or
 // full file system: the lock file cannot be created there (73); anything
 // else (descriptor or memory exhaustion, I/O errors): 71.

@@ -12,6 +12,7 @@
 
 #include <packlock/version.hpp>
 
+#include "cluster_run.hpp"
 #include "exit_codes.hpp"
 #include "output.hpp"
 #include "subcommands.hpp"
@@ -115,6 +116,12 @@ int dispatch(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc < 1) return kExitUsage;
+  std::string missing;
+  hand_over_to_cluster_command(argv, missing);
+  if (!missing.empty()) {
+    print_error("a cluster lock needs packlock-etcd, which is not at " + missing);
+    return kExitUnavailable;
+  }
   try {
     return dispatch(argc, argv);
   } catch (const UsageError& e) {

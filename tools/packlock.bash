@@ -7,7 +7,8 @@ _packlock_options() {
   case $1 in
     run) echo "-s --shared -x --exclusive -n --nonblock -w --timeout -E --conflict-exit-code
                -c --command --stale-after --heartbeat --stale-policy --no-create
-               --no-record-command
+               --no-record-command --etcd --key --cacert --cert --key-file --user
+               --password --dial-timeout
                -v --verbose -q --quiet -h --help" ;;
     probe) echo "--json -q --quiet --try --stale-after --wait --missing-ok -h --help" ;;
     status) echo "--json --max-depth --held --stale-after --watch --interval -h --help" ;;
@@ -19,7 +20,8 @@ _packlock_options() {
 _packlock_takes_value() {
   case $1 in
     -w | --timeout | -E | --conflict-exit-code | -c | --command | --stale-after | --heartbeat | \
-      --stale-policy | --wait | --max-depth | --interval) return 0 ;;
+      --stale-policy | --wait | --max-depth | --interval | --etcd | --key | --cacert | --cert | \
+      --key-file | --user | --password | --dial-timeout) return 0 ;;
   esac
   return 1
 }

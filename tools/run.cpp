@@ -28,6 +28,7 @@
 #include <packlock/pack_lock.hpp>
 
 #include "child.hpp"
+#include "cluster_run.hpp"
 #include "duration.hpp"
 #include "exit_codes.hpp"
 #include "options.hpp"
@@ -60,6 +61,7 @@ struct RunOptions {
   std::optional<std::chrono::nanoseconds> timeout;
   int conflict_exit = kExitConflict;
   LockSettings lock;
+  ClusterSettings cluster;
   bool verbose = false;
   bool quiet = false;
 };
@@ -127,6 +129,7 @@ po::options_description describe_options(RunOptions& options, Flags& flags) {
          [&](const std::string& text) { flags.shell_text = text; }),
      "run CMD with the shell ($SHELL, else /bin/sh)");
   add_lock_options(described, options.lock);
+  add_cluster_options(described, options.cluster);
   described.add_options()
     ("verbose,v", po::bool_switch(&options.verbose),
      "say what it waits for, how long it took, what it runs")
@@ -143,6 +146,9 @@ void check(const RunOptions& options, const Flags& flags) {
     throw UsageError("-E takes an exit code from 0 to 255");
   }
   check_lock_settings(options.lock);
+  if (!options.cluster.wanted() && !options.cluster.key.empty()) {
+    throw UsageError("--key names a cluster lock: it needs --etcd");
+  }
 }
 
 // nullopt after printing the help.
@@ -161,6 +167,7 @@ std::optional<RunOptions> parse(const std::vector<std::string>& args) {
   options.command = command_from({flags.positional.begin() + 1, flags.positional.end()},
                                  flags.shell_text);
   options.mode = flags.shared ? Mode::shared : Mode::exclusive;
+  complete_cluster_settings(options.cluster);
   check(options, flags);
   // -w 0 means -n, as in flock(1): no waiter is set up at all.
   if (flags.timeout && flags.timeout->value == std::chrono::nanoseconds::zero()) {
@@ -338,9 +345,8 @@ class LostLockGuard final {
  public:
   LostLockGuard(std::filesystem::path pack, pid_t child) : pack_(std::move(pack)), child_(child) {}
 
-  void lost() {
-    print_error(pack_.string() + ": lock lost (the sidecar was removed or replaced, as a stale "
-                "lock is); sending SIGTERM to the command");
+  void lost(const std::string& why) {
+    print_error(pack_.string() + ": " + why + "; sending SIGTERM to the command");
     const std::lock_guard lock(mutex_);
     if (!reaped_) ::kill(child_, SIGTERM);
   }
@@ -390,11 +396,16 @@ int pending_stop_signal(SignalCatcher& signals) {
   return 0;
 }
 
-int run_locked(const RunOptions& options, PackLockHold& hold, SignalCatcher& signals) {
+int run_locked(const RunOptions& options, PackLockHold& hold, ClusterRunHold* cluster,
+               SignalCatcher& signals) {
   if (const int signo = pending_stop_signal(signals)) return kExitSignalBase + signo;
   if (options.verbose) print_note(options.pack.string() + ": running " + joined(options.command));
-  const std::vector<std::string> env{"PACKLOCK_PACK=" + hold.pack().string(),
-                                     "PACKLOCK_MODE=" + std::string(to_string(hold.mode()))};
+  std::vector<std::string> env{"PACKLOCK_PACK=" + hold.pack().string(),
+                               "PACKLOCK_MODE=" + std::string(to_string(hold.mode()))};
+  if (cluster) {
+    env.push_back("PACKLOCK_FENCING_TOKEN=" + std::to_string(cluster->fencing_token()));
+    env.push_back("PACKLOCK_ETCD_KEY=" + cluster->key());
+  }
   const Spawned spawned = spawn_child(options.command, env, signals);
   if (spawned.os_error) {
     print_error(options.pack.string() + ": cannot start " + options.command.front() + ": " +
@@ -409,8 +420,20 @@ int run_locked(const RunOptions& options, PackLockHold& hold, SignalCatcher& sig
   // Shared with the callback, which may still be running on the heartbeat
   // thread when this function returns.
   const auto guard = std::make_shared<LostLockGuard>(options.pack, spawned.pid);
-  hold.on_lost([guard] { guard->lost(); });
+  hold.on_lost([guard] {
+    guard->lost("lock lost (the sidecar was removed or replaced, as a stale lock is)");
+  });
+  if (cluster) {
+    cluster->on_lost([guard] {
+      guard->lost("cluster lock lost (its etcd lease expired or its key was deleted)");
+    });
+  }
   const int status = supervise(spawned.pid, signals, *guard);
+  if (cluster) {
+    if (const std::error_code ec = cluster->release()) {
+      print_error(options.pack.string() + ": release of the cluster lock: " + ec.message());
+    }
+  }
   if (const std::error_code ec = hold.release()) {
     print_error(options.pack.string() + ": release: " + ec.message());
   }
@@ -455,14 +478,31 @@ void warn_if_open_to_all(const PackLock& lock, const RunOptions& options) {
              ": anyone can hold this lock, or replace it; see SECURITY in packlock-run(1)");
 }
 
-int report_conflict(const RunOptions& options, const std::error_code& ec) {
+int report_conflict(const RunOptions& options, const std::error_code& ec,
+                    const std::string& holders) {
   if (!options.quiet) {
     const std::string what = ec == errc::timeout ? "still locked after " +
                                                        format_duration(*options.timeout)
                                                  : "locked";
-    print_note(options.pack.string() + ": " + what + holder_clause(options));
+    print_note(options.pack.string() + ": " + what + holders);
   }
   return options.conflict_exit;
+}
+
+std::string cluster_name(const RunOptions& options, const PackLockHold& hold) {
+  return options.cluster.key.empty() ? hold.pack().string() : options.cluster.key;
+}
+
+// The cluster lock, once the pack's is held: what is left of -w, and the
+// pack's canonical path as the name unless --key gives one.
+std::unique_ptr<ClusterRunHold> lock_cluster(const RunOptions& options, const PackLockHold& hold,
+                                             Clock::time_point asked, std::error_code& ec) {
+  std::optional<std::chrono::nanoseconds> left;
+  if (options.timeout) {
+    left = std::max(*options.timeout - (Clock::now() - asked), std::chrono::nanoseconds::zero());
+  }
+  return take_cluster_lock(options.cluster, cluster_name(options, hold), options.mode,
+                           !options.nonblock, left, options.lock, joined(options.command), ec);
 }
 
 int lock_and_run(const RunOptions& options, SignalCatcher& signals) {
@@ -495,7 +535,9 @@ int lock_and_run(const RunOptions& options, SignalCatcher& signals) {
     hold = std::move(outcome.hold);
     ec = outcome.ec;
   }
-  if (ec == errc::busy || ec == errc::timeout) return report_conflict(options, ec);
+  if (ec == errc::busy || ec == errc::timeout) {
+    return report_conflict(options, ec, holder_clause(options));
+  }
   if (ec) {
     print_error(options.pack.string() + ": cannot lock: " + cause_of(ec));
     return exit_code_for(ec);
@@ -504,7 +546,26 @@ int lock_and_run(const RunOptions& options, SignalCatcher& signals) {
     print_note(options.pack.string() + ": locked (" + std::string(to_string(options.mode)) +
                ") after " + format_duration(Clock::now() - asked));
   }
-  const int code = run_locked(options, hold, signals);
+  std::unique_ptr<ClusterRunHold> cluster;
+  if (options.cluster.wanted()) {
+    cluster = lock_cluster(options, hold, asked, ec);
+    if (ec == errc::busy || ec == errc::timeout) {
+      hold.release();
+      return report_conflict(options, ec, " in etcd (the cluster lock " + cluster_name(options, hold) + ")");
+    }
+    if (ec) {
+      print_error(options.pack.string() + ": etcd " + options.cluster.endpoints + ": " + ec.message());
+      hold.release();
+      return exit_code_for(ec);
+    }
+    if (options.verbose) {
+      print_note(options.pack.string() + ": cluster lock " + cluster->key() + " held, fencing token " +
+                 std::to_string(cluster->fencing_token()));
+    }
+  }
+  const int code = run_locked(options, hold, cluster.get(), signals);
+  // Also when the command never started: exit_now() runs no destructor.
+  if (cluster) cluster->release();
   // Also when the command never started: release blanks the record.
   hold.release();
   exit_now(code);

@@ -14,17 +14,6 @@
 namespace packlock {
 namespace {
 
-std::vector<std::string> split_commas(std::string_view text) {
-  std::vector<std::string> parts;
-  while (!text.empty()) {
-    const auto comma = text.find(',');
-    if (const auto part = text.substr(0, comma); !part.empty()) parts.emplace_back(part);
-    if (comma == std::string_view::npos) break;
-    text.remove_prefix(comma + 1);
-  }
-  return parts;
-}
-
 std::string environment(const char* name) {
   const char* value = std::getenv(name);
   return value ? value : "";
@@ -50,11 +39,22 @@ std::chrono::seconds ttl_of(std::chrono::nanoseconds stale_after) {
 
 }  // namespace
 
+std::vector<std::string> ClusterOptions::endpoint_list(std::string_view text) {
+  std::vector<std::string> parts;
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    if (const auto part = text.substr(0, comma); !part.empty()) parts.emplace_back(part);
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return parts;
+}
+
 ClusterOptions ClusterOptions::from_environment() {
   ClusterOptions options;
   std::string endpoints = environment("PACKLOCK_ETCD_ENDPOINTS");
   if (endpoints.empty()) endpoints = environment("ETCDCTL_ENDPOINTS");
-  options.endpoints = split_commas(endpoints);
+  options.endpoints = endpoint_list(endpoints);
   options.cacert = environment("ETCDCTL_CACERT");
   options.cert = environment("ETCDCTL_CERT");
   options.key = environment("ETCDCTL_KEY");

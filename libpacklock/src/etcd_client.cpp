@@ -98,6 +98,11 @@ bool mentions_tls(const std::string& message) {
   return false;
 }
 
+bool mentions_auth(const std::string& message) {
+  return message.find("user name is empty") != std::string::npos ||
+         message.find("authentication failed") != std::string::npos;
+}
+
 }  // namespace
 
 std::string endpoints_text(const std::vector<std::string>& endpoints) {
@@ -120,6 +125,10 @@ std::error_code error_of(const grpc::Status& status) noexcept {
     case grpc::StatusCode::UNAUTHENTICATED:
     case grpc::StatusCode::PERMISSION_DENIED: return errc::cluster_refused;
     case grpc::StatusCode::CANCELLED: return errc::cancelled;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      // etcd's "user name is empty" (auth is on, no user given) and
+      // "authentication failed" come with this code.
+      return mentions_auth(status.error_message()) ? errc::cluster_refused : errc::cluster_failed;
     default: return errc::cluster_failed;
   }
 }
@@ -204,8 +213,7 @@ std::error_code EtcdClient::authenticate() {
   const auto context = this->context();
   const std::error_code ec = error_of(auth->Authenticate(context.get(), request, &response));
   if (!ec) token_ = response.token();
-  // etcd answers a wrong password with INVALID_ARGUMENT.
-  return ec == errc::cluster_failed ? make_error_code(errc::cluster_refused) : ec;
+  return ec;
 }
 
 std::unique_ptr<grpc::ClientContext> EtcdClient::context() const {

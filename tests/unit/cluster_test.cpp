@@ -307,6 +307,102 @@ BOOST_FIXTURE_TEST_CASE(cluster_lock_holds_fences_and_says_busy, ClusterFixture)
   BOOST_TEST(keys("face") == std::vector<std::string>{second.key()});
 }
 
+// `packlock run --etcd`, as a user runs it: the local command, which hands
+// the command line over to packlock-etcd.
+struct CommandFixture : ClusterFixture {
+  TempDir dir;
+  const std::string cli = command();
+
+  static std::string command() {
+    const char* cli = std::getenv("PACKLOCK_CLI");
+    BOOST_REQUIRE_MESSAGE(cli, "PACKLOCK_CLI names the packlock command");
+    return cli;
+  }
+
+  Process run(std::vector<std::string> options, std::vector<std::string> command) const {
+    std::vector<std::string> argv{"sh", "-c", "exec \"$@\" 2>&1", "sh", cli, "run",
+                                  "--etcd", server.endpoints_flag()};
+    argv.insert(argv.end(), options.begin(), options.end());
+    argv.push_back((dir / "pack").string());
+    argv.push_back("--");
+    argv.insert(argv.end(), command.begin(), command.end());
+    return Process(argv);
+  }
+};
+
+BOOST_FIXTURE_TEST_CASE(run_etcd_gives_the_command_its_fencing_token, CommandFixture) {
+  Process first = run({"--key", "job"}, {"sh", "-c", "echo $PACKLOCK_FENCING_TOKEN $PACKLOCK_ETCD_KEY"});
+  const auto line = first.read_line(20s);
+  BOOST_REQUIRE(line.has_value());
+  BOOST_TEST(first.exit_code(20s) == 0);
+  const auto space = line->find(' ');
+  BOOST_REQUIRE(space != std::string::npos);
+  BOOST_TEST(std::stoll(line->substr(0, space)) > 0);
+  BOOST_TEST(line->substr(space + 1).rfind("job/", 0) == 0u);
+  // Released: the next run's token is higher.
+  Process second = run({"--key", "job"}, {"sh", "-c", "echo $PACKLOCK_FENCING_TOKEN"});
+  const auto next = second.read_line(20s);
+  BOOST_REQUIRE(next.has_value());
+  BOOST_TEST(std::stoll(*next) > std::stoll(line->substr(0, space)));
+  BOOST_TEST(second.exit_code(20s) == 0);
+  BOOST_TEST(keys("job").empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(run_etcd_is_kept_out_by_an_etcdctl_holder, CommandFixture) {
+  Process etcdctl(server.etcdctl({"lock", "job"}));
+  BOOST_REQUIRE(etcdctl.read_line(20s).has_value());
+  Process busy = run({"--key", "job", "-n"}, {"true"});
+  const auto said = busy.read_line(20s);
+  BOOST_TEST(busy.exit_code(20s) == 75);
+  BOOST_REQUIRE(said.has_value());
+  BOOST_TEST(said->find("cluster lock job") != std::string::npos, *said);
+  // The local lock was let go as well.
+  BOOST_TEST(flock_nonblocking(dir / "pack" / ".grex-lock") == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(run_etcd_sends_sigterm_when_its_key_is_deleted, CommandFixture) {
+  Process holder = run({"--key", "job"}, {"sh", "-c", "echo started; exec sleep 60"});
+  BOOST_REQUIRE(holder.read_line(20s) == std::optional<std::string>("started"));
+  const auto held = keys("job");
+  BOOST_REQUIRE(held.size() == 1u);
+  Process del(server.etcdctl({"del", held.front()}));
+  BOOST_TEST(del.exit_code(20s) == 0);
+  const auto said = holder.read_line(20s);
+  BOOST_REQUIRE(said.has_value());
+  BOOST_TEST(said->find("cluster lock lost") != std::string::npos, *said);
+  BOOST_TEST(holder.exit_code(20s) == 128 + SIGTERM);
+}
+
+BOOST_FIXTURE_TEST_CASE(run_etcd_says_which_endpoints_do_not_answer, CommandFixture) {
+  const std::string nobody = "127.0.0.1:" + std::to_string(free_loopback_port());
+  Process run_it({"sh", "-c", "exec \"$@\" 2>&1", "sh", cli, "run", "--etcd", nobody,
+                  "--dial-timeout", "300ms", (dir / "pack").string(), "--", "true"});
+  const auto said = run_it.read_line(20s);
+  BOOST_TEST(run_it.exit_code(20s) == 69);
+  BOOST_REQUIRE(said.has_value());
+  BOOST_TEST(said->find(nobody) != std::string::npos, *said);
+  BOOST_TEST(said->find("no etcd endpoint answered") != std::string::npos, *said);
+}
+
+BOOST_FIXTURE_TEST_CASE(run_etcd_with_a_wrong_password_exits_77, CommandFixture) {
+  for (const std::vector<std::string>& step :
+       {std::vector<std::string>{"user", "add", "root:right", "--interactive=false"},
+        std::vector<std::string>{"user", "grant-role", "root", "root"},
+        std::vector<std::string>{"auth", "enable"}}) {
+    Process etcdctl(server.etcdctl(step));
+    BOOST_REQUIRE(etcdctl.exit_code(20s) == 0);
+  }
+  Process wrong = run({"--key", "job", "--user", "root:wrong"}, {"true"});
+  const auto said = wrong.read_line(20s);
+  BOOST_TEST(wrong.exit_code(20s) == 77);
+  BOOST_REQUIRE(said.has_value());
+  BOOST_TEST(said->find("refused") != std::string::npos, *said);
+  Process nobody = run({"--key", "job"}, {"true"});
+  BOOST_TEST(nobody.exit_code(20s) == 77);
+  Process right = run({"--key", "job", "--user", "root:right"}, {"true"});
+  BOOST_TEST(right.exit_code(20s) == 0);
+}
+
 BOOST_AUTO_TEST_CASE(cluster_options_come_from_the_environment) {
   ::setenv("PACKLOCK_ETCD_ENDPOINTS", "127.0.0.1:1,,https://etcd.example:2379", 1);
   ::setenv("ETCDCTL_ENDPOINTS", "127.0.0.1:9", 1);

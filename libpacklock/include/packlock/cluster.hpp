@@ -44,6 +44,8 @@ struct ClusterOptions {
   // comma-separated; ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY; ETCDCTL_USER
   // ("name:password", or a name with ETCDCTL_PASSWORD).
   static ClusterOptions from_environment();
+  // "a:2379,b:2379" as a list; empty items are left out.
+  static std::vector<std::string> endpoint_list(std::string_view comma_separated);
 };
 
 // A held cluster lock. Move-only; the destructor releases.

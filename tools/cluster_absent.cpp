@@ -1,0 +1,20 @@
+// packlock's side of cluster_run.hpp: it carries no cluster backend, and
+// hands a cluster run over to packlock-etcd before it gets here.
+
+#include <packlock/error.hpp>
+
+#include "cluster_run.hpp"
+
+namespace packlock::cli {
+
+bool carries_cluster_backend() noexcept { return false; }
+
+std::unique_ptr<ClusterRunHold> take_cluster_lock(const ClusterSettings&, const std::string&, Mode,
+                                                  bool, std::optional<std::chrono::nanoseconds>,
+                                                  const LockSettings&, std::string,
+                                                  std::error_code& ec) {
+  ec = errc::cluster_unavailable;
+  return nullptr;
+}
+
+}  // namespace packlock::cli

@@ -8,6 +8,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include <boost/test/unit_test.hpp>
@@ -307,6 +309,42 @@ BOOST_FIXTURE_TEST_CASE(cluster_lock_holds_fences_and_says_busy, ClusterFixture)
   BOOST_TEST(keys("face") == std::vector<std::string>{second.key()});
 }
 
+BOOST_FIXTURE_TEST_CASE(eight_processes_on_two_hosts_count_exactly_in_token_order,
+                        ClusterFixture) {
+  constexpr int kProcesses = 8;
+  constexpr int kIncrements = 200;
+  TempDir dir;
+  const auto counter = dir / "counter";
+  const auto log = dir / "log";
+  write_file(counter, "0\n");
+  std::vector<Process> workers;
+  for (int i = 0; i < kProcesses; ++i) {
+    // Each "host" is a UTS namespace of its own: the records name it.
+    const std::string host = i % 2 == 0 ? "host-a" : "host-b";
+    workers.push_back(Process({"unshare", "--uts", "sh", "-c", "hostname \"$0\" && exec \"$@\"",
+                               host, self_exe(), "--child", "cluster_counter",
+                               server.endpoints_flag(), "counter", counter.string(),
+                               log.string(), std::to_string(kIncrements)}));
+  }
+  for (Process& worker : workers) BOOST_TEST(worker.exit_code(300s) == kChildOk);
+  BOOST_TEST(read_file(counter) == std::to_string(kProcesses * kIncrements) + "\n");
+  // Appended under the lock, the tokens come in the order of the holds:
+  // strictly increasing when no two holders ever overlapped.
+  std::istringstream lines(read_file(log));
+  std::int64_t last = 0;
+  int count = 0, out_of_order = 0;
+  std::set<std::string> hosts;
+  for (std::string token, host; lines >> token >> host; ++count) {
+    const std::int64_t now = std::stoll(token);
+    if (now <= last) ++out_of_order;
+    last = now;
+    hosts.insert(host);
+  }
+  BOOST_TEST(count == kProcesses * kIncrements);
+  BOOST_TEST(out_of_order == 0);
+  BOOST_TEST(hosts == (std::set<std::string>{"host-a", "host-b"}), boost::test_tools::per_element());
+}
+
 // `packlock run --etcd`, as a user runs it: the local command, which hands
 // the command line over to packlock-etcd.
 struct CommandFixture : ClusterFixture {
@@ -373,6 +411,30 @@ BOOST_FIXTURE_TEST_CASE(run_etcd_sends_sigterm_when_its_key_is_deleted, CommandF
   BOOST_TEST(holder.exit_code(20s) == 128 + SIGTERM);
 }
 
+BOOST_FIXTURE_TEST_CASE(a_holder_stopped_past_its_ttl_loses_to_a_higher_token, CommandFixture) {
+  // "Host" A: its own pack, a lease of 2 s renewed every 500 ms.
+  Process a = run({"--key", "job", "--stale-after", "2s", "--heartbeat", "500ms"},
+                  {"sh", "-c", "echo $PACKLOCK_FENCING_TOKEN; exec sleep 60"});
+  const auto a_token = a.read_line(20s);
+  BOOST_REQUIRE(a_token.has_value());
+  a.stop();  // packlock itself, not its command: no more renewals
+  // "Host" B, with a pack of its own, gets the lock once A's lease expired.
+  TempDir b_dir;
+  Process b({"sh", "-c", "exec \"$@\" 2>&1", "sh", cli, "run", "--etcd", server.endpoints_flag(),
+             "--key", "job", "-w", "30s", (b_dir / "pack").string(), "--", "sh", "-c",
+             "echo $PACKLOCK_FENCING_TOKEN"});
+  const auto b_token = b.read_line(30s);
+  BOOST_REQUIRE(b_token.has_value());
+  BOOST_TEST(b.exit_code(20s) == 0);
+  BOOST_TEST(std::stoll(*b_token) > std::stoll(*a_token));
+  // A, continued, finds its lock lost and ends its command.
+  a.kill(SIGCONT);
+  const auto said = a.read_line(20s);
+  BOOST_REQUIRE(said.has_value());
+  BOOST_TEST(said->find("cluster lock lost") != std::string::npos, *said);
+  BOOST_TEST(a.exit_code(20s) == 128 + SIGTERM);
+}
+
 BOOST_FIXTURE_TEST_CASE(run_etcd_says_which_endpoints_do_not_answer, CommandFixture) {
   const std::string nobody = "127.0.0.1:" + std::to_string(free_loopback_port());
   Process run_it({"sh", "-c", "exec \"$@\" 2>&1", "sh", cli, "run", "--etcd", nobody,
@@ -432,6 +494,43 @@ BOOST_AUTO_TEST_CASE(cluster_lock_open_names_unreachable_endpoints) {
     BOOST_TEST((e.code() == errc::cluster_unavailable));
     BOOST_TEST((e.code() == std::errc::host_unreachable));
   }
+}
+
+BOOST_AUTO_TEST_CASE(a_hold_survives_the_loss_of_the_member_it_spoke_to) {
+  EtcdServer server(3);
+  detail::EtcdSettings settings;
+  settings.endpoints = server.endpoints();  // the channel speaks to the first
+  std::error_code ec;
+  const std::shared_ptr<const detail::EtcdClient> client = detail::EtcdClient::connect(settings, ec);
+  BOOST_REQUIRE_MESSAGE(client, ec.message());
+  ClusterLockRequest r = ClusterFixture::request("job");
+  r.ttl = 5s;
+  r.heartbeat = 500ms;
+  const auto hold = ClusterHold::acquire(client, r, ec);
+  BOOST_REQUIRE_MESSAGE(hold, ec.message());
+  // Renewed once: its keep-alive stream runs through the first member.
+  BOOST_REQUIRE(eventually([&] { return client->lease_keeper().last_answer(hold->lease()).has_value(); }));
+  server.kill_member(0);
+  // Seen through the members left: the key outlives two TTLs.
+  settings.endpoints = {server.endpoints()[1], server.endpoints()[2]};
+  const auto survivors = detail::EtcdClient::connect(settings, ec);
+  BOOST_REQUIRE_MESSAGE(survivors, ec.message());
+  const auto until = std::chrono::steady_clock::now() + 2 * hold->ttl();
+  int seen = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    etcdserverpb::RangeRequest range;
+    range.set_key(hold->key());
+    etcdserverpb::RangeResponse response;
+    // An election may be under way: a failed read is not a missing key.
+    if (!detail::call(*survivors, survivors->kv(), &etcdserverpb::KV::Stub::Range, range, response)) {
+      BOOST_REQUIRE_EQUAL(response.kvs_size(), 1);
+      ++seen;
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  BOOST_TEST(seen > 0);
+  BOOST_TEST(!hold->lost());
+  BOOST_TEST(!hold->release());
 }
 
 BOOST_AUTO_TEST_CASE(unreachable_endpoints_fail_within_the_dial_timeout) {

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <stdexcept>
 #include <thread>
 
@@ -84,6 +85,36 @@ std::vector<std::string> EtcdServer::etcdctl(std::vector<std::string> args) cons
   std::vector<std::string> argv{"etcdctl", "--endpoints=" + endpoints_flag()};
   argv.insert(argv.end(), args.begin(), args.end());
   return argv;
+}
+
+namespace {
+
+void append_line(const fs::path& file, const std::string& line) {
+  std::ofstream out(file, std::ios::app);
+  out << line << '\n';
+}
+
+}  // namespace
+
+int child_cluster_counter(const std::string& endpoints, const std::string& name,
+                          const fs::path& counter, const fs::path& log, int times) {
+  ClusterOptions cluster;
+  cluster.endpoints = ClusterOptions::endpoint_list(endpoints);
+  std::error_code ec;
+  const ClusterLock lock = ClusterLock::open(cluster, name, LockOptions(), ec);
+  if (ec) return kChildError;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  for (int i = 0; i < times; ++i) {
+    ClusterLockHold hold = lock.acquire(Mode::exclusive, std::nullopt, ec);
+    if (ec) return kChildError;
+    const long count = std::stol(read_file(counter));
+    write_file(counter, std::to_string(count + 1) + "\n");
+    append_line(log, std::to_string(hold.fencing_token()) + " " + host);
+    hold.release(ec);
+    if (ec) return kChildError;
+  }
+  return kChildOk;
 }
 
 }  // namespace packlock::test

@@ -39,4 +39,10 @@ class EtcdServer {
 // A TCP port of 127.0.0.1 that nobody listens on now.
 int free_loopback_port();
 
+// The child role cluster_counter ENDPOINTS NAME COUNTER LOG N: N times,
+// under the cluster lock NAME, adds one to the number in COUNTER and
+// appends "TOKEN HOST" to LOG.
+int child_cluster_counter(const std::string& endpoints, const std::string& name,
+                          const fs::path& counter, const fs::path& log, int times);
+
 }  // namespace packlock::test

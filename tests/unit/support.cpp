@@ -1,5 +1,7 @@
 #include "support.hpp"
 
+#include "etcd_server.hpp"
+
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -462,6 +464,9 @@ int child_main(int argc, char** argv) {
   }
   if (role == "named_requester" && argc >= 3) {
     return child_named_requester(argv[1], argv[2], argc - 3, argv + 3);
+  }
+  if (role == "cluster_counter" && argc == 6) {
+    return child_cluster_counter(argv[1], argv[2], argv[3], argv[4], std::stoi(argv[5]));
   }
   std::cerr << "unknown child role " << role << '\n';
   return kChildUsage;

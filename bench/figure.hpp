@@ -42,6 +42,7 @@ void run_true(std::vector<Figure>& figures);
 void holds(std::vector<Figure>& figures);
 void waiting_threads(std::vector<Figure>& figures);
 void drain(std::vector<Figure>& figures);
+void cluster(std::vector<Figure>& figures);
 
 // Helpers shared by the measurements.
 double now_ns();

@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
       {"wait_cpu", wait_cpu},
       {"async_waiters", async_waiters},
       {"counter", counter},
+      {"cluster", cluster},
       {"run_true", run_true},
       {"holds", holds},
       {"waiting_threads", waiting_threads},

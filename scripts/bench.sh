@@ -7,9 +7,10 @@
 # --plot PNG draws the handoff latencies of packlock and of the kernel's
 # blocking flock as histograms (installs gnuplot when it is missing).
 #
-# NAME is one of async_waiters, counter, handoff, holds, run_true,
-# uncontended, wait_cpu. Exits 1 when a figure misses its bar. Takes about
-# a minute (wait_cpu alone waits 10 s).
+# NAME is one of async_waiters, cluster, counter, drain, handoff, holds,
+# run_true, uncontended, wait_cpu, waiting_threads. Exits 1 when a figure
+# misses its bar. Takes a few minutes (wait_cpu alone waits 10 s; cluster
+# starts an etcd of its own).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BUILD_DIR:-$root/build}

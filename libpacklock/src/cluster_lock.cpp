@@ -56,29 +56,47 @@ struct Predecessor {
   std::int64_t revision = 0;  // of the answer that saw it
 };
 
+// What one look at the keys of a lock finds.
+struct Look {
+  std::optional<Predecessor> before;  // the key to wait for, if any
+  bool mine = false;                  // the hold's own key still exists
+};
+
 // The last key created before `revision` under `prefix` that excludes a
-// holder in `mode`, if any.
-std::optional<Predecessor> predecessor(const EtcdClient& client, const std::string& prefix,
-                                       std::int64_t revision, Mode mode, std::error_code& ec) {
-  RangeRequest request;
-  request.set_key(prefix);
-  request.set_range_end(prefix_end(prefix));
-  request.set_max_create_revision(revision - 1);
-  request.set_sort_target(RangeRequest::CREATE);
-  request.set_sort_order(RangeRequest::DESCEND);
+// holder in `mode`, and whether `own` is still there (its lease may have
+// expired during a wait): two reads in one transaction, one round trip.
+Look look(const EtcdClient& client, const std::string& prefix, const std::string& own,
+          std::int64_t revision, Mode mode, std::error_code& ec) {
+  etcdserverpb::TxnRequest txn;
+  RangeRequest* before = txn.add_success()->mutable_request_range();
+  before->set_key(prefix);
+  before->set_range_end(prefix_end(prefix));
+  before->set_max_create_revision(revision - 1);
+  before->set_sort_target(RangeRequest::CREATE);
+  before->set_sort_order(RangeRequest::DESCEND);
   if (mode == Mode::exclusive) {
-    request.set_limit(1);
-    request.set_keys_only(true);
+    before->set_limit(1);
+    before->set_keys_only(true);
   }
-  RangeResponse response;
-  ec = call(client, client.kv(), &etcdserverpb::KV::Stub::Range, request, response);
-  if (ec) return std::nullopt;
-  for (const auto& kv : response.kvs()) {
+  RangeRequest* self = txn.add_success()->mutable_request_range();
+  self->set_key(own);
+  self->set_count_only(true);
+  etcdserverpb::TxnResponse response;
+  ec = call(client, client.kv(), &etcdserverpb::KV::Stub::Txn, txn, response);
+  Look found;
+  if (ec) return found;
+  if (response.responses_size() != 2) {
+    ec = errc::cluster_failed;
+    return found;
+  }
+  found.mine = response.responses(1).response_range().count() == 1;
+  for (const auto& kv : response.responses(0).response_range().kvs()) {
     if (mode == Mode::exclusive || !is_shared(kv.value())) {
-      return Predecessor{kv.key(), response.header().revision()};
+      found.before = Predecessor{kv.key(), response.header().revision()};
+      break;
     }
   }
-  return std::nullopt;
+  return found;
 }
 
 // A wait for the deletion of one key, which the watch's end, the
@@ -98,7 +116,10 @@ class DeletionWait final : public Cancellation::Listener {
  private:
   std::error_code watch(const EtcdClient& client, const Predecessor& key,
                         const Deadline& deadline) {
-    const auto watch = KeyDeletion::watch(client, key.key, key.revision, [this](std::error_code ec) {
+    // From the revision after the one that saw the key: etcd serves a
+    // watch that starts in the future at once, while one that starts in
+    // the past waits for its catch-up loop (every 100 ms).
+    const auto watch = KeyDeletion::watch(client, key.key, key.revision + 1, [this](std::error_code ec) {
       std::lock_guard lock(mutex_);
       result_ = ec;
       changed_.notify_one();
@@ -147,13 +168,16 @@ class ClusterHold::Contention final {
       if ((ec = hold_.enter(request_))) return Step::failed;
       entered_ = true;
     }
-    before_ = predecessor(*hold_.client_, key_prefix(request_.name), hold_.revision_,
-                          request_.contend.mode, ec);
+    const Look found = look(*hold_.client_, key_prefix(request_.name), hold_.key_,
+                            hold_.revision_, request_.contend.mode, ec);
     if (ec) return Step::failed;
-    if (before_) return Step::busy;
     // The lease may have expired, and the key with it, while we waited.
-    if (waited_ && (ec = hold_.still_mine())) return Step::failed;
-    return Step::locked;
+    if (!found.mine) {
+      ec = errc::hijacked;
+      return Step::failed;
+    }
+    before_ = found.before;
+    return before_ ? Step::busy : Step::locked;
   } catch (const std::bad_alloc&) {
     ec = std::make_error_code(std::errc::not_enough_memory);
     return Step::failed;
@@ -162,7 +186,6 @@ class ClusterHold::Contention final {
   Step after_busy(std::error_code&) noexcept { return Step::busy; }
 
   Step wait(std::error_code& ec) noexcept try {
-    waited_ = true;
     ec = DeletionWait().run(*hold_.client_, *before_, request_.contend);
     // A wait that is over is stopped by the loop, after one more look.
     if (ec == errc::timeout || ec == errc::cancelled) ec.clear();
@@ -179,7 +202,6 @@ class ClusterHold::Contention final {
   ClusterHold& hold_;
   const ClusterLockRequest& request_;
   bool entered_ = false;
-  bool waited_ = false;
   std::optional<Predecessor> before_;
 };
 
@@ -222,7 +244,7 @@ void ClusterHold::keep_alive(const ClusterLockRequest& request) {
 void ClusterHold::watch_key() {
   key_watch_ = std::make_shared<KeyWatch>();
   key_watch_->hold = this;
-  key_deletion_ = KeyDeletion::watch(*client_, key_, revision_,
+  key_deletion_ = KeyDeletion::watch(*client_, key_, revision_ + 1,
                                      [watch = key_watch_](std::error_code ec) {
                                        std::lock_guard lock(watch->mutex);
                                        if (ec || !watch->hold) return;
@@ -309,18 +331,6 @@ std::error_code ClusterHold::enter(const ClusterLockRequest& request) {
   if (existing.kvs_size() == 0) return errc::cluster_failed;
   revision_ = existing.kvs(0).create_revision();
   return {};
-}
-
-// The key may have gone with its lease while we waited.
-std::error_code ClusterHold::still_mine() {
-  RangeRequest request;
-  request.set_key(key_);
-  request.set_count_only(true);
-  RangeResponse response;
-  if (const auto ec = call(*client_, client_->kv(), &etcdserverpb::KV::Stub::Range, request, response)) {
-    return ec;
-  }
-  return response.count() == 1 ? std::error_code() : make_error_code(errc::hijacked);
 }
 
 std::error_code ClusterHold::release() noexcept try {

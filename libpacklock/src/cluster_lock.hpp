@@ -93,7 +93,6 @@ class ClusterHold final : private Beater {
               std::chrono::seconds ttl)
       : client_(std::move(client)), lease_(lease), ttl_(ttl) {}
   std::error_code enter(const ClusterLockRequest& request);
-  std::error_code still_mine();
   void keep_alive(const ClusterLockRequest& request);
   void watch_key();
   bool beat() noexcept override;

@@ -143,6 +143,26 @@ BOOST_FIXTURE_TEST_CASE(a_reader_waits_behind_an_etcdctl_key, ClusterFixture) {
   BOOST_TEST(fs::exists(dir / "ran"));
 }
 
+BOOST_FIXTURE_TEST_CASE(a_waiter_whose_lease_went_while_it_waited_is_not_granted,
+                        ClusterFixture) {
+  auto holder = acquire(request("job"));
+  std::error_code waiter_ec;
+  bool granted = false;
+  std::jthread waiter([&] {
+    ClusterLockRequest r = request("job");
+    r.contend.deadline = std::chrono::steady_clock::now() + 20s;
+    granted = ClusterHold::acquire(client, r, waiter_ec) != nullptr;
+  });
+  BOOST_REQUIRE(eventually([&] { return keys("job").size() == 2; }));
+  const std::string waiter_key = keys("job").back();
+  Process revoke(server.etcdctl({"lease", "revoke", waiter_key.substr(waiter_key.find('/') + 1)}));
+  BOOST_TEST(revoke.exit_code(20s) == 0);
+  BOOST_TEST(!holder->release());
+  waiter.join();
+  BOOST_TEST(!granted);
+  BOOST_TEST((waiter_ec == errc::hijacked), waiter_ec.message());
+}
+
 BOOST_FIXTURE_TEST_CASE(fencing_tokens_rise_from_one_holder_to_the_next, ClusterFixture) {
   std::int64_t last = 0;
   for (int i = 0; i < 5; ++i) {

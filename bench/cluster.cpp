@@ -12,9 +12,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 
 #include <condition_variable>
 #include <mutex>
@@ -27,6 +25,7 @@
 
 #include "etcd_client.hpp"
 #include "figure.hpp"
+#include "loopback_port.hpp"
 #include "scratch.hpp"
 
 extern char** environ;
@@ -37,20 +36,6 @@ namespace {
 constexpr int kUncontendedRounds = 200;
 constexpr int kRunRounds = 20;
 constexpr int kHandoffRounds = 60;
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof address;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), size) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
-    throw std::runtime_error("no free port");
-  }
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
 
 pid_t spawn(const std::vector<std::string>& argv, const std::string& output) {
   std::vector<char*> args;
@@ -82,8 +67,8 @@ double time_run(const std::vector<std::string>& argv) {
 class LocalEtcd {
  public:
   explicit LocalEtcd(const std::filesystem::path& dir)
-      : endpoint_("127.0.0.1:" + std::to_string(free_port())) {
-    const std::string peer = "http://127.0.0.1:" + std::to_string(free_port());
+      : endpoint_("127.0.0.1:" + std::to_string(test::free_loopback_port())) {
+    const std::string peer = "http://127.0.0.1:" + std::to_string(test::free_loopback_port());
     const std::string client = "http://" + endpoint_;
     pid_ = spawn({"etcd", "--name", "bench", "--data-dir", (dir / "etcd").string(),
                   "--listen-client-urls", client, "--advertise-client-urls", client,

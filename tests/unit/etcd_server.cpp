@@ -1,7 +1,5 @@
 #include "etcd_server.hpp"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -13,20 +11,6 @@
 #include "etcd_client.hpp"
 
 namespace packlock::test {
-
-int free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof address;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), size) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
-    throw std::runtime_error("free_loopback_port: no port");
-  }
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
 
 EtcdServer::EtcdServer(int members) {
   std::vector<int> peer_ports;

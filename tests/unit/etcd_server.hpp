@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "loopback_port.hpp"
 #include "support.hpp"
 
 namespace packlock::test {
@@ -35,9 +36,6 @@ class EtcdServer {
   std::vector<std::string> endpoints_;
   std::vector<Process> members_;
 };
-
-// A TCP port of 127.0.0.1 that nobody listens on now.
-int free_loopback_port();
 
 // The child role cluster_counter ENDPOINTS NAME COUNTER LOG N: N times,
 // under the cluster lock NAME, adds one to the number in COUNTER and

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include <grpc/grpc.h>
+#include <grpc/support/log.h>
 
 #include <packlock/error.hpp>
 
@@ -164,7 +165,9 @@ std::shared_ptr<EtcdClient> EtcdClient::connect(const EtcdSettings& settings, st
   // gRPC shuts itself down when its last channel goes, while streams of
   // that channel may still be finishing; a client made meanwhile would
   // find it half torn down. It stays up for the life of the process.
-  static const bool grpc_kept_up = (grpc_init(), true);
+  // Its own log lines (a refused handshake, a lost connection) are not
+  // written to the application's stderr: the errors come back as codes.
+  static const bool grpc_kept_up = (gpr_set_log_function([](gpr_log_func_args*) {}), grpc_init(), true);
   (void)grpc_kept_up;
   ec.clear();
   if (settings.endpoints.empty()) {

@@ -485,6 +485,27 @@ BOOST_FIXTURE_TEST_CASE(run_etcd_with_a_wrong_password_exits_77, CommandFixture)
   BOOST_TEST(right.exit_code(20s) == 0);
 }
 
+BOOST_AUTO_TEST_CASE(run_etcd_refuses_a_server_its_ca_did_not_sign_with_77) {
+  TempDir certs;
+  const EtcdTls tls = make_tls_files(certs.path(), "server");
+  const EtcdTls other = make_tls_files(certs.path(), "other");
+  EtcdServer server(1, tls);
+  const std::string cli = CommandFixture::command();
+  TempDir dir;
+  const auto run_with_ca = [&](const fs::path& ca) {
+    return Process({"sh", "-c", "exec \"$@\" 2>&1", "sh", cli, "run", "--etcd",
+                    "https://" + server.endpoints()[0], "--cacert", ca.string(), "--key", "job",
+                    "--dial-timeout", "2s", (dir / "pack").string(), "--", "true"});
+  };
+  Process trusted = run_with_ca(tls.ca);
+  BOOST_TEST(trusted.exit_code(30s) == 0);
+  Process untrusted = run_with_ca(other.ca);
+  const auto said = untrusted.read_line(30s);
+  BOOST_TEST(untrusted.exit_code(30s) == 77);
+  BOOST_REQUIRE(said.has_value());
+  BOOST_TEST(said->find("refused") != std::string::npos, *said);
+}
+
 BOOST_AUTO_TEST_CASE(cluster_options_come_from_the_environment) {
   ::setenv("PACKLOCK_ETCD_ENDPOINTS", "127.0.0.1:1,,https://etcd.example:2379", 1);
   ::setenv("ETCDCTL_ENDPOINTS", "127.0.0.1:9", 1);

@@ -12,7 +12,30 @@
 
 namespace packlock::test {
 
-EtcdServer::EtcdServer(int members) {
+EtcdTls make_tls_files(const fs::path& dir, const std::string& name) {
+  const EtcdTls tls{dir / (name + "-ca.pem"), dir / (name + "-server.pem"),
+                    dir / (name + "-server.key")};
+  const std::string ca_key = (dir / (name + "-ca.key")).string();
+  const std::string csr = (dir / (name + "-server.csr")).string();
+  const std::string ext = (dir / (name + "-ext.cnf")).string();
+  write_file(ext, "subjectAltName=IP:127.0.0.1\n");
+  const std::vector<std::vector<std::string>> steps{
+      {"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out",
+       tls.ca.string(), "-days", "1", "-subj", "/CN=" + name + "-ca"},
+      {"openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", tls.key.string(), "-out", csr,
+       "-subj", "/CN=127.0.0.1"},
+      {"openssl", "x509", "-req", "-in", csr, "-CA", tls.ca.string(), "-CAkey", ca_key,
+       "-CAcreateserial", "-out", tls.cert.string(), "-days", "1", "-extfile", ext}};
+  for (const auto& step : steps) {
+    std::vector<std::string> quiet{"sh", "-c", "exec \"$@\" 2>/dev/null", "sh"};
+    quiet.insert(quiet.end(), step.begin(), step.end());
+    Process openssl(quiet);
+    BOOST_REQUIRE_MESSAGE(openssl.exit_code(60s) == 0, "openssl " << step[1] << " failed");
+  }
+  return tls;
+}
+
+EtcdServer::EtcdServer(int members, std::optional<EtcdTls> tls) : tls_(std::move(tls)) {
   std::vector<int> peer_ports;
   for (int i = 0; i < members; ++i) {
     endpoints_.push_back("127.0.0.1:" + std::to_string(free_loopback_port()));
@@ -26,13 +49,15 @@ EtcdServer::EtcdServer(int members) {
   for (int i = 0; i < members; ++i) {
     const std::string name = "m" + std::to_string(i);
     const std::string peer = "http://127.0.0.1:" + std::to_string(peer_ports[i]);
-    const std::string client = "http://" + endpoints_[i];
+    const std::string client = (tls_ ? "https://" : "http://") + endpoints_[i];
     // etcd logs to stderr: into the data directory, out of the test's output.
     members_.push_back(Process({"sh", "-c", "exec \"$@\" 2>\"$0\"", (dir_ / (name + ".log")).string(),
                                 "etcd", "--name", name, "--data-dir", (dir_ / name).string(),
                                 "--listen-client-urls", client, "--advertise-client-urls", client,
                                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                                "--initial-cluster", cluster, "--initial-cluster-state", "new"}));
+                                "--initial-cluster", cluster, "--initial-cluster-state", "new",
+                                "--cert-file", tls_ ? tls_->cert.string() : "",
+                                "--key-file", tls_ ? tls_->key.string() : ""}));
   }
   wait_until_ready();
 }
@@ -42,6 +67,7 @@ void EtcdServer::wait_until_ready() const {
   detail::EtcdSettings settings;
   settings.endpoints = endpoints_;
   settings.dial_timeout = 20s;
+  if (tls_) settings.cacert = tls_->ca.string();
   std::error_code ec;
   const auto client = detail::EtcdClient::connect(settings, ec);
   BOOST_REQUIRE_MESSAGE(client, "etcd did not start: " << ec.message());

@@ -12,9 +12,19 @@
 
 namespace packlock::test {
 
+// PEM files: the server's certificate and key, and the CA that signed it.
+struct EtcdTls {
+  fs::path ca, cert, key;
+};
+
+// A CA and a server certificate for 127.0.0.1 made with openssl in `dir`;
+// `name` tells apart several CAs in one directory.
+EtcdTls make_tls_files(const fs::path& dir, const std::string& name);
+
 class EtcdServer {
  public:
-  explicit EtcdServer(int members = 1);
+  // With `tls`, clients speak TLS (https) and must trust tls->ca.
+  explicit EtcdServer(int members = 1, std::optional<EtcdTls> tls = std::nullopt);
   ~EtcdServer() = default;
   EtcdServer(const EtcdServer&) = delete;
   EtcdServer& operator=(const EtcdServer&) = delete;
@@ -33,6 +43,7 @@ class EtcdServer {
   void wait_until_ready() const;
 
   TempDir dir_;
+  std::optional<EtcdTls> tls_;
   std::vector<std::string> endpoints_;
   std::vector<Process> members_;
 };

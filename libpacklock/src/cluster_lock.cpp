@@ -60,6 +60,7 @@ struct Predecessor {
 struct Look {
   std::optional<Predecessor> before;  // the key to wait for, if any
   bool mine = false;                  // the hold's own key still exists
+  std::int64_t revision = 0;          // of the answer
 };
 
 // The last key created before `revision` under `prefix` that excludes a
@@ -90,6 +91,7 @@ Look look(const EtcdClient& client, const std::string& prefix, const std::string
     return found;
   }
   found.mine = response.responses(1).response_range().count() == 1;
+  found.revision = response.header().revision();
   for (const auto& kv : response.responses(0).response_range().kvs()) {
     if (mode == Mode::exclusive || !is_shared(kv.value())) {
       found.before = Predecessor{kv.key(), response.header().revision()};
@@ -177,6 +179,7 @@ class ClusterHold::Contention final {
       return Step::failed;
     }
     before_ = found.before;
+    hold_.seen_at_ = found.revision;
     return before_ ? Step::busy : Step::locked;
   } catch (const std::bad_alloc&) {
     ec = std::make_error_code(std::errc::not_enough_memory);
@@ -225,6 +228,11 @@ std::unique_ptr<ClusterHold> ClusterHold::acquire(std::shared_ptr<const EtcdClie
   if (contend_on(contention, request.contend, ec) != Step::locked) {
     return nullptr;  // the destructor revokes the lease
   }
+  // A beat during the wait may have found the lease gone.
+  if (hold->lost()) {
+    ec = errc::hijacked;
+    return nullptr;
+  }
   hold->watch_key();
   return hold;
 }
@@ -244,7 +252,9 @@ void ClusterHold::keep_alive(const ClusterLockRequest& request) {
 void ClusterHold::watch_key() {
   key_watch_ = std::make_shared<KeyWatch>();
   key_watch_->hold = this;
-  key_deletion_ = KeyDeletion::watch(*client_, key_, revision_ + 1,
+  // From the last look, which saw the key: a watch from its creation could
+  // start before etcd's compacted history after a long wait.
+  key_deletion_ = KeyDeletion::watch(*client_, key_, seen_at_ + 1,
                                      [watch = key_watch_](std::error_code ec) {
                                        std::lock_guard lock(watch->mutex);
                                        if (ec || !watch->hold) return;
@@ -255,7 +265,7 @@ void ClusterHold::watch_key() {
                                      });
 }
 
-bool ClusterHold::beat() noexcept {
+bool ClusterHold::beat(std::function<void()>& then) noexcept {
   if (lost()) return false;
   const auto answer = client_->lease_keeper().last_answer(lease_);
   const auto last_renewed = answer ? answer->at : granted_at_;
@@ -269,19 +279,11 @@ bool ClusterHold::beat() noexcept {
     }
     return true;
   }
-  std::function<void()> callback;
-  {
-    std::lock_guard lock(callback_mutex_);
-    lost_.store(true, std::memory_order_release);
-    callback = std::move(on_lost_);
-    on_lost_ = nullptr;
-  }
-  if (callback) {
-    try {
-      callback();
-    } catch (...) {
-    }
-  }
+  std::lock_guard lock(callback_mutex_);
+  lost_.store(true, std::memory_order_release);
+  // Run by the heartbeat thread after the beat: it may release this hold.
+  then = std::move(on_lost_);
+  on_lost_ = nullptr;
   return false;
 }
 

@@ -95,7 +95,7 @@ class ClusterHold final : private Beater {
   std::error_code enter(const ClusterLockRequest& request);
   void keep_alive(const ClusterLockRequest& request);
   void watch_key();
-  bool beat() noexcept override;
+  bool beat(std::function<void()>& then) noexcept override;
   void stop_keeping_alive() noexcept;
 
   std::shared_ptr<const EtcdClient> client_;
@@ -103,6 +103,7 @@ class ClusterHold final : private Beater {
   std::chrono::seconds ttl_;
   std::string key_;
   std::int64_t revision_ = 0;
+  std::int64_t seen_at_ = 0;  // the revision of the last look, which found the key
   bool released_ = false;
   std::chrono::steady_clock::time_point granted_at_ = std::chrono::steady_clock::now();
   std::shared_ptr<HeartbeatService> heartbeat_;

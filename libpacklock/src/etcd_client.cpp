@@ -315,9 +315,13 @@ class LeaseKeeper::Stream final
     client.lease().async()->LeaseKeepAlive(context_.get(), this);
   }
 
+  // Writes start from outside the reactions (the heartbeat thread), so the
+  // stream is held open (AddHold) until its reads have ended and no write
+  // is under way: gRPC tears a stream down once nothing holds it.
   void start(std::shared_ptr<Stream> self) {
     self_ = std::move(self);
     streams_->opened();
+    AddHold();
     StartRead(&response_);
     StartCall();
   }
@@ -333,7 +337,7 @@ class LeaseKeeper::Stream final
       request_.set_id(pending_.front());
       pending_.pop_front();
     }
-    // Not under the mutex: OnWriteDone takes it.
+    // Not under the mutex (OnWriteDone takes it); writing_ keeps the hold.
     StartWrite(&request_);
     return true;
   }
@@ -343,9 +347,11 @@ class LeaseKeeper::Stream final
  private:
   void OnWriteDone(bool ok) override {
     {
-      std::lock_guard lock(mutex_);
-      if (!ok || pending_.empty()) {
+      std::unique_lock lock(mutex_);
+      if (!ok) ended_ = true;
+      if (ended_ || pending_.empty()) {
         writing_ = false;
+        release_hold(lock);
         return;
       }
       request_.set_id(pending_.front());
@@ -355,12 +361,28 @@ class LeaseKeeper::Stream final
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return;  // the stream ends: OnDone follows
+    if (!ok) {  // the stream ends
+      std::unique_lock lock(mutex_);
+      ended_ = true;
+      release_hold(lock);
+      return;
+    }
     {
       std::lock_guard lock(answers_->mutex);
-      answers_->by_lease[response_.id()] = {response_.ttl(), std::chrono::steady_clock::now()};
+      // An answer for a lease let go of meanwhile is not kept.
+      if (const auto found = answers_->by_lease.find(response_.id()); found != answers_->by_lease.end()) {
+        found->second = {response_.ttl(), std::chrono::steady_clock::now()};
+      }
     }
     StartRead(&response_);
+  }
+
+  // Once the stream has ended and no write is under way.
+  void release_hold(std::unique_lock<std::mutex>& lock) {
+    if (!ended_ || writing_ || !held_) return;
+    held_ = false;
+    lock.unlock();
+    RemoveHold();
   }
 
   void OnDone(const grpc::Status&) override {
@@ -380,6 +402,7 @@ class LeaseKeeper::Stream final
   std::deque<std::int64_t> pending_;
   bool writing_ = false;
   bool ended_ = false;
+  bool held_ = true;  // AddHold() not yet undone
   etcdserverpb::LeaseKeepAliveRequest request_;
   etcdserverpb::LeaseKeepAliveResponse response_;
   std::shared_ptr<Stream> self_;
@@ -393,6 +416,10 @@ void LeaseKeeper::cancel() noexcept {
 }
 
 void LeaseKeeper::renew(std::int64_t lease) {
+  {
+    std::lock_guard lock(answers_->mutex);
+    answers_->by_lease.try_emplace(lease);  // tracked; no answer yet
+  }
   std::lock_guard lock(mutex_);
   if (stream_ && stream_->send(lease)) return;
   stream_ = std::make_shared<Stream>(client_, answers_);
@@ -403,7 +430,9 @@ void LeaseKeeper::renew(std::int64_t lease) {
 std::optional<LeaseKeeper::Answer> LeaseKeeper::last_answer(std::int64_t lease) const {
   std::lock_guard lock(answers_->mutex);
   const auto found = answers_->by_lease.find(lease);
-  if (found == answers_->by_lease.end()) return std::nullopt;
+  if (found == answers_->by_lease.end() || found->second.at == std::chrono::steady_clock::time_point{}) {
+    return std::nullopt;
+  }
   return found->second;
 }
 

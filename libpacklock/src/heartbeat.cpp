@@ -307,19 +307,27 @@ void HeartbeatService::beat_soon(Beater& beater) noexcept {
   signal();
 }
 
-void HeartbeatService::beat_due_beaters(std::unique_lock<std::mutex>& lock) {
+void HeartbeatService::beat_due_beaters(std::unique_lock<std::mutex>& lock,
+                                        std::vector<Call>& calls) {
   const auto now = Clock::now();
   beater_batch_.clear();
   for (Beater* beater : beaters_) {
     if (beater->beating_ || beater->due_ > now + beater->period_ / 8) continue;
-    beater_batch_.push_back(beater);  // first: it may throw
+    beater_batch_.push_back(beater);  // may throw: nothing is marked yet
+  }
+  if (beater_batch_.empty()) return;
+  calls.reserve(calls.size() + beater_batch_.size());  // the same
+  for (Beater* beater : beater_batch_) {
     beater->beating_ = true;
     beater->again_ = false;
   }
-  if (beater_batch_.empty()) return;
   lock.unlock();
   // remove() waits while a beater beats: the thread alone touches it.
-  for (Beater* beater : beater_batch_) beater->alive_ = beater->beat();
+  for (Beater* beater : beater_batch_) {
+    Call then;
+    beater->alive_ = beater->beat(then);
+    if (then) calls.push_back(std::move(then));  // reserved: does not throw
+  }
   lock.lock();
   const auto after = Clock::now();
   for (Beater* beater : beater_batch_) {
@@ -428,7 +436,7 @@ bool HeartbeatService::step(std::vector<Call>& calls) {
   if (stop_) return false;
   arm_due_watches(Clock::now());
   beat_due(lock, calls);
-  beat_due_beaters(lock);
+  beat_due_beaters(lock, calls);
   const auto now = Clock::now();
   if (idle_watches_ > 0 && now >= next_sweep_) forget_idle_watches(now);
   planned_wake_ = next_wake();

@@ -130,8 +130,10 @@ class Beater {
 
  private:
   friend class HeartbeatService;
-  // False once the hold is lost: it is not beaten again.
-  virtual bool beat() noexcept = 0;
+  // False once the hold is lost: it is not beaten again. `then` (if set)
+  // runs on the thread once the beat is over, outside the service's lock,
+  // so that it may release the hold (an on-lost callback).
+  virtual bool beat(std::function<void()>& then) noexcept = 0;
 
   // Guarded by the service's mutex.
   std::chrono::nanoseconds period_{};
@@ -210,7 +212,7 @@ class HeartbeatService final : public std::enable_shared_from_this<HeartbeatServ
   void beat_due(std::unique_lock<std::mutex>& lock, std::vector<Call>& calls);
   void join_round(HeartbeatEntry& entry) noexcept;
   void beat(HeartbeatEntry& entry, std::vector<Call>& calls);
-  void beat_due_beaters(std::unique_lock<std::mutex>& lock);
+  void beat_due_beaters(std::unique_lock<std::mutex>& lock, std::vector<Call>& calls);
   void forget_idle_watches(std::chrono::steady_clock::time_point now);
   void watch_left(Watch& watch, std::chrono::steady_clock::time_point until) noexcept;
   std::chrono::steady_clock::time_point next_wake() const noexcept;

@@ -239,6 +239,27 @@ BOOST_FIXTURE_TEST_CASE(a_key_deleted_by_etcdctl_is_a_lost_lock, ClusterFixture)
   BOOST_TEST(loss.times == 1);
 }
 
+BOOST_FIXTURE_TEST_CASE(an_on_lost_callback_may_release_its_hold, ClusterFixture) {
+  ClusterLockRequest r = request("job");
+  r.heartbeat = 10s;
+  const auto hold = acquire(r);
+  std::mutex mutex;
+  std::condition_variable told;
+  std::optional<std::error_code> released;
+  // Runs on the heartbeat thread, which must not wait for itself.
+  hold->on_lost([&] {
+    const std::error_code ec = hold->release();
+    std::lock_guard lock(mutex);
+    released = ec;
+    told.notify_all();
+  });
+  Process del(server.etcdctl({"del", hold->key()}));
+  BOOST_TEST(del.exit_code(20s) == 0);
+  std::unique_lock lock(mutex);
+  BOOST_REQUIRE(told.wait_for(lock, 20s, [&] { return released.has_value(); }));
+  BOOST_TEST((*released == errc::hijacked), released->message());
+}
+
 BOOST_FIXTURE_TEST_CASE(a_revoked_lease_is_a_lost_lock, ClusterFixture) {
   ClusterLockRequest r = request("job");
   r.heartbeat = 10s;

@@ -119,7 +119,7 @@ class CountingBeater final : public detail::Beater {
   }
 
  private:
-  bool beat() noexcept override {
+  bool beat(std::function<void()>&) noexcept override {
     std::lock_guard lock(mutex_);
     ++beats_;
     beaten_.notify_all();

@@ -10,9 +10,8 @@ namespace packlock::cli {
 bool carries_cluster_backend() noexcept { return false; }
 
 std::unique_ptr<ClusterRunHold> take_cluster_lock(const ClusterSettings&, const std::string&, Mode,
-                                                  bool, std::optional<std::chrono::nanoseconds>,
-                                                  const LockSettings&, std::string,
-                                                  std::error_code& ec) {
+                                                  bool, const Context&, const LockSettings&,
+                                                  std::string, std::error_code& ec) {
   ec = errc::cluster_unavailable;
   return nullptr;
 }

@@ -49,8 +49,7 @@ bool carries_cluster_backend() noexcept { return true; }
 
 std::unique_ptr<ClusterRunHold> take_cluster_lock(const ClusterSettings& settings,
                                                   const std::string& name, Mode mode,
-                                                  bool may_wait,
-                                                  std::optional<std::chrono::nanoseconds> timeout,
+                                                  bool may_wait, const Context& context,
                                                   const LockSettings& lock, std::string command,
                                                   std::error_code& ec) {
   LockOptions options;
@@ -61,7 +60,7 @@ std::unique_ptr<ClusterRunHold> take_cluster_lock(const ClusterSettings& setting
   options.record_command = !lock.no_record_command;
   const ClusterLock cluster = ClusterLock::open(options_of(settings), name, options, ec);
   if (ec) return nullptr;
-  ClusterLockHold hold = may_wait ? cluster.acquire(mode, timeout, ec) : cluster.try_acquire(mode, ec);
+  ClusterLockHold hold = may_wait ? cluster.acquire(mode, context, ec) : cluster.try_acquire(mode, ec);
   if (ec) return nullptr;
   return std::make_unique<Held>(std::move(hold));
 }

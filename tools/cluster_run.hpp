@@ -18,6 +18,7 @@
 #include <boost/program_options.hpp>
 
 #include <packlock/mode.hpp>
+#include <packlock/try_lock.hpp>
 
 #include "options.hpp"
 
@@ -53,11 +54,11 @@ class ClusterRunHold {
 };
 
 // Takes the cluster lock `name` in `mode`: at once (`may_wait` false:
-// errc::busy), or within `timeout`. `command` goes into the record.
+// errc::busy), or waiting until `context` is cancelled or past its
+// deadline. `command` goes into the record.
 std::unique_ptr<ClusterRunHold> take_cluster_lock(const ClusterSettings& settings,
                                                   const std::string& name, Mode mode,
-                                                  bool may_wait,
-                                                  std::optional<std::chrono::nanoseconds> timeout,
+                                                  bool may_wait, const Context& context,
                                                   const LockSettings& lock, std::string command,
                                                   std::error_code& ec);
 

@@ -1,6 +1,8 @@
 // packlock run: takes the lock of a pack, runs a command as its child while
 // holding it, and exits with the command's status.
 
+#include <fcntl.h>
+#include <poll.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -16,6 +18,8 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <system_error>
+#include <thread>
 
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
@@ -493,16 +497,70 @@ std::string cluster_name(const RunOptions& options, const PackLockHold& hold) {
   return options.cluster.key.empty() ? hold.pack().string() : options.cluster.key;
 }
 
-// The cluster lock, once the pack's is held: what is left of -w, and the
-// pack's canonical path as the name unless --key gives one.
-std::unique_ptr<ClusterRunHold> lock_cluster(const RunOptions& options, const PackLockHold& hold,
-                                             Clock::time_point asked, std::error_code& ec) {
-  std::optional<std::chrono::nanoseconds> left;
-  if (options.timeout) {
-    left = std::max(*options.timeout - (Clock::now() - asked), std::chrono::nanoseconds::zero());
+// Ends a wait for the cluster lock on SIGINT, SIGTERM, SIGHUP or SIGQUIT,
+// as the pack's wait ends (SIGNALS in packlock-run(1)): a thread watches
+// the catcher while this one waits for etcd.
+class ClusterWaitStopper final {
+ public:
+  ClusterWaitStopper(SignalCatcher& signals, Context& context)
+      : signals_(signals), context_(context) {
+    if (::pipe2(done_, O_CLOEXEC) != 0) throw std::system_error(errno, std::system_category(), "pipe2");
+    thread_ = std::thread([this] { watch(); });
   }
-  return take_cluster_lock(options.cluster, cluster_name(options, hold), options.mode,
-                           !options.nonblock, left, options.lock, joined(options.command), ec);
+  ~ClusterWaitStopper() { finish(); }
+  ClusterWaitStopper(const ClusterWaitStopper&) = delete;
+  ClusterWaitStopper& operator=(const ClusterWaitStopper&) = delete;
+
+  // Stops watching; the signal that ended the wait, or 0.
+  int finish() {
+    if (thread_.joinable()) {
+      const char done = 0;
+      [[maybe_unused]] const auto written = ::write(done_[1], &done, 1);
+      thread_.join();
+      ::close(done_[0]);
+      ::close(done_[1]);
+    }
+    return stop_signal_;
+  }
+
+ private:
+  void watch() {
+    for (;;) {
+      pollfd fds[2] = {{signals_.fd(), POLLIN, 0}, {done_[0], POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0) continue;  // EINTR
+      if (fds[1].revents != 0) return;
+      for (const auto& caught : signals_.take()) {
+        if (is_stop_signal(caught.signo) && stop_signal_ == 0) {
+          stop_signal_ = caught.signo;
+          context_.cancel();
+        }
+      }
+    }
+  }
+
+  SignalCatcher& signals_;
+  Context& context_;
+  int done_[2] = {-1, -1};
+  int stop_signal_ = 0;  // the thread's until joined
+  std::thread thread_;
+};
+
+// The cluster lock, once the pack's is held: what is left of -w, and the
+// pack's canonical path as the name unless --key gives one. `stop_signal`
+// is the signal that ended the wait, if one did.
+std::unique_ptr<ClusterRunHold> lock_cluster(const RunOptions& options, const PackLockHold& hold,
+                                             Clock::time_point asked, SignalCatcher& signals,
+                                             int& stop_signal, std::error_code& ec) {
+  Context context;
+  if (options.timeout) {
+    context.with_timeout(std::max(*options.timeout - (Clock::now() - asked), Clock::duration::zero()));
+  }
+  ClusterWaitStopper stopper(signals, context);
+  auto cluster = take_cluster_lock(options.cluster, cluster_name(options, hold), options.mode,
+                                   !options.nonblock, context, options.lock,
+                                   joined(options.command), ec);
+  stop_signal = stopper.finish();
+  return cluster;
 }
 
 int lock_and_run(const RunOptions& options, SignalCatcher& signals) {
@@ -548,7 +606,16 @@ int lock_and_run(const RunOptions& options, SignalCatcher& signals) {
   }
   std::unique_ptr<ClusterRunHold> cluster;
   if (options.cluster.wanted()) {
-    cluster = lock_cluster(options, hold, asked, ec);
+    int stop_signal = 0;
+    cluster = lock_cluster(options, hold, asked, signals, stop_signal, ec);
+    if (stop_signal != 0) {
+      hold.release();
+      if (options.verbose) {
+        print_note(options.pack.string() + ": " + signal_name(stop_signal) +
+                   " while waiting for the cluster lock; the command was not run");
+      }
+      return kExitSignalBase + stop_signal;
+    }
     if (ec == errc::busy || ec == errc::timeout) {
       hold.release();
       return report_conflict(options, ec, " in etcd (the cluster lock " + cluster_name(options, hold) + ")");

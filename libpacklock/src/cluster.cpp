@@ -143,8 +143,9 @@ ClusterLock ClusterLock::open(const ClusterOptions& cluster, std::string_view na
   return ClusterLock();
 }
 
-ClusterLockHold ClusterLock::take(Mode mode, bool may_wait, Timeout timeout,
-                                  std::error_code& ec) const noexcept try {
+ClusterLockHold ClusterLock::take(Mode mode, bool may_wait,
+                                  std::optional<std::chrono::steady_clock::time_point> deadline,
+                                  detail::Cancellation* cancel, std::error_code& ec) const noexcept try {
   ec.clear();
   if (!client_) {
     ec = errc::not_open;
@@ -158,7 +159,8 @@ ClusterLockHold ClusterLock::take(Mode mode, bool may_wait, Timeout timeout,
   request.heartbeat = timing.heartbeat;
   request.contend.mode = mode;
   request.contend.may_wait = may_wait;
-  if (timeout) request.contend.deadline = std::chrono::steady_clock::now() + *timeout;
+  request.contend.deadline = deadline;
+  request.contend.cancel = cancel;
   return ClusterLockHold(detail::ClusterHold::acquire(client_, request, ec));
 } catch (const std::bad_alloc&) {
   ec = std::make_error_code(std::errc::not_enough_memory);
@@ -173,7 +175,7 @@ ClusterLockHold ClusterLock::try_acquire(Mode mode) const {
 }
 
 ClusterLockHold ClusterLock::try_acquire(Mode mode, std::error_code& ec) const noexcept {
-  return take(mode, /*may_wait=*/false, std::nullopt, ec);
+  return take(mode, /*may_wait=*/false, std::nullopt, nullptr, ec);
 }
 
 ClusterLockHold ClusterLock::acquire(Mode mode, Timeout timeout) const {
@@ -184,7 +186,14 @@ ClusterLockHold ClusterLock::acquire(Mode mode, Timeout timeout) const {
 }
 
 ClusterLockHold ClusterLock::acquire(Mode mode, Timeout timeout, std::error_code& ec) const noexcept {
-  return take(mode, /*may_wait=*/true, timeout, ec);
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  if (timeout) deadline = std::chrono::steady_clock::now() + *timeout;
+  return take(mode, /*may_wait=*/true, deadline, nullptr, ec);
+}
+
+ClusterLockHold ClusterLock::acquire(Mode mode, const Context& context,
+                                     std::error_code& ec) const noexcept {
+  return take(mode, /*may_wait=*/true, context.deadline(), context.cancellation_.get(), ec);
 }
 
 }  // namespace packlock

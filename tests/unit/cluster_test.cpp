@@ -439,6 +439,19 @@ BOOST_FIXTURE_TEST_CASE(run_etcd_is_kept_out_by_an_etcdctl_holder, CommandFixtur
   BOOST_TEST(flock_nonblocking(dir / "pack" / ".grex-lock") == 0);
 }
 
+BOOST_FIXTURE_TEST_CASE(run_etcd_waiting_for_the_cluster_ends_on_sigterm, CommandFixture) {
+  Process etcdctl(server.etcdctl({"lock", "job"}));
+  BOOST_REQUIRE(etcdctl.read_line(20s).has_value());
+  Process waiter = run({"--key", "job"}, {"true"});
+  // It holds the pack and waits in etcd behind etcdctl's key.
+  BOOST_REQUIRE(eventually([&] { return keys("job").size() == 2; }));
+  waiter.kill(SIGTERM);
+  BOOST_TEST(waiter.exit_code(20s) == 128 + SIGTERM);
+  // Its key went with its lease, and the pack is free again.
+  BOOST_TEST(keys("job").size() == 1u);
+  BOOST_TEST(flock_nonblocking(dir / "pack" / ".grex-lock") == 0);
+}
+
 BOOST_FIXTURE_TEST_CASE(run_etcd_sends_sigterm_when_its_key_is_deleted, CommandFixture) {
   Process holder = run({"--key", "job"}, {"sh", "-c", "echo started; exec sleep 60"});
   BOOST_REQUIRE(holder.read_line(20s) == std::optional<std::string>("started"));

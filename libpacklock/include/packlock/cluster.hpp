@@ -18,10 +18,12 @@
 #include <packlock/mode.hpp>
 #include <packlock/options.hpp>
 #include <packlock/pack_lock_hold.hpp>
+#include <packlock/try_lock.hpp>
 
 namespace packlock {
 
 namespace detail {
+class Cancellation;
 class ClusterHold;
 class EtcdClient;
 }  // namespace detail
@@ -99,11 +101,16 @@ class ClusterLock {
   // Waits in line: errc::timeout after `timeout`.
   ClusterLockHold acquire(Mode mode = Mode::exclusive, Timeout timeout = std::nullopt) const;
   ClusterLockHold acquire(Mode mode, Timeout timeout, std::error_code& ec) const noexcept;
+  // Waits in line until `context` is cancelled (errc::cancelled) or its
+  // deadline passes (errc::timeout); of its options only the context's
+  // cancellation and deadline count.
+  ClusterLockHold acquire(Mode mode, const Context& context, std::error_code& ec) const noexcept;
 
   const std::string& name() const noexcept { return name_; }
 
  private:
-  ClusterLockHold take(Mode mode, bool may_wait, Timeout timeout, std::error_code& ec) const noexcept;
+  ClusterLockHold take(Mode mode, bool may_wait, std::optional<std::chrono::steady_clock::time_point> deadline,
+                       detail::Cancellation* cancel, std::error_code& ec) const noexcept;
 
   std::shared_ptr<const detail::EtcdClient> client_;
   std::string name_;

@@ -101,6 +101,7 @@ class Context {
 
  private:
   friend class TryLockAccess;
+  friend class ClusterLock;
   std::shared_ptr<detail::Cancellation> cancellation_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
   LockOptions options_;

@@ -1,6 +1,8 @@
 // packlock-etcd's side of cluster_run.hpp: the cluster lock through the
 // library's ClusterLock.
 
+#include <map>
+
 #include <packlock/cluster.hpp>
 
 #include "cluster_run.hpp"
@@ -43,7 +45,34 @@ ClusterOptions options_of(const ClusterSettings& settings) {
   return options;
 }
 
+class Observer final : public ClusterObserver {
+ public:
+  explicit Observer(ClusterOptions options) : options_(std::move(options)) {}
+
+  ClusterLockView lock(const std::string& name, std::error_code& ec) override {
+    auto opened = locks_.find(name);
+    if (opened == locks_.end()) {
+      ClusterLock lock = ClusterLock::open(options_, name, LockOptions(), ec);
+      if (ec) return {};
+      opened = locks_.emplace(name, std::move(lock)).first;
+    }
+    return opened->second.observe(ec);
+  }
+
+  std::vector<ClusterLockView> locks_under(const std::string& prefix, std::error_code& ec) override {
+    return observe_cluster(options_, prefix, ec);
+  }
+
+ private:
+  ClusterOptions options_;
+  std::map<std::string, ClusterLock> locks_;
+};
+
 }  // namespace
+
+std::unique_ptr<ClusterObserver> observe_cluster(const ClusterSettings& settings) {
+  return std::make_unique<Observer>(options_of(settings));
+}
 
 bool carries_cluster_backend() noexcept { return true; }
 

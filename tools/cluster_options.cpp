@@ -7,17 +7,16 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <string_view>
 
 #include "cluster_run.hpp"
 
 namespace packlock::cli {
 
-void add_cluster_options(po::options_description& options, ClusterSettings& settings) {
+void add_cluster_options(po::options_description& options, ClusterSettings& settings,
+                         const char* etcd_help) {
   options.add_options()
-    ("etcd", po::value(&settings.endpoints)->value_name("ENDPOINTS"),
-     "also hold a lock of this etcd cluster (host:port,...; default: PACKLOCK_ETCD_ENDPOINTS)")
-    ("key", po::value(&settings.key)->value_name("NAME"),
-     "the cluster lock's name, as etcdctl lock takes it (default: the pack's canonical path)")
+    ("etcd", po::value(&settings.endpoints)->value_name("ENDPOINTS"), etcd_help)
     ("cacert", po::value(&settings.cacert)->value_name("FILE"),
      "verify the etcd servers with this CA bundle (TLS)")
     ("cert", po::value(&settings.cert)->value_name("FILE"),
@@ -32,6 +31,12 @@ void add_cluster_options(po::options_description& options, ClusterSettings& sett
      "give up on unreachable etcd endpoints after DUR (default 2s)");
 }
 
+void add_cluster_key_option(po::options_description& options, ClusterSettings& settings) {
+  options.add_options()
+    ("key", po::value(&settings.key)->value_name("NAME"),
+     "the cluster lock's name, as etcdctl lock takes it (default: the pack's canonical path)");
+}
+
 void complete_cluster_settings(ClusterSettings& settings) {
   if (settings.endpoints.empty()) {
     if (const char* endpoints = std::getenv("PACKLOCK_ETCD_ENDPOINTS")) settings.endpoints = endpoints;
@@ -40,8 +45,21 @@ void complete_cluster_settings(ClusterSettings& settings) {
 
 namespace {
 
+// `packlock run` or packlock-run: PACKLOCK_ETCD_ENDPOINTS is run's
+// default for --etcd. Probe and status read a cluster only when told by
+// --etcd, since their arguments are then names, not paths.
+bool is_run(char** argv) {
+  const std::string_view invoked = argv[0];
+  if (invoked.substr(invoked.rfind('/') + 1) == "packlock-run") return true;
+  for (char** arg = argv + 1; *arg; ++arg) {
+    if ((*arg)[0] != '-') return std::strcmp(*arg, "run") == 0;
+  }
+  return false;
+}
+
 bool asks_for_cluster(char** argv) {
-  if (const char* endpoints = std::getenv("PACKLOCK_ETCD_ENDPOINTS"); endpoints && *endpoints) {
+  if (const char* endpoints = std::getenv("PACKLOCK_ETCD_ENDPOINTS");
+      endpoints && *endpoints && is_run(argv)) {
     return true;
   }
   for (char** arg = argv + 1; *arg; ++arg) {

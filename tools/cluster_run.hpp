@@ -1,6 +1,7 @@
 #pragma once
-// `packlock run --etcd`: the cluster lock a run takes after its pack's.
-// The local command carries no cluster code (it stays linked without
+// The command's cluster side: `packlock run --etcd`, the cluster lock a run
+// takes after its pack's, and `probe --etcd` / `status --etcd`, which read
+// a cluster's locks. The local command carries no cluster code (it stays linked without
 // gRPC): given --etcd, or PACKLOCK_ETCD_ENDPOINTS, it hands the whole
 // command line to packlock-etcd, the same command linked with the cluster
 // backend, which lives beside it or in the library directory's
@@ -17,6 +18,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <packlock/cluster.hpp>
 #include <packlock/mode.hpp>
 #include <packlock/try_lock.hpp>
 
@@ -36,10 +38,13 @@ struct ClusterSettings {
   bool wanted() const noexcept { return !endpoints.empty(); }
 };
 
-// --etcd, --key, --cacert, --cert, --key-file, --user, --password,
-// --dial-timeout.
+// --etcd (described by `etcd_help`), --cacert, --cert, --key-file,
+// --user, --password, --dial-timeout.
 void add_cluster_options(boost::program_options::options_description& options,
-                         ClusterSettings& settings);
+                         ClusterSettings& settings, const char* etcd_help);
+// run's --key.
+void add_cluster_key_option(boost::program_options::options_description& options,
+                            ClusterSettings& settings);
 // The environment's endpoints when --etcd was not given.
 void complete_cluster_settings(ClusterSettings& settings);
 
@@ -61,6 +66,22 @@ std::unique_ptr<ClusterRunHold> take_cluster_lock(const ClusterSettings& setting
                                                   bool may_wait, const Context& context,
                                                   const LockSettings& lock, std::string command,
                                                   std::error_code& ec);
+
+// Reads a cluster's locks for probe and status. The connection to a lock
+// is kept for the command's later reads of it (probe --wait).
+class ClusterObserver {
+ public:
+  virtual ~ClusterObserver() = default;
+  // The lock `name` alone.
+  virtual ClusterLockView lock(const std::string& name, std::error_code& ec) = 0;
+  // Every lock whose name starts with `prefix`, sorted by name.
+  virtual std::vector<ClusterLockView> locks_under(const std::string& prefix,
+                                                   std::error_code& ec) = 0;
+};
+
+// Connects at the first read. (Only packlock-etcd has the backend; packlock
+// hands such command lines over before it gets here.)
+std::unique_ptr<ClusterObserver> observe_cluster(const ClusterSettings& settings);
 
 // True in packlock-etcd, false in packlock.
 bool carries_cluster_backend() noexcept;

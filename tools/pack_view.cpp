@@ -75,20 +75,6 @@ std::string utc_time(std::chrono::system_clock::time_point when) {
   return text;
 }
 
-Json milliseconds_or_null(const std::optional<std::chrono::nanoseconds>& duration) {
-  if (!duration) return Json();
-  return std::chrono::duration_cast<std::chrono::milliseconds>(*duration).count();
-}
-
-Json owner_json(const std::optional<OwnerRecord>& owner) {
-  if (!owner) return Json();
-  return {{"pid", owner->pid},
-          {"host", json_text(owner->host)},
-          {"mode", to_string(owner->mode)},
-          {"command", string_or_null(owner->command)},
-          {"acquired_at", utc_time(owner->acquired_at)}};
-}
-
 Json party_json(const Party& party) {
   return {{"pid", party.pid},
           {"mode", to_string(party.mode)},
@@ -103,6 +89,20 @@ Json parties_json(const std::vector<Party>& list) {
 }
 
 }  // namespace
+
+nlohmann::ordered_json milliseconds_or_null(const std::optional<std::chrono::nanoseconds>& duration) {
+  if (!duration) return Json();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(*duration).count();
+}
+
+nlohmann::ordered_json owner_json(const std::optional<OwnerRecord>& owner) {
+  if (!owner) return Json();
+  return {{"pid", owner->pid},
+          {"host", json_text(owner->host)},
+          {"mode", to_string(owner->mode)},
+          {"command", string_or_null(owner->command)},
+          {"acquired_at", utc_time(owner->acquired_at)}};
+}
 
 PackView view_pack(const std::filesystem::path& pack, std::chrono::nanoseconds stale_after,
                    std::error_code& ec, bool try_lock) {

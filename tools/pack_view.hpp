@@ -89,6 +89,11 @@ std::string describe_links(const PackView& view);
 // heartbeat 1s ago; 1 waiting"
 std::string describe(const PackView& view);
 
+// {"pid", "host", "mode", "command", "acquired_at"}, or null.
+nlohmann::ordered_json owner_json(const std::optional<OwnerRecord>& owner);
+// Whole milliseconds, or null.
+nlohmann::ordered_json milliseconds_or_null(const std::optional<std::chrono::nanoseconds>& duration);
+
 // {"pack", "state", "mode", "holders": [{"pid", "mode", "command"}],
 //  "waiters": [...], "owner": {"pid", "host", "mode", "command",
 //  "acquired_at"} or null, "held_for_ms", "heartbeat_age_ms",

@@ -10,8 +10,10 @@ _packlock_options() {
                --no-record-command --etcd --key --cacert --cert --key-file --user
                --password --dial-timeout
                -v --verbose -q --quiet -h --help" ;;
-    probe) echo "--json -q --quiet --try --stale-after --wait --missing-ok -h --help" ;;
-    status) echo "--json --max-depth --held --stale-after --watch --interval -h --help" ;;
+    probe) echo "--json -q --quiet --try --stale-after --wait --missing-ok --etcd --cacert --cert
+                 --key-file --user --password --dial-timeout -h --help" ;;
+    status) echo "--json --max-depth --held --stale-after --watch --interval --etcd --cacert
+                  --cert --key-file --user --password --dial-timeout -h --help" ;;
     *) echo "-h --help -V --version" ;;
   esac
 }

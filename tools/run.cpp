@@ -133,7 +133,10 @@ po::options_description describe_options(RunOptions& options, Flags& flags) {
          [&](const std::string& text) { flags.shell_text = text; }),
      "run CMD with the shell ($SHELL, else /bin/sh)");
   add_lock_options(described, options.lock);
-  add_cluster_options(described, options.cluster);
+  add_cluster_options(described, options.cluster,
+                      "also hold a lock of this etcd cluster (host:port,...; default: "
+                      "PACKLOCK_ETCD_ENDPOINTS)");
+  add_cluster_key_option(described, options.cluster);
   described.add_options()
     ("verbose,v", po::bool_switch(&options.verbose),
      "say what it waits for, how long it took, what it runs")

@@ -8,6 +8,8 @@
 #include <optional>
 #include <sstream>
 
+#include "cluster_run.hpp"
+#include "cluster_view.hpp"
 #include "duration.hpp"
 #include "exit_codes.hpp"
 #include "options.hpp"
@@ -21,12 +23,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kSynopsis = "  packlock status [OPTIONS] [PATH...]";
+constexpr const char* kSynopsis =
+    "  packlock status [OPTIONS] [PATH...]\n"
+    "  packlock status --etcd ENDPOINTS [OPTIONS] [PREFIX...]";
 constexpr const char* kSummary =
-    "List the packs at or below each PATH (default .) with their holders and waiters.";
+    "List the packs at or below each PATH (default .), or the cluster locks whose names start "
+    "with each PREFIX (default: all), with their holders and waiters.";
 constexpr const char* kFooter =
     "Exit status: 0, or the code of the first error: 66 no such PATH,\n"
-    "77 permission denied, 71 system error; 64 usage. See packlock-status(1).";
+    "69 no etcd endpoint answered, 77 permission denied (or etcd refused the credentials\n"
+    "or TLS), 71 system error; 64 usage. See packlock-status(1).";
 
 constexpr std::size_t kCommandColumn = 50;
 
@@ -38,6 +44,9 @@ struct StatusOptions {
   int max_depth = INT_MAX;
   std::chrono::nanoseconds interval = std::chrono::seconds(1);
   std::chrono::nanoseconds stale_after = std::chrono::seconds(30);
+  bool stale_after_given = false;
+  bool max_depth_given = false;
+  ClusterSettings cluster;  // with --etcd, the arguments are name prefixes
 };
 
 std::optional<StatusOptions> parse(const std::vector<std::string>& args) {
@@ -46,17 +55,23 @@ std::optional<StatusOptions> parse(const std::vector<std::string>& args) {
   po::options_description described("packlock status");
   described.add_options()
     ("json", po::bool_switch(&options.json), "print a JSON array, one object per pack")
-    ("max-depth", po::value(&options.max_depth)->value_name("N"),
+    ("max-depth", po::value(&options.max_depth)->value_name("N")->notifier(
+         [&](int) { options.max_depth_given = true; }),
      "look at most N directories below each PATH (0: PATH only)")
     ("held", po::bool_switch(&options.held_only), "show only packs that are held or stale")
     ("stale-after", po::value<Duration>()->value_name("DUR")->notifier(
-         [&](const Duration& d) { options.stale_after = d.value; }),
+         [&](const Duration& d) {
+           options.stale_after = d.value;
+           options.stale_after_given = true;
+         }),
      "judge a holder stale when its heartbeat is older than DUR (default 30s)")
     ("watch", po::bool_switch(&options.watch), "refresh until interrupted")
     ("interval", po::value<Duration>()->value_name("DUR")->notifier(
          [&](const Duration& d) { options.interval = d.value; }),
      "with --watch, refresh every DUR (default 1s)")
     ("help,h", po::bool_switch(&help), "show this help and exit");
+  add_cluster_options(described, options.cluster,
+                      "list the locks of this etcd cluster (host:port,...)");
   std::vector<std::string> paths = parse_arguments(args, described);
   if (help) {
     print_help(std::cout, kSynopsis, kSummary, described, kFooter);
@@ -69,6 +84,11 @@ std::optional<StatusOptions> parse(const std::vector<std::string>& args) {
   if (options.interval <= std::chrono::nanoseconds::zero()) {
     throw UsageError("--interval must be longer than 0");
   }
+  if (options.cluster.wanted()) {
+    if (options.max_depth_given) throw UsageError("--max-depth walks directories: it has no meaning with --etcd");
+    if (options.stale_after_given) throw UsageError("--stale-after has no meaning with --etcd: leases expire");
+    if (paths.empty()) paths.emplace_back("");  // every lock
+  }
   if (paths.empty()) paths.emplace_back(".");
   options.paths.assign(paths.begin(), paths.end());
   return options;
@@ -76,6 +96,7 @@ std::optional<StatusOptions> parse(const std::vector<std::string>& args) {
 
 struct Found {
   std::vector<PackView> views;
+  std::vector<ClusterLockView> locks;  // with --etcd
   int error_exit = 0;  // the first error's exit code
 };
 
@@ -112,7 +133,31 @@ void find_packs(const fs::path& dir, int depth_left, bool top, std::vector<fs::p
   if (ec && !(vanished(ec) && !top)) note_error(found, dir, ec);
 }
 
-Found look(const StatusOptions& options) {
+// The locks under each prefix, each lock once, sorted by name.
+Found look_at_cluster(const StatusOptions& options, ClusterObserver& cluster) {
+  Found found;
+  for (const fs::path& prefix : options.paths) {
+    std::error_code ec;
+    std::vector<ClusterLockView> locks = cluster.locks_under(prefix.string(), ec);
+    if (ec) {
+      if (found.error_exit == 0) found.error_exit = exit_code_for(ec);
+      print_error("etcd " + options.cluster.endpoints + ": " + cause_of(ec));
+      continue;
+    }
+    std::move(locks.begin(), locks.end(), std::back_inserter(found.locks));
+  }
+  const auto by_name = [](const ClusterLockView& a, const ClusterLockView& b) { return a.name < b.name; };
+  std::stable_sort(found.locks.begin(), found.locks.end(), by_name);
+  found.locks.erase(std::unique(found.locks.begin(), found.locks.end(),
+                                [](const ClusterLockView& a, const ClusterLockView& b) {
+                                  return a.name == b.name;
+                                }),
+                    found.locks.end());
+  return found;
+}
+
+Found look(const StatusOptions& options, ClusterObserver* cluster) {
+  if (cluster) return look_at_cluster(options, *cluster);
   Found found;
   std::vector<fs::path> packs;
   for (const fs::path& path : options.paths) {
@@ -170,7 +215,7 @@ std::string heartbeat_cell(const PackView& view) {
 
 // Hard-linked sidecars are named under the table: a column would be empty
 // for almost every pack.
-std::string table_of(const std::vector<PackView>& views) {
+std::string packs_table(const std::vector<PackView>& views) {
   std::vector<std::vector<std::string>> rows{{"PACK", "STATE", "MODE", "HOLDERS", "WAITERS",
                                               "HELD-FOR", "HEARTBEAT", "COMMAND"}};
   std::string notes;
@@ -193,22 +238,23 @@ std::string table_of(const std::vector<PackView>& views) {
 }
 
 std::string render(const Found& found, const StatusOptions& options) {
-  if (!options.json) return table_of(found.views);
+  if (!options.json) return options.cluster.wanted() ? table_of(found.locks) : packs_table(found.views);
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (const PackView& view : found.views) list.push_back(to_json(view));
+  for (const ClusterLockView& view : found.locks) list.push_back(to_json(view));
   // --watch --json writes one document per line.
   return (options.watch ? list.dump() : list.dump(2)) + '\n';
 }
 
 // Until a stop signal: a refreshed screen on a terminal, successive
 // snapshots elsewhere.
-int watch(const StatusOptions& options) {
+int watch(const StatusOptions& options, ClusterObserver* cluster) {
   SignalCatcher signals{SIGINT, SIGTERM, SIGHUP, SIGQUIT};
   const bool terminal = ::isatty(STDOUT_FILENO) == 1;
   const int interval_ms = static_cast<int>(std::min<long long>(
       std::chrono::ceil<std::chrono::milliseconds>(options.interval).count(), INT_MAX));
   for (;;) {
-    const Found found = look(options);
+    const Found found = look(options, cluster);
     if (terminal) std::cout << "\033[H\033[2J";
     std::cout << render(found, options);
     if (!terminal && !options.json) std::cout << '\n';
@@ -225,9 +271,12 @@ int watch(const StatusOptions& options) {
 int status_main(const std::vector<std::string>& args) {
   const std::optional<StatusOptions> options = parse(args);
   if (!options) return kExitOk;
-  if (options->watch) return watch(*options);
-  const Found found = look(*options);
-  std::cout << render(found, *options) << std::flush;
+  std::unique_ptr<ClusterObserver> cluster;
+  if (options->cluster.wanted()) cluster = observe_cluster(options->cluster);
+  if (options->watch) return watch(*options, cluster.get());
+  const Found found = look(*options, cluster.get());
+  // A cluster that did not answer has no table to show, not an empty one.
+  if (!(cluster && found.error_exit != 0)) std::cout << render(found, *options) << std::flush;
   return found.error_exit;
 }
 

@@ -24,4 +24,9 @@ void Cancellation::unsubscribe(Listener& listener) noexcept {
   std::erase(listeners_, &listener);
 }
 
+std::size_t Cancellation::listener_count() {
+  std::lock_guard lock(mutex_);
+  return listeners_.size();
+}
+
 }  // namespace packlock::detail

@@ -5,6 +5,7 @@
 // blocked in flock(2) is interrupted (kernel_wait.hpp).
 
 #include <atomic>
+#include <cstddef>
 #include <mutex>
 #include <vector>
 
@@ -38,6 +39,8 @@ class Cancellation final {
   // True when subscribed; false when already cancelled (nothing will call).
   bool subscribe(Listener& listener);
   void unsubscribe(Listener& listener) noexcept;
+  // How many wait now: a waiter has subscribed when it blocks.
+  std::size_t listener_count();
 
  private:
   std::atomic<bool> cancelled_{false};

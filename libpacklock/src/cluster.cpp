@@ -8,6 +8,7 @@
 #include <packlock/error.hpp>
 
 #include "cluster_lock.hpp"
+#include "cluster_query.hpp"
 #include "etcd_client.hpp"
 #include "owner_record.hpp"
 
@@ -64,6 +65,23 @@ ClusterOptions ClusterOptions::from_environment() {
   options.password =
       colon == std::string::npos ? environment("ETCDCTL_PASSWORD") : user.substr(colon + 1);
   return options;
+}
+
+std::vector<ClusterLockView> observe_cluster(const ClusterOptions& cluster, std::string_view prefix) {
+  std::error_code ec;
+  std::vector<ClusterLockView> views = observe_cluster(cluster, prefix, ec);
+  if (ec) throw Error(ec, "observe", std::string(prefix));
+  return views;
+}
+
+std::vector<ClusterLockView> observe_cluster(const ClusterOptions& cluster, std::string_view prefix,
+                                             std::error_code& ec) noexcept try {
+  const auto client = detail::EtcdClient::connect(settings_of(cluster), ec);
+  if (ec) return {};
+  return detail::query_locks(*client, std::string(prefix), ec);
+} catch (const std::bad_alloc&) {
+  ec = std::make_error_code(std::errc::not_enough_memory);
+  return {};
 }
 
 ClusterLockHold::ClusterLockHold() noexcept = default;
@@ -141,6 +159,25 @@ ClusterLock ClusterLock::open(const ClusterOptions& cluster, std::string_view na
 } catch (const std::bad_alloc&) {
   ec = std::make_error_code(std::errc::not_enough_memory);
   return ClusterLock();
+}
+
+ClusterLockView ClusterLock::observe() const {
+  std::error_code ec;
+  ClusterLockView view = observe(ec);
+  if (ec) throw Error(ec, "observe", name_);
+  return view;
+}
+
+ClusterLockView ClusterLock::observe(std::error_code& ec) const noexcept try {
+  ec.clear();
+  if (!client_) {
+    ec = errc::not_open;
+    return {};
+  }
+  return detail::query_lock(*client_, name_, ec);
+} catch (const std::bad_alloc&) {
+  ec = std::make_error_code(std::errc::not_enough_memory);
+  return {};
 }
 
 ClusterLockHold ClusterLock::take(Mode mode, bool may_wait,

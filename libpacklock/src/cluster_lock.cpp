@@ -13,31 +13,6 @@ using etcdserverpb::Compare;
 using etcdserverpb::RangeRequest;
 using etcdserverpb::RangeResponse;
 
-// The end of the range of every key that starts with `prefix`.
-std::string prefix_end(std::string prefix) {
-  while (!prefix.empty()) {
-    if (static_cast<unsigned char>(prefix.back()) < 0xff) {
-      ++prefix.back();
-      return prefix;
-    }
-    prefix.pop_back();
-  }
-  return std::string(1, '\0');  // every key
-}
-
-std::string hex(std::int64_t value) {
-  char text[24];
-  std::snprintf(text, sizeof text, "%llx", static_cast<unsigned long long>(value));
-  return text;
-}
-
-// A packlock reader's record says so; any other value (etcdctl's "", a
-// record that cannot be read) excludes.
-bool is_shared(const std::string& value) {
-  const std::optional<OwnerRecord> record = parse_owner_record(value);
-  return record && record->mode == Mode::shared;
-}
-
 // The record's line for the key's value: without the padding a sidecar
 // needs, with the lease id as its token.
 std::string record_value(OwnerRecord record, Mode mode, std::int64_t lease) {
@@ -93,7 +68,7 @@ Look look(const EtcdClient& client, const std::string& prefix, const std::string
   found.mine = response.responses(1).response_range().count() == 1;
   found.revision = response.header().revision();
   for (const auto& kv : response.responses(0).response_range().kvs()) {
-    if (mode == Mode::exclusive || !is_shared(kv.value())) {
+    if (mode == Mode::exclusive || !is_shared_value(kv.value())) {
       found.before = Predecessor{kv.key(), response.header().revision()};
       break;
     }
@@ -188,7 +163,11 @@ class ClusterHold::Contention final {
 
   Step after_busy(std::error_code&) noexcept { return Step::busy; }
 
+  // Whether the lock was waited for (so its key was put well before).
+  bool waited() const noexcept { return waited_; }
+
   Step wait(std::error_code& ec) noexcept try {
+    waited_ = true;
     ec = DeletionWait().run(*hold_.client_, *before_, request_.contend);
     // A wait that is over is stopped by the loop, after one more look.
     if (ec == errc::timeout || ec == errc::cancelled) ec.clear();
@@ -205,10 +184,33 @@ class ClusterHold::Contention final {
   ClusterHold& hold_;
   const ClusterLockRequest& request_;
   bool entered_ = false;
+  bool waited_ = false;
   std::optional<Predecessor> before_;
 };
 
 std::string key_prefix(const std::string& name) { return name + "/"; }
+
+std::string lease_hex(std::int64_t lease) {
+  char text[24];
+  std::snprintf(text, sizeof text, "%llx", static_cast<unsigned long long>(lease));
+  return text;
+}
+
+std::string prefix_end(std::string prefix) {
+  while (!prefix.empty()) {
+    if (static_cast<unsigned char>(prefix.back()) < 0xff) {
+      ++prefix.back();
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return std::string(1, '\0');  // every key
+}
+
+bool is_shared_value(const std::string& value) {
+  const std::optional<OwnerRecord> record = parse_owner_record(value);
+  return record && record->mode == Mode::shared;
+}
 
 std::unique_ptr<ClusterHold> ClusterHold::acquire(std::shared_ptr<const EtcdClient> client,
                                                   const ClusterLockRequest& request,
@@ -234,6 +236,7 @@ std::unique_ptr<ClusterHold> ClusterHold::acquire(std::shared_ptr<const EtcdClie
     return nullptr;
   }
   hold->watch_key();
+  if (contention.waited()) hold->restamp(request);
   return hold;
 }
 
@@ -287,6 +290,26 @@ bool ClusterHold::beat(std::function<void()>& then) noexcept {
   return false;
 }
 
+// The key's record says when its wait began; once granted after a wait it
+// says when the lock was acquired, as a sidecar's record does. Not waited
+// for: the grant does not wait on a round trip, and a failure leaves only
+// an older time. Only while the key is this hold's (the same create
+// revision), so a late write cannot bring a released key back.
+void ClusterHold::restamp(const ClusterLockRequest& request) {
+  if (!request.record) return;
+  etcdserverpb::TxnRequest txn;
+  Compare* same = txn.add_compare();
+  same->set_key(key_);
+  same->set_target(Compare::CREATE);
+  same->set_result(Compare::EQUAL);
+  same->set_create_revision(revision_);
+  etcdserverpb::PutRequest* put = txn.add_success()->mutable_request_put();
+  put->set_key(key_);
+  put->set_value(record_value(*request.record, request.contend.mode, lease_));
+  put->set_lease(lease_);
+  send_txn(*client_, std::move(txn));
+}
+
 void ClusterHold::on_lost(std::function<void()> callback) {
   std::unique_lock lock(callback_mutex_);
   if (!lost()) {
@@ -309,7 +332,7 @@ void ClusterHold::stop_keeping_alive() noexcept {
 
 // Puts the key (if the lease had none) and learns its create revision.
 std::error_code ClusterHold::enter(const ClusterLockRequest& request) {
-  key_ = key_prefix(request.name) + hex(lease_);
+  key_ = key_prefix(request.name) + lease_hex(lease_);
   etcdserverpb::TxnRequest txn;
   Compare* absent = txn.add_compare();
   absent->set_key(key_);

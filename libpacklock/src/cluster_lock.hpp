@@ -95,6 +95,7 @@ class ClusterHold final : private Beater {
   std::error_code enter(const ClusterLockRequest& request);
   void keep_alive(const ClusterLockRequest& request);
   void watch_key();
+  void restamp(const ClusterLockRequest& request);
   bool beat(std::function<void()>& then) noexcept override;
   void stop_keeping_alive() noexcept;
 
@@ -115,7 +116,15 @@ class ClusterHold final : private Beater {
   std::function<void()> on_lost_;
 };
 
+// The key layout of the recipe.
 // The prefix of a name's keys: "<name>/".
 std::string key_prefix(const std::string& name);
+// A lease id as the last component of its key: lowercase hex, no padding.
+std::string lease_hex(std::int64_t lease);
+// The end of the range of every key that starts with `prefix`.
+std::string prefix_end(std::string prefix);
+// A packlock reader's value says so; any other value (etcdctl's "", a
+// record that cannot be read) excludes.
+bool is_shared_value(const std::string& value);
 
 }  // namespace packlock::detail

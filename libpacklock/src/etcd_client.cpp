@@ -231,6 +231,25 @@ std::unique_ptr<grpc::ClientContext> EtcdClient::stream_context() const {
   return context;
 }
 
+void send_txn(const EtcdClient& client, etcdserverpb::TxnRequest request) {
+  // Owned by gRPC's callback until the call is done.
+  struct Call {
+    std::unique_ptr<grpc::ClientContext> context;
+    etcdserverpb::TxnRequest request;
+    etcdserverpb::TxnResponse response;
+    std::shared_ptr<OpenStreams> streams;
+  };
+  auto sent = std::make_shared<Call>(
+      Call{client.context(), std::move(request), {}, client.open_streams()});
+  sent->streams->opened();
+  client.kv().async()->Txn(sent->context.get(), &sent->request, &sent->response,
+                           [sent](const grpc::Status&) mutable {
+                             const std::shared_ptr<OpenStreams> streams = sent->streams;
+                             sent.reset();
+                             streams->closed();
+                           });
+}
+
 // The watch stream of one KeyDeletion. It owns itself from the start of
 // the call until gRPC is done with it (OnDone).
 class KeyDeletion::Reactor final

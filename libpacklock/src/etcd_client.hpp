@@ -154,6 +154,10 @@ std::error_code call(const EtcdClient& client, Stub& stub,
   return error_of((stub.*method)(context.get(), request, &response));
 }
 
+// Sends a transaction and does not wait for its answer, which nobody
+// reads: for a write whose failure changes nothing (a record's time).
+void send_txn(const EtcdClient& client, etcdserverpb::TxnRequest request);
+
 // Waits for the deletion of one key from a revision on: a watch stream of
 // its own, ended by cancel() or by the event. `on_end` runs once, on a gRPC
 // thread: with no error when the key was deleted (or was already gone at

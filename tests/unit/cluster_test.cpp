@@ -13,6 +13,7 @@
 #include <thread>
 
 #include <boost/test/unit_test.hpp>
+#include <nlohmann/json.hpp>
 
 #include <packlock/packlock.hpp>
 
@@ -388,6 +389,97 @@ BOOST_FIXTURE_TEST_CASE(eight_processes_on_two_hosts_count_exactly_in_token_orde
 
 // `packlock run --etcd`, as a user runs it: the local command, which hands
 // the command line over to packlock-etcd.
+ClusterOptions options_of(const EtcdServer& server) {
+  ClusterOptions options;
+  options.endpoints = server.endpoints();
+  return options;
+}
+
+BOOST_FIXTURE_TEST_CASE(observe_shows_the_holder_then_the_waiters_in_line, ClusterFixture) {
+  const auto holder = acquire(request("jobs/a"));
+  Process etcdctl(server.etcdctl({"lock", "jobs/a", "true"}));
+  BOOST_REQUIRE(eventually([&] { return keys("jobs/a").size() == 2; }));
+  std::error_code reader_ec;
+  std::jthread reader([&] {
+    ClusterLockRequest r = request("jobs/a", Mode::shared);
+    r.contend.deadline = std::chrono::steady_clock::now() + 20s;
+    auto hold = ClusterHold::acquire(client, r, reader_ec);
+  });
+  BOOST_REQUIRE(eventually([&] { return keys("jobs/a").size() == 3; }));
+  // Neither a key of another name nor one that is not a lock's is listed.
+  const auto other = acquire(request("jobs/a/b", Mode::shared));
+  Process put(server.etcdctl({"put", "jobs/a/694d", "not a lock"}));
+  BOOST_REQUIRE(put.exit_code(20s) == 0);
+
+  const ClusterLockView view = ClusterLock::open(options_of(server), "jobs/a").observe();
+  BOOST_TEST(view.name == "jobs/a");
+  BOOST_REQUIRE(view.holders.size() == 1u);
+  BOOST_TEST(view.holders[0].key == holder->key());
+  BOOST_TEST(view.holders[0].fencing_token == holder->fencing_token());
+  BOOST_TEST(view.holders[0].lease == holder->lease());
+  BOOST_REQUIRE(view.holders[0].owner.has_value());
+  BOOST_TEST(view.holders[0].owner->pid == ::getpid());
+  BOOST_REQUIRE(view.waiters.size() == 2u);
+  // etcdctl's key has no record: it counts as exclusive.
+  BOOST_TEST(!view.waiters[0].owner.has_value());
+  BOOST_TEST((view.waiters[0].mode == Mode::exclusive));
+  BOOST_TEST((view.waiters[1].mode == Mode::shared));
+  BOOST_TEST(view.waiters[0].fencing_token < view.waiters[1].fencing_token);
+
+  const std::vector<ClusterLockView> all = observe_cluster(options_of(server), "jobs/");
+  BOOST_REQUIRE(all.size() == 2u);
+  BOOST_TEST(all[0].name == "jobs/a");
+  BOOST_TEST(all[0].waiters.size() == 2u);
+  BOOST_TEST(all[1].name == "jobs/a/b");
+  BOOST_TEST(all[1].holders.size() == 1u);
+  BOOST_TEST(observe_cluster(options_of(server), "").size() == 2u);
+  BOOST_TEST(observe_cluster(options_of(server), "nothing/").empty());
+  BOOST_TEST(!holder->release());
+  reader.join();
+  BOOST_TEST(!reader_ec, reader_ec.message());
+}
+
+BOOST_FIXTURE_TEST_CASE(observe_shows_every_reader_that_shares_the_lock, ClusterFixture) {
+  const auto first = acquire(request("db", Mode::shared));
+  const auto second = acquire(request("db", Mode::shared));
+  const ClusterLockView view = ClusterLock::open(options_of(server), "db").observe();
+  BOOST_REQUIRE(view.holders.size() == 2u);
+  BOOST_TEST(view.holders[0].key == first->key());
+  BOOST_TEST(view.holders[1].key == second->key());
+  BOOST_TEST(view.waiters.empty());
+  BOOST_TEST(!first->release());
+  BOOST_TEST(!second->release());
+  BOOST_TEST(ClusterLock::open(options_of(server), "db").observe().holders.empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_lock_granted_after_a_wait_says_when_it_was_granted, ClusterFixture) {
+  auto holder = acquire(request("job"));
+  std::error_code waiter_ec;
+  std::unique_ptr<ClusterHold> waiter_hold;
+  detail::Cancellation never;
+  std::jthread waiter([&] {
+    ClusterLockRequest r = request("job");
+    r.contend.deadline = std::chrono::steady_clock::now() + 20s;
+    r.contend.cancel = &never;
+    waiter_hold = ClusterHold::acquire(client, r, waiter_ec);
+  });
+  // It waits (a wait listens for its cancellation) behind the holder.
+  BOOST_REQUIRE(eventually([&] { return never.listener_count() == 1; }));
+  const ClusterLock lock = ClusterLock::open(options_of(server), "job");
+  BOOST_REQUIRE(lock.observe().waiters.size() == 1);
+  const auto queued_at = lock.observe().waiters[0].owner.value().acquired_at;
+  BOOST_TEST(!holder->release());
+  waiter.join();
+  BOOST_REQUIRE_MESSAGE(waiter_hold, waiter_ec.message());
+  // The record of its key is rewritten once granted, without delaying the grant.
+  BOOST_TEST(eventually([&] {
+    const ClusterLockView view = lock.observe();
+    return view.holders.size() == 1 && view.holders[0].owner &&
+           view.holders[0].owner->acquired_at > queued_at;
+  }));
+  BOOST_TEST(lock.observe().holders[0].fencing_token == waiter_hold->fencing_token());
+}
+
 struct CommandFixture : ClusterFixture {
   TempDir dir;
   const std::string cli = command();
@@ -407,7 +499,102 @@ struct CommandFixture : ClusterFixture {
     argv.insert(argv.end(), command.begin(), command.end());
     return Process(argv);
   }
+
+  // `packlock probe` or `status` --etcd of this server, stderr with stdout.
+  Process probe_or_status(const std::string& subcommand, std::vector<std::string> args) const {
+    std::vector<std::string> argv{"sh", "-c", "exec \"$@\" 2>&1", "sh", cli, subcommand,
+                                  "--etcd", server.endpoints_flag()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return Process(argv);
+  }
+
+  static std::string all_lines(Process& process) {
+    std::string text;
+    while (const auto line = process.read_line(20s)) text += *line + "\n";
+    return text;
+  }
 };
+
+BOOST_FIXTURE_TEST_CASE(probe_etcd_says_who_holds_and_who_waits, CommandFixture) {
+  const auto holder = acquire(request("jobs/a"));
+  Process etcdctl(server.etcdctl({"lock", "jobs/a", "true"}));
+  BOOST_REQUIRE(eventually([&] { return keys("jobs/a").size() == 2; }));
+
+  Process text(probe_or_status("probe", {"jobs/a", "jobs/free"}));
+  const std::string said = text.read_line(20s).value_or("");
+  BOOST_TEST(said.find("jobs/a: held exclusive by " + std::to_string(::getpid())) == 0u, said);
+  BOOST_TEST(said.find("fencing token " + std::to_string(holder->fencing_token())) !=
+                 std::string::npos, said);
+  BOOST_TEST(said.find("; 1 waiting") != std::string::npos, said);
+  BOOST_TEST(text.read_line(20s).value_or("") == "jobs/free: free");
+  BOOST_TEST(text.exit_code(20s) == 1);  // some held
+
+  Process json(probe_or_status("probe", {"--json", "jobs/a"}));
+  const auto parsed = nlohmann::json::parse(all_lines(json));
+  BOOST_TEST(json.exit_code(20s) == 1);
+  BOOST_REQUIRE(parsed.size() == 1u);
+  BOOST_TEST(parsed[0]["state"] == "held");
+  BOOST_TEST(parsed[0]["holders"][0]["key"] == holder->key());
+  BOOST_TEST(parsed[0]["holders"][0]["fencing_token"] == holder->fencing_token());
+  BOOST_TEST(parsed[0]["holders"][0]["owner"]["pid"] == ::getpid());
+  BOOST_TEST(parsed[0]["waiters"].size() == 1u);
+  BOOST_TEST(parsed[0]["waiters"][0]["owner"].is_null());  // etcdctl's
+
+  BOOST_TEST(!holder->release());
+  BOOST_TEST(etcdctl.exit_code(20s) == 0);
+  Process free(probe_or_status("probe", {"jobs/a"}));
+  BOOST_TEST(free.read_line(20s).value_or("") == "jobs/a: free");
+  BOOST_TEST(free.exit_code(20s) == 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(status_etcd_lists_the_locks_under_a_prefix, CommandFixture) {
+  const auto a = acquire(request("ci/a"));
+  const auto b = acquire(request("ci/b", Mode::shared));
+  const auto elsewhere = acquire(request("other"));
+  Process table(probe_or_status("status", {"ci/"}));
+  const auto header = table.read_line(20s).value_or("");
+  BOOST_TEST(header.find("NAME") == 0u, header);
+  BOOST_TEST(header.find("TOKEN") != std::string::npos, header);
+  const auto first = table.read_line(20s).value_or("");
+  BOOST_TEST(first.find("ci/a") == 0u, first);
+  BOOST_TEST(first.find(std::to_string(a->fencing_token())) != std::string::npos, first);
+  BOOST_TEST(table.read_line(20s).value_or("").find("ci/b") == 0u);
+  BOOST_TEST(!table.read_line(20s).has_value());  // "other" is not under ci/
+  BOOST_TEST(table.exit_code(20s) == 0);
+
+  Process json(probe_or_status("status", {"--json"}));
+  const auto parsed = nlohmann::json::parse(all_lines(json));
+  BOOST_TEST(json.exit_code(20s) == 0);
+  BOOST_REQUIRE(parsed.size() == 3u);
+  BOOST_TEST(parsed[1]["name"] == "ci/b");
+  BOOST_TEST(parsed[1]["mode"] == "shared");
+  BOOST_TEST(parsed[2]["name"] == "other");
+}
+
+BOOST_FIXTURE_TEST_CASE(probe_and_status_etcd_refuse_what_only_packs_have, CommandFixture) {
+  for (const auto& [subcommand, option] :
+       std::vector<std::pair<std::string, std::string>>{{"probe", "--try"},
+                                                        {"probe", "--missing-ok"},
+                                                        {"status", "--max-depth=1"}}) {
+    Process refused(probe_or_status(subcommand, {option, "x"}));
+    const auto said = refused.read_line(20s).value_or("");
+    BOOST_TEST(said.find(option.substr(0, option.find('='))) != std::string::npos, said);
+    BOOST_TEST(refused.exit_code(20s) == 64);
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(probe_etcd_names_endpoints_that_do_not_answer, CommandFixture) {
+  const std::string nowhere = "127.0.0.1:" + std::to_string(free_loopback_port());
+  for (const std::string subcommand : {"probe", "status"}) {
+    Process probe({"sh", "-c", "exec \"$@\" 2>&1", "sh", cli, subcommand, "--etcd", nowhere,
+                   "--dial-timeout", "300ms", "job"});
+    const auto said = probe.read_line(20s).value_or("");
+    BOOST_TEST(said.find(nowhere) != std::string::npos, said);
+    BOOST_TEST(said.find("no etcd endpoint answered") != std::string::npos, said);
+    BOOST_TEST(!probe.read_line(20s).has_value());  // one line
+    BOOST_TEST(probe.exit_code(20s) == 69);
+  }
+}
 
 BOOST_FIXTURE_TEST_CASE(run_etcd_gives_the_command_its_fencing_token, CommandFixture) {
   Process first = run({"--key", "job"}, {"sh", "-c", "echo $PACKLOCK_FENCING_TOKEN $PACKLOCK_ETCD_KEY"});

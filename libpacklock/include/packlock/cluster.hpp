@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -17,6 +18,7 @@
 
 #include <packlock/mode.hpp>
 #include <packlock/options.hpp>
+#include <packlock/owner.hpp>
 #include <packlock/pack_lock_hold.hpp>
 #include <packlock/try_lock.hpp>
 
@@ -49,6 +51,32 @@ struct ClusterOptions {
   // "a:2379,b:2379" as a list; empty items are left out.
   static std::vector<std::string> endpoint_list(std::string_view comma_separated);
 };
+
+// One key of a cluster lock: a holder or a waiter.
+struct ClusterParty {
+  std::string key;                   // "NAME/<lease id in hex>"
+  Mode mode = Mode::exclusive;       // exclusive for a key without a record (etcdctl's)
+  std::optional<OwnerRecord> owner;  // the key's value, when it is packlock's record
+  std::int64_t fencing_token = 0;    // the key's create revision
+  std::int64_t lease = 0;
+};
+
+// Who holds a cluster lock and who waits for it, as its keys say.
+struct ClusterLockView {
+  std::string name;
+  // In the order of their keys: one exclusive holder, or the readers
+  // before the first exclusive key. None: the lock is free.
+  std::vector<ClusterParty> holders;
+  // In the order they will be served.
+  std::vector<ClusterParty> waiters;
+};
+
+// The cluster locks whose names start with `prefix` ("": all of them),
+// sorted by name; keys that are not a lock's (no lease, or a last
+// component that is not their lease id in hex) are left out. Reads only.
+std::vector<ClusterLockView> observe_cluster(const ClusterOptions& cluster, std::string_view prefix);
+std::vector<ClusterLockView> observe_cluster(const ClusterOptions& cluster, std::string_view prefix,
+                                             std::error_code& ec) noexcept;
 
 // A held cluster lock. Move-only; the destructor releases.
 class ClusterLockHold {
@@ -107,6 +135,10 @@ class ClusterLock {
   ClusterLockHold acquire(Mode mode, const Context& context, std::error_code& ec) const noexcept;
 
   const std::string& name() const noexcept { return name_; }
+
+  // Who holds the lock and who waits, read from the cluster now.
+  ClusterLockView observe() const;
+  ClusterLockView observe(std::error_code& ec) const noexcept;
 
  private:
   ClusterLockHold take(Mode mode, bool may_wait, std::optional<std::chrono::steady_clock::time_point> deadline,

@@ -22,6 +22,7 @@
 #include <asio/query.hpp>
 #include <asio/steady_timer.hpp>
 
+#include "abandon_service.hpp"
 #include "cancellation.hpp"
 #include "contention.hpp"
 #include "hold.hpp"
@@ -42,37 +43,7 @@ std::error_code as_os_error(const std::error_code& ec) {
   return ec;
 }
 
-// Ends, without running their handlers, the operations still pending when
-// their execution context shuts down (an io_context destroyed mid-wait):
-// otherwise a queued operation would keep its place at the head of the
-// pack's in-process queue, and its descriptors, for ever.
-class AsyncAcquireService final : public asio::execution_context::service {
- public:
-  static asio::execution_context::id id;
-
-  explicit AsyncAcquireService(asio::execution_context& context)
-      : asio::execution_context::service(context) {}
-
-  void add(const std::shared_ptr<AsyncAcquire>& operation) {
-    std::lock_guard lock(mutex_);
-    operations_.push_back(operation);
-  }
-  void remove(const AsyncAcquire* operation) {
-    std::lock_guard lock(mutex_);
-    std::erase_if(operations_, [&](const auto& weak) {
-      const auto alive = weak.lock();
-      return !alive || alive.get() == operation;
-    });
-  }
-
- private:
-  void shutdown() override;
-
-  std::mutex mutex_;
-  std::vector<std::weak_ptr<AsyncAcquire>> operations_;
-};
-
-asio::execution_context::id AsyncAcquireService::id;
+using AsyncAcquireService = AbandonService<AsyncAcquire>;
 
 class AsyncAcquire final : public AsyncWaiter, public std::enable_shared_from_this<AsyncAcquire> {
  public:
@@ -239,17 +210,6 @@ class AsyncAcquire final : public AsyncWaiter, public std::enable_shared_from_th
   // The queue holds a plain pointer to this waiter: keep it alive until done.
   std::shared_ptr<AsyncAcquire> keep_alive_;
 };
-
-void AsyncAcquireService::shutdown() {
-  std::vector<std::weak_ptr<AsyncAcquire>> pending;
-  {
-    std::lock_guard lock(mutex_);
-    pending.swap(operations_);
-  }
-  for (const auto& weak : pending) {
-    if (const auto operation = weak.lock()) operation->abandon();
-  }
-}
 
 std::shared_ptr<AsyncAcquire> make_async_acquire(std::shared_ptr<const Pack> pack,
                                                  asio::any_io_executor executor, Mode mode,

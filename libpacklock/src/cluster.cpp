@@ -180,14 +180,8 @@ ClusterLockView ClusterLock::observe(std::error_code& ec) const noexcept try {
   return {};
 }
 
-ClusterLockHold ClusterLock::take(Mode mode, bool may_wait,
-                                  std::optional<std::chrono::steady_clock::time_point> deadline,
-                                  detail::Cancellation* cancel, std::error_code& ec) const noexcept try {
-  ec.clear();
-  if (!client_) {
-    ec = errc::not_open;
-    return {};
-  }
+detail::ClusterLockRequest ClusterLock::request_for(
+    Mode mode, bool may_wait, std::optional<std::chrono::steady_clock::time_point> deadline) const {
   const Timing timing = resolved_timing(options_.heartbeat, options_.stale_after);
   detail::ClusterLockRequest request;
   request.name = name_;
@@ -197,6 +191,18 @@ ClusterLockHold ClusterLock::take(Mode mode, bool may_wait,
   request.contend.mode = mode;
   request.contend.may_wait = may_wait;
   request.contend.deadline = deadline;
+  return request;
+}
+
+ClusterLockHold ClusterLock::take(Mode mode, bool may_wait,
+                                  std::optional<std::chrono::steady_clock::time_point> deadline,
+                                  detail::Cancellation* cancel, std::error_code& ec) const noexcept try {
+  ec.clear();
+  if (!client_) {
+    ec = errc::not_open;
+    return {};
+  }
+  detail::ClusterLockRequest request = request_for(mode, may_wait, deadline);
   request.contend.cancel = cancel;
   return ClusterLockHold(detail::ClusterHold::acquire(client_, request, ec));
 } catch (const std::bad_alloc&) {
@@ -213,6 +219,27 @@ ClusterLockHold ClusterLock::try_acquire(Mode mode) const {
 
 ClusterLockHold ClusterLock::try_acquire(Mode mode, std::error_code& ec) const noexcept {
   return take(mode, /*may_wait=*/false, std::nullopt, nullptr, ec);
+}
+
+ClusterLockHold ClusterLock::steal() const {
+  std::error_code ec;
+  ClusterLockHold hold = steal(ec);
+  if (ec) throw Error(ec, "steal", name_);
+  return hold;
+}
+
+ClusterLockHold ClusterLock::steal(std::error_code& ec) const noexcept try {
+  ec.clear();
+  if (!client_) {
+    ec = errc::not_open;
+    return {};
+  }
+  detail::ClusterLockRequest request = request_for(Mode::exclusive, /*may_wait=*/false, std::nullopt);
+  request.contend.steal = true;
+  return ClusterLockHold(detail::ClusterHold::acquire(client_, request, ec));
+} catch (const std::bad_alloc&) {
+  ec = std::make_error_code(std::errc::not_enough_memory);
+  return {};
 }
 
 ClusterLockHold ClusterLock::acquire(Mode mode, Timeout timeout) const {

@@ -1,10 +1,14 @@
 #include "cluster_lock.hpp"
 
+#include <algorithm>
+
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
 
 #include <packlock/error.hpp>
+
+#include "cluster_contention.hpp"
 
 namespace packlock::detail {
 namespace {
@@ -26,23 +30,12 @@ std::string record_value(OwnerRecord record, Mode mode, std::int64_t lease) {
   return line;
 }
 
-struct Predecessor {
-  std::string key;
-  std::int64_t revision = 0;  // of the answer that saw it
-};
-
-// What one look at the keys of a lock finds.
-struct Look {
-  std::optional<Predecessor> before;  // the key to wait for, if any
-  bool mine = false;                  // the hold's own key still exists
-  std::int64_t revision = 0;          // of the answer
-};
-
-// The last key created before `revision` under `prefix` that excludes a
-// holder in `mode`, and whether `own` is still there (its lease may have
-// expired during a wait): two reads in one transaction, one round trip.
-Look look(const EtcdClient& client, const std::string& prefix, const std::string& own,
-          std::int64_t revision, Mode mode, std::error_code& ec) {
+// The transaction of a look: the last key created before `revision` under
+// `prefix` that may exclude a holder in `mode`, and whether `own` is still
+// there (its lease may have expired during a wait). Two reads, one round
+// trip.
+etcdserverpb::TxnRequest look_request(const std::string& prefix, const std::string& own,
+                                      std::int64_t revision, Mode mode, bool every_key) {
   etcdserverpb::TxnRequest txn;
   RangeRequest* before = txn.add_success()->mutable_request_range();
   before->set_key(prefix);
@@ -50,39 +43,46 @@ Look look(const EtcdClient& client, const std::string& prefix, const std::string
   before->set_max_create_revision(revision - 1);
   before->set_sort_target(RangeRequest::CREATE);
   before->set_sort_order(RangeRequest::DESCEND);
-  if (mode == Mode::exclusive) {
+  if (mode == Mode::exclusive && !every_key) {
     before->set_limit(1);
     before->set_keys_only(true);
   }
   RangeRequest* self = txn.add_success()->mutable_request_range();
   self->set_key(own);
   self->set_count_only(true);
-  etcdserverpb::TxnResponse response;
-  ec = call(client, client.kv(), &etcdserverpb::KV::Stub::Txn, txn, response);
-  Look found;
-  if (ec) return found;
-  if (response.responses_size() != 2) {
-    ec = errc::cluster_failed;
-    return found;
-  }
-  found.mine = response.responses(1).response_range().count() == 1;
-  found.revision = response.header().revision();
-  for (const auto& kv : response.responses(0).response_range().kvs()) {
-    if (mode == Mode::exclusive || !is_shared_value(kv.value())) {
-      found.before = Predecessor{kv.key(), response.header().revision()};
-      break;
-    }
-  }
-  return found;
+  return txn;
+}
+
+// The transaction that puts the hold's key if its lease has none, and
+// reads the key otherwise.
+etcdserverpb::TxnRequest enter_request(const std::string& key, const ClusterLockRequest& request,
+                                       std::int64_t lease) {
+  etcdserverpb::TxnRequest txn;
+  Compare* absent = txn.add_compare();
+  absent->set_key(key);
+  absent->set_target(Compare::CREATE);
+  absent->set_result(Compare::EQUAL);
+  absent->set_create_revision(0);
+  etcdserverpb::PutRequest* put = txn.add_success()->mutable_request_put();
+  put->set_key(key);
+  if (request.record) put->set_value(record_value(*request.record, request.contend.mode, lease));
+  put->set_lease(lease);
+  txn.add_failure()->mutable_request_range()->set_key(key);
+  return txn;
 }
 
 // A wait for the deletion of one key, which the watch's end, the
 // request's cancellation or its deadline ends.
 class DeletionWait final : public Cancellation::Listener {
  public:
+  struct Key {
+    std::string key;
+    std::int64_t revision = 0;  // of the answer that saw it
+  };
+
   // No error when the key was deleted (or may have been: look again);
   // errc::cancelled or errc::timeout when the wait was ended first.
-  std::error_code run(const EtcdClient& client, const Predecessor& key,
+  std::error_code run(const EtcdClient& client, const Key& key,
                       const ContendRequest& request) {
     if (request.cancel && !request.cancel->subscribe(*this)) return errc::cancelled;
     const std::error_code ec = watch(client, key, request.deadline);
@@ -91,7 +91,7 @@ class DeletionWait final : public Cancellation::Listener {
   }
 
  private:
-  std::error_code watch(const EtcdClient& client, const Predecessor& key,
+  std::error_code watch(const EtcdClient& client, const Key& key,
                         const Deadline& deadline) {
     // From the revision after the one that saw the key: etcd serves a
     // watch that starts in the future at once, while one that starts in
@@ -129,64 +129,265 @@ class DeletionWait final : public Cancellation::Listener {
   bool cancelled_ = false;
 };
 
+// After how many failed watches in a row (a member restarting, say) a wait
+// gives up with the last one's error, rather than looking again.
+constexpr int kWatchFailuresTolerated = 3;
+
 }  // namespace
 
-// One contention for a cluster lock, driven by contend_on(): the attempt
-// puts the hold's key (once) and looks for the key it must wait for; the
-// wait watches that key's deletion. Staleness is etcd's: a key goes with
-// its lease.
-class ClusterHold::Contention final {
- public:
-  Contention(ClusterHold& hold, const ClusterLockRequest& request) noexcept
-      : hold_(hold), request_(request) {}
+// The round trips of a contention and their answers, kept while one is
+// under way; `mutex` guards what a gRPC thread writes.
+struct ClusterHold::Contention::Exchange {
+  etcdserverpb::LeaseGrantRequest grant;
+  etcdserverpb::LeaseGrantResponse granted;
+  etcdserverpb::TxnRequest enter;
+  etcdserverpb::TxnResponse entered;
+  etcdserverpb::TxnRequest look;
+  etcdserverpb::TxnResponse looked;
+  etcdserverpb::TxnRequest steal;
+  etcdserverpb::TxnResponse stolen;
+  std::unique_ptr<grpc::ClientContext> context;
 
-  Step attempt(std::error_code& ec) noexcept try {
-    if (!entered_) {
-      if ((ec = hold_.enter(request_))) return Step::failed;
-      entered_ = true;
-    }
-    const Look found = look(*hold_.client_, key_prefix(request_.name), hold_.key_,
-                            hold_.revision_, request_.contend.mode, ec);
-    if (ec) return Step::failed;
-    // The lease may have expired, and the key with it, while we waited.
-    if (!found.mine) {
-      ec = errc::hijacked;
-      return Step::failed;
-    }
-    before_ = found.before;
-    hold_.seen_at_ = found.revision;
-    return before_ ? Step::busy : Step::locked;
-  } catch (const std::bad_alloc&) {
-    ec = std::make_error_code(std::errc::not_enough_memory);
-    return Step::failed;
-  }
-
-  Step after_busy(std::error_code&) noexcept { return Step::busy; }
-
-  // Whether the lock was waited for (so its key was put well before).
-  bool waited() const noexcept { return waited_; }
-
-  Step wait(std::error_code& ec) noexcept try {
-    waited_ = true;
-    ec = DeletionWait().run(*hold_.client_, *before_, request_.contend);
-    // A wait that is over is stopped by the loop, after one more look.
-    if (ec == errc::timeout || ec == errc::cancelled) ec.clear();
-    return ec ? Step::failed : Step::again;
-  } catch (const std::bad_alloc&) {
-    ec = std::make_error_code(std::errc::not_enough_memory);
-    return Step::failed;
-  }
-
-  // The hold's destructor revokes the lease, and the key with it.
-  void give_up() noexcept {}
-
- private:
-  ClusterHold& hold_;
-  const ClusterLockRequest& request_;
-  bool entered_ = false;
-  bool waited_ = false;
-  std::optional<Predecessor> before_;
+  std::mutex mutex;
+  std::optional<Call> answered;  // the call whose answer is in
+  grpc::Status status;
+  std::shared_ptr<KeyDeletion> deletion;  // the wait under way
+  std::optional<std::error_code> watch_end;
+  bool interrupted = false;  // interrupt() came during this wait
 };
+
+ClusterHold::Contention::Contention(ClusterHold& hold, const ClusterLockRequest& request) noexcept
+    : Contention(hold, request, nullptr) {}
+
+ClusterHold::Contention::Contention(ClusterHold& hold, const ClusterLockRequest& request,
+                                    std::function<void()> resume) noexcept
+    : hold_(hold),
+      request_(request),
+      resume_(std::move(resume)),
+      exchange_(std::make_unique<Exchange>()) {}
+
+ClusterHold::Contention::~Contention() {
+  std::lock_guard lock(exchange_->mutex);
+  if (exchange_->deletion) exchange_->deletion->cancel();
+}
+
+Step ClusterHold::Contention::attempt(std::error_code& ec) noexcept try {
+  if (Step step = take_watch_end(ec); step != Step::again) return step;
+  if (hold_.lease_ == 0) {
+    if (Step step = exchange(Call::grant, ec); step != Step::again) return step;
+  }
+  for (;;) {
+    if (!entered_) {
+      if (Step step = exchange(Call::enter, ec); step != Step::again) return step;
+    }
+    if (Step step = exchange(Call::look, ec); step != Step::again) return step;
+    if (entered_) return before_ ? Step::busy : Step::locked;
+    // The look found the key gone: put it again.
+  }
+} catch (const std::bad_alloc&) {
+  ec = std::make_error_code(std::errc::not_enough_memory);
+  return Step::failed;
+}
+
+Step ClusterHold::Contention::exchange(Call call, std::error_code& ec) {
+  Exchange& x = *exchange_;
+  {
+    std::lock_guard lock(x.mutex);
+    if (x.answered == call) {
+      x.answered.reset();
+      ec = error_of(call, x.status);
+      if (!ec) ec = apply(call);
+      return ec ? Step::failed : Step::again;
+    }
+  }
+  const EtcdClient& client = *hold_.client_;
+  switch (call) {
+    case Call::grant: x.grant.set_ttl(std::max<std::int64_t>(1, request_.ttl.count())); break;
+    case Call::enter:
+      hold_.key_ = key_prefix(request_.name) + lease_hex(hold_.lease_);
+      x.enter = enter_request(hold_.key_, request_, hold_.lease_);
+      break;
+    case Call::look:
+      x.look = look_request(key_prefix(request_.name), hold_.key_, hold_.revision_,
+                            request_.contend.mode, request_.contend.steal);
+      break;
+    case Call::steal: x.steal = steal_request(); break;
+  }
+  x.context = client.context();
+  if (!resume_) {
+    switch (call) {
+      case Call::grant: x.status = client.lease().LeaseGrant(x.context.get(), x.grant, &x.granted); break;
+      case Call::enter: x.status = client.kv().Txn(x.context.get(), x.enter, &x.entered); break;
+      case Call::look: x.status = client.kv().Txn(x.context.get(), x.look, &x.looked); break;
+      case Call::steal: x.status = client.kv().Txn(x.context.get(), x.steal, &x.stolen); break;
+    }
+    ec = error_of(call, x.status);
+    if (!ec) ec = apply(call);
+    return ec ? Step::failed : Step::again;
+  }
+  auto answered = [this, call](grpc::Status status) {
+    {
+      std::lock_guard lock(exchange_->mutex);
+      exchange_->status = std::move(status);
+      exchange_->answered = call;
+    }
+    resume_();
+  };
+  switch (call) {
+    case Call::grant: client.lease().async()->LeaseGrant(x.context.get(), &x.grant, &x.granted, answered); break;
+    case Call::enter: client.kv().async()->Txn(x.context.get(), &x.enter, &x.entered, answered); break;
+    case Call::look: client.kv().async()->Txn(x.context.get(), &x.look, &x.looked, answered); break;
+    case Call::steal: client.kv().async()->Txn(x.context.get(), &x.steal, &x.stolen, answered); break;
+  }
+  return Step::pending;
+}
+
+// A key put again with a lease that is gone: the hold was lost during the
+// wait.
+std::error_code ClusterHold::Contention::error_of(Call call, const grpc::Status& status) {
+  if (call == Call::enter && status.error_code() == grpc::StatusCode::NOT_FOUND) return errc::hijacked;
+  return detail::error_of(status);
+}
+
+etcdserverpb::TxnRequest ClusterHold::Contention::steal_request() const {
+  etcdserverpb::TxnRequest txn;
+  for (const Ahead& key : ahead_) {
+    Compare* same = txn.add_compare();
+    same->set_key(key.key);
+    same->set_target(Compare::CREATE);
+    same->set_result(Compare::EQUAL);
+    same->set_create_revision(key.created);
+    txn.add_success()->mutable_request_delete_range()->set_key(key.key);
+  }
+  return txn;
+}
+
+// Takes in the answer of `call`.
+std::error_code ClusterHold::Contention::apply(Call call) {
+  Exchange& x = *exchange_;
+  switch (call) {
+    case Call::grant:
+      if (!x.granted.error().empty() || x.granted.id() == 0) return errc::cluster_failed;
+      hold_.lease_ = x.granted.id();
+      hold_.ttl_ = std::chrono::seconds(x.granted.ttl());
+      hold_.granted_at_ = std::chrono::steady_clock::now();
+      // Renewed while it waits too: a wait may outlast the TTL.
+      hold_.keep_alive(request_);
+      return {};
+    case Call::enter:
+      if (x.entered.succeeded()) {
+        hold_.revision_ = x.entered.header().revision();
+      } else {
+        const auto& existing = x.entered.responses(0).response_range();
+        if (existing.kvs_size() == 0) return errc::cluster_failed;
+        hold_.revision_ = existing.kvs(0).create_revision();
+      }
+      entered_ = true;
+      return {};
+    case Call::look: {
+      if (x.looked.responses_size() != 2) return errc::cluster_failed;
+      // The key went while we waited: with the lease (then putting it
+      // again fails: lost), or to a steal (then it queues again, behind).
+      if (x.looked.responses(1).response_range().count() != 1) {
+        entered_ = false;
+        return {};
+      }
+      hold_.seen_at_ = x.looked.header().revision();
+      before_.reset();
+      ahead_.clear();
+      for (const auto& kv : x.looked.responses(0).response_range().kvs()) {
+        if (request_.contend.steal) {
+          ahead_.push_back({kv.key(), kv.create_revision(), parse_owner_record(kv.value()).has_value()});
+        }
+        if (!before_ && (request_.contend.mode == Mode::exclusive || !is_shared_value(kv.value()))) {
+          before_ = Predecessor{kv.key(), x.looked.header().revision()};
+        }
+      }
+      return {};
+    }
+    case Call::steal:
+      // Keys that changed meanwhile leave the steal undone: look again.
+      ++steals_;
+      return {};
+  }
+  return errc::cluster_failed;
+}
+
+Step ClusterHold::Contention::after_busy(std::error_code& ec) noexcept try {
+  if (!request_.contend.steal) return Step::busy;
+  // Others may queue or steal between our look and our steal: a few
+  // rounds, then the lock is left to them.
+  if (steals_ >= kStealRounds) return Step::busy;
+  // A key that is not packlock's (etcdctl's) would not notice it was
+  // robbed: its holder would go on as if it held the lock.
+  for (const Ahead& key : ahead_) {
+    if (!key.told) return Step::busy;
+  }
+  return exchange(Call::steal, ec);
+} catch (const std::bad_alloc&) {
+  ec = std::make_error_code(std::errc::not_enough_memory);
+  return Step::failed;
+}
+
+Step ClusterHold::Contention::wait(std::error_code& ec) noexcept try {
+  waited_ = true;
+  if (resume_) return start_watch(ec);
+  DeletionWait::Key key{before_->key, before_->revision};
+  ec = DeletionWait().run(*hold_.client_, key, request_.contend);
+  {
+    std::lock_guard lock(exchange_->mutex);
+    exchange_->watch_end = ec;
+  }
+  return take_watch_end(ec);
+} catch (const std::bad_alloc&) {
+  ec = std::make_error_code(std::errc::not_enough_memory);
+  return Step::failed;
+}
+
+// From the revision after the one that saw the key: etcd serves a watch
+// that starts in the future at once, while one that starts in the past
+// waits for its catch-up loop (every 100 ms).
+Step ClusterHold::Contention::start_watch(std::error_code&) {
+  std::lock_guard lock(exchange_->mutex);
+  exchange_->interrupted = false;
+  exchange_->deletion = KeyDeletion::watch(
+      *hold_.client_, before_->key, before_->revision + 1, [this](std::error_code end) {
+        {
+          std::lock_guard lock(exchange_->mutex);
+          exchange_->watch_end = end;
+        }
+        resume_();
+      });
+  // Cancelled, or past the deadline, before the watch was there to end.
+  if (wait_is_over(request_.contend)) exchange_->deletion->cancel();
+  return Step::pending;
+}
+
+void ClusterHold::Contention::interrupt() noexcept {
+  std::lock_guard lock(exchange_->mutex);
+  exchange_->interrupted = true;
+  if (exchange_->deletion) exchange_->deletion->cancel();
+}
+
+// How the last wait ended: the key went (look again), the wait is over
+// (look again: the loop then stops it), or the watch failed (look again, a
+// few times in a row, since the key may have gone meanwhile).
+Step ClusterHold::Contention::take_watch_end(std::error_code& ec) {
+  std::lock_guard lock(exchange_->mutex);
+  if (!exchange_->watch_end) return Step::again;
+  const std::error_code end = *std::exchange(exchange_->watch_end, std::nullopt);
+  exchange_->deletion.reset();
+  const bool stopped = end == errc::timeout || end == errc::cancelled || exchange_->interrupted;
+  if (!end || stopped) {
+    failed_watches_ = 0;
+    return Step::again;
+  }
+  if (++failed_watches_ >= kWatchFailuresTolerated) {
+    ec = end;
+    return Step::failed;
+  }
+  return Step::again;
+}
 
 std::string key_prefix(const std::string& name) { return name + "/"; }
 
@@ -215,35 +416,36 @@ bool is_shared_value(const std::string& value) {
 std::unique_ptr<ClusterHold> ClusterHold::acquire(std::shared_ptr<const EtcdClient> client,
                                                   const ClusterLockRequest& request,
                                                   std::error_code& ec) {
-  etcdserverpb::LeaseGrantRequest grant;
-  grant.set_ttl(std::max<std::int64_t>(1, request.ttl.count()));
-  etcdserverpb::LeaseGrantResponse granted;
-  ec = call(*client, client->lease(), &etcdserverpb::Lease::Stub::LeaseGrant, grant, granted);
-  if (!ec && !granted.error().empty()) ec = errc::cluster_failed;
-  if (ec) return nullptr;
-  std::unique_ptr<ClusterHold> hold(
-      new ClusterHold(std::move(client), granted.id(), std::chrono::seconds(granted.ttl())));
-  // Renewed while it waits too: a wait may outlast the TTL.
-  hold->keep_alive(request);
+  std::unique_ptr<ClusterHold> hold(new ClusterHold(std::move(client)));
   ec.clear();
   Contention contention(*hold, request);
   if (contend_on(contention, request.contend, ec) != Step::locked) {
     return nullptr;  // the destructor revokes the lease
   }
-  // A beat during the wait may have found the lease gone.
-  if (hold->lost()) {
-    ec = errc::hijacked;
-    return nullptr;
-  }
-  hold->watch_key();
-  if (contention.waited()) hold->restamp(request);
+  if ((ec = hold->take_over(contention, request))) return nullptr;
   return hold;
 }
 
-// What the watch of the hold's key reaches, for as long as the hold lets it.
+std::unique_ptr<ClusterHold> ClusterHold::create(std::shared_ptr<const EtcdClient> client) {
+  return std::unique_ptr<ClusterHold>(new ClusterHold(std::move(client)));
+}
+
+std::error_code ClusterHold::take_over(const Contention& contention, const ClusterLockRequest& request) {
+  // A beat during the wait may have found the lease gone.
+  if (lost()) return errc::hijacked;
+  watch_key();
+  if (contention.waited()) restamp(request);
+  return {};
+}
+
+// What the watches of the hold's key reach, for as long as the hold lets
+// them; `mutex` guards it.
 struct ClusterHold::KeyWatch {
   std::mutex mutex;
   ClusterHold* hold = nullptr;
+  std::shared_ptr<KeyDeletion> deletion;  // the last watch started
+  std::uint64_t started = 0;              // watches started
+  std::uint64_t kept = 0;                 // the one `deletion` is
 };
 
 void ClusterHold::keep_alive(const ClusterLockRequest& request) {
@@ -251,25 +453,63 @@ void ClusterHold::keep_alive(const ClusterLockRequest& request) {
   if (!heartbeat_->add(*this, request.heartbeat)) heartbeat_.reset();
 }
 
-// A deleted key is a lost lock; the heartbeat thread says so at once.
 void ClusterHold::watch_key() {
   key_watch_ = std::make_shared<KeyWatch>();
   key_watch_->hold = this;
   // From the last look, which saw the key: a watch from its creation could
   // start before etcd's compacted history after a long wait.
-  key_deletion_ = KeyDeletion::watch(*client_, key_, seen_at_ + 1,
-                                     [watch = key_watch_](std::error_code ec) {
-                                       std::lock_guard lock(watch->mutex);
-                                       if (ec || !watch->hold) return;
-                                       watch->hold->key_deleted_ = true;
-                                       if (watch->hold->heartbeat_) {
-                                         watch->hold->heartbeat_->beat_soon(*watch->hold);
-                                       }
-                                     });
+  watch_key_from(seen_at_ + 1);
+}
+
+// A deleted key is a lost lock, and a watch that ended otherwise is made
+// again: the heartbeat thread sees to either at once.
+void ClusterHold::watch_key_from(std::int64_t revision) {
+  const std::shared_ptr<KeyWatch> watch = key_watch_;
+  std::uint64_t sequence = 0;
+  {
+    std::lock_guard lock(watch->mutex);
+    sequence = ++watch->started;
+  }
+  // Not under the mutex, which the watch's callback takes.
+  auto deletion = KeyDeletion::watch(*client_, key_, revision, [watch](std::error_code ec) {
+    std::lock_guard lock(watch->mutex);
+    if (!watch->hold || ec == errc::cancelled) return;
+    (ec ? watch->hold->key_unwatched_ : watch->hold->key_deleted_) = true;
+    if (watch->hold->heartbeat_) watch->hold->heartbeat_->beat_soon(*watch->hold);
+  });
+  std::lock_guard lock(watch->mutex);
+  if (!watch->hold) return deletion->cancel();
+  if (sequence > watch->kept) {
+    watch->kept = sequence;
+    watch->deletion = std::move(deletion);
+  }
+}
+
+// The watch of the key ended without seeing it deleted (the member it
+// spoke to went away, etcd compacted its history): the key is looked at,
+// and watched again from that look. On the heartbeat thread.
+void ClusterHold::rewatch_key() {
+  etcdserverpb::RangeRequest range;
+  range.set_key(key_);
+  etcdserverpb::RangeResponse response;
+  if (call(*client_, client_->kv(), &etcdserverpb::KV::Stub::Range, range, response)) {
+    key_unwatched_ = true;  // the next beat tries again
+    return;
+  }
+  if (response.kvs_size() == 0 || response.kvs(0).create_revision() != revision_) {
+    key_deleted_ = true;
+    return;
+  }
+  watch_key_from(response.header().revision() + 1);
 }
 
 bool ClusterHold::beat(std::function<void()>& then) noexcept {
   if (lost()) return false;
+  try {
+    if (key_unwatched_.exchange(false)) rewatch_key();
+  } catch (const std::bad_alloc&) {
+    key_unwatched_ = true;  // the next beat tries again
+  }
   const auto answer = client_->lease_keeper().last_answer(lease_);
   const auto last_renewed = answer ? answer->at : granted_at_;
   const bool gone = (answer && answer->ttl <= 0) || key_deleted_ ||
@@ -321,47 +561,25 @@ void ClusterHold::on_lost(std::function<void()> callback) {
 }
 
 void ClusterHold::stop_keeping_alive() noexcept {
-  if (key_watch_) {
-    std::lock_guard lock(key_watch_->mutex);
-    key_watch_->hold = nullptr;
-  }
-  if (key_deletion_) key_deletion_->cancel();
+  // First the beats, which may start watches (a beat under way ends first).
   if (heartbeat_) heartbeat_->remove(*this);
+  if (key_watch_) {
+    std::shared_ptr<KeyDeletion> deletion;
+    {
+      std::lock_guard lock(key_watch_->mutex);
+      key_watch_->hold = nullptr;
+      deletion = std::move(key_watch_->deletion);
+    }
+    if (deletion) deletion->cancel();
+  }
   client_->lease_keeper().forget(lease_);
-}
-
-// Puts the key (if the lease had none) and learns its create revision.
-std::error_code ClusterHold::enter(const ClusterLockRequest& request) {
-  key_ = key_prefix(request.name) + lease_hex(lease_);
-  etcdserverpb::TxnRequest txn;
-  Compare* absent = txn.add_compare();
-  absent->set_key(key_);
-  absent->set_target(Compare::CREATE);
-  absent->set_result(Compare::EQUAL);
-  absent->set_create_revision(0);
-  etcdserverpb::PutRequest* put = txn.add_success()->mutable_request_put();
-  put->set_key(key_);
-  if (request.record) put->set_value(record_value(*request.record, request.contend.mode, lease_));
-  put->set_lease(lease_);
-  txn.add_failure()->mutable_request_range()->set_key(key_);
-  etcdserverpb::TxnResponse response;
-  if (const auto ec = call(*client_, client_->kv(), &etcdserverpb::KV::Stub::Txn, txn, response)) {
-    return ec;
-  }
-  if (response.succeeded()) {
-    revision_ = response.header().revision();
-    return {};
-  }
-  const auto& existing = response.responses(0).response_range();
-  if (existing.kvs_size() == 0) return errc::cluster_failed;
-  revision_ = existing.kvs(0).create_revision();
-  return {};
 }
 
 std::error_code ClusterHold::release() noexcept try {
   if (released_) return {};
   released_ = true;
   stop_keeping_alive();
+  if (lease_ == 0) return {};  // never granted: nothing to let go
   etcdserverpb::LeaseRevokeRequest revoke;
   revoke.set_id(lease_);
   etcdserverpb::LeaseRevokeResponse revoked;
@@ -372,6 +590,40 @@ std::error_code ClusterHold::release() noexcept try {
   return error_of(status);
 } catch (const std::bad_alloc&) {
   return std::make_error_code(std::errc::not_enough_memory);
+}
+
+void ClusterHold::release_async(std::function<void(std::error_code)> done) {
+  if (released_ || lease_ == 0) {
+    released_ = true;
+    stop_keeping_alive();
+    return done({});
+  }
+  released_ = true;
+  stop_keeping_alive();
+  struct Revoke {
+    std::unique_ptr<grpc::ClientContext> context;
+    etcdserverpb::LeaseRevokeRequest request;
+    etcdserverpb::LeaseRevokeResponse response;
+    std::shared_ptr<OpenStreams> streams;
+    std::function<void(std::error_code)> done;
+  };
+  auto revoke = std::make_shared<Revoke>();
+  revoke->context = client_->context();
+  revoke->request.set_id(lease_);
+  revoke->streams = client_->open_streams();
+  revoke->done = std::move(done);
+  revoke->streams->opened();
+  const bool was_lost = lost();
+  client_->lease().async()->LeaseRevoke(
+      revoke->context.get(), &revoke->request, &revoke->response,
+      [revoke, was_lost](const grpc::Status& status) mutable {
+        const bool gone = status.error_code() == grpc::StatusCode::NOT_FOUND || was_lost;
+        const std::shared_ptr<OpenStreams> streams = revoke->streams;
+        const auto done = std::move(revoke->done);
+        revoke.reset();
+        done(gone ? make_error_code(errc::hijacked) : error_of(status));
+        streams->closed();
+      });
 }
 
 ClusterHold::~ClusterHold() { (void)release(); }

@@ -64,6 +64,15 @@ class ClusterHold final : private Beater {
   static std::unique_ptr<ClusterHold> acquire(std::shared_ptr<const EtcdClient> client,
                                               const ClusterLockRequest& request,
                                               std::error_code& ec);
+
+  // The pieces of an acquisition driven elsewhere (the asynchronous one,
+  // cluster_async.cpp): a hold with no lease yet, a Contention for it
+  // (cluster_contention.hpp), and take_over() once it is locked.
+  class Contention;
+  static std::unique_ptr<ClusterHold> create(std::shared_ptr<const EtcdClient> client);
+  // Watches the key of a hold just locked; errc::hijacked when it was lost
+  // during the contention.
+  std::error_code take_over(const Contention& contention, const ClusterLockRequest& request);
   ~ClusterHold();
   ClusterHold(const ClusterHold&) = delete;
   ClusterHold& operator=(const ClusterHold&) = delete;
@@ -84,24 +93,25 @@ class ClusterHold final : private Beater {
   // Revokes the lease (the key goes with it). errc::hijacked when the hold
   // was lost. Later calls do nothing.
   std::error_code release() noexcept;
+  // The same without waiting for etcd: `done` runs once, on a gRPC thread
+  // (or at once, here, when there is no lease to revoke).
+  void release_async(std::function<void(std::error_code)> done);
 
  private:
   struct KeyWatch;
-  class Contention;
 
-  ClusterHold(std::shared_ptr<const EtcdClient> client, std::int64_t lease,
-              std::chrono::seconds ttl)
-      : client_(std::move(client)), lease_(lease), ttl_(ttl) {}
-  std::error_code enter(const ClusterLockRequest& request);
+  explicit ClusterHold(std::shared_ptr<const EtcdClient> client) : client_(std::move(client)) {}
   void keep_alive(const ClusterLockRequest& request);
   void watch_key();
+  void watch_key_from(std::int64_t revision);
+  void rewatch_key();
   void restamp(const ClusterLockRequest& request);
   bool beat(std::function<void()>& then) noexcept override;
   void stop_keeping_alive() noexcept;
 
   std::shared_ptr<const EtcdClient> client_;
-  std::int64_t lease_ = 0;
-  std::chrono::seconds ttl_;
+  std::int64_t lease_ = 0;  // none until granted
+  std::chrono::seconds ttl_{0};
   std::string key_;
   std::int64_t revision_ = 0;
   std::int64_t seen_at_ = 0;  // the revision of the last look, which found the key
@@ -109,8 +119,8 @@ class ClusterHold final : private Beater {
   std::chrono::steady_clock::time_point granted_at_ = std::chrono::steady_clock::now();
   std::shared_ptr<HeartbeatService> heartbeat_;
   std::shared_ptr<KeyWatch> key_watch_;
-  std::shared_ptr<KeyDeletion> key_deletion_;
   std::atomic<bool> key_deleted_{false};
+  std::atomic<bool> key_unwatched_{false};  // the key's watch ended otherwise
   std::atomic<bool> lost_{false};
   std::mutex callback_mutex_;
   std::function<void()> on_lost_;

@@ -57,6 +57,7 @@ enum class Step {
   busy,    // held by another: judge it, then stop or wait
   again,   // attempt again (the wait ended, the lock was recovered)
   failed,  // `ec` says why: done
+  pending,  // an answer is awaited: the medium calls contend_on again when it is in
 };
 
 // Why a busy lock is not waited for: errc::busy (no wait allowed),
@@ -70,6 +71,10 @@ bool wait_is_over(const ContendRequest& request) noexcept;
 //   Step after_busy(std::error_code&);  steal, or recover a stale lock
 //   Step wait(std::error_code&);        until the lock may be free
 //   void give_up() noexcept;            the request stops (ec is set)
+// A medium that waits without blocking (an asynchronous cluster acquire)
+// returns Step::pending from attempt or wait when it has sent a request,
+// and runs the loop again once the answer is in; the loop starts over with
+// the attempt, which takes the answer.
 template <typename Medium>
 Step contend_on(Medium& medium, const ContendRequest& request, std::error_code& ec) noexcept {
   for (;;) {
@@ -83,7 +88,7 @@ Step contend_on(Medium& medium, const ContendRequest& request, std::error_code& 
       }
       step = medium.wait(ec);
     }
-    if (step == Step::locked || step == Step::failed) return step;
+    if (step == Step::locked || step == Step::failed || step == Step::pending) return step;
   }
 }
 

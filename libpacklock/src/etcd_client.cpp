@@ -288,16 +288,17 @@ class KeyDeletion::Reactor final
     for (const auto& event : response_.events()) {
       if (event.type() == mvccpb::Event::DELETE) return end({});
     }
-    // Compacted past the revision: the key may be gone; the caller looks.
-    if (response_.canceled()) {
-      return end(response_.compact_revision() > 0 ? std::error_code() : errc::cluster_failed);
-    }
+    // Compacted past the revision, or refused: the key may be gone or not;
+    // the caller looks.
+    if (response_.canceled()) return end(errc::cluster_failed);
     StartRead(&response_);
   }
 
   void OnDone(const grpc::Status& status) override {
+    // Only cancel() makes errc::cancelled: any other end (the server or the
+    // channel ended the stream) is a failed watch.
     std::error_code ec = cancelled_ ? make_error_code(errc::cancelled) : error_of(status);
-    if (!ec) ec = errc::cluster_failed;  // the server ended the stream
+    if (!ec || (ec == errc::cancelled && !cancelled_)) ec = errc::cluster_failed;
     end(ec);
     const std::shared_ptr<OpenStreams> streams = streams_;
     self_.reset();  // may destroy this

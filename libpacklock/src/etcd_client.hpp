@@ -161,8 +161,9 @@ void send_txn(const EtcdClient& client, etcdserverpb::TxnRequest request);
 // Waits for the deletion of one key from a revision on: a watch stream of
 // its own, ended by cancel() or by the event. `on_end` runs once, on a gRPC
 // thread: with no error when the key was deleted (or was already gone at
-// that revision), else with why the watch ended (errc::cancelled after
-// cancel()).
+// that revision); errc::cancelled after cancel() and only then; else why
+// the watch ended without seeing the key go (errc::cluster_failed when
+// etcd cancelled it, having compacted that revision away, say).
 class KeyDeletion final : public std::enable_shared_from_this<KeyDeletion> {
  public:
   static std::shared_ptr<KeyDeletion> watch(const EtcdClient& client, std::string key,

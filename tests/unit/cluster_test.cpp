@@ -12,6 +12,10 @@
 #include <sstream>
 #include <thread>
 
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/io_context.hpp>
+#include <asio/use_future.hpp>
 #include <boost/test/unit_test.hpp>
 #include <nlohmann/json.hpp>
 
@@ -224,6 +228,25 @@ struct LossWatch {
     std::unique_lock lock(mutex);
     return told.wait_for(lock, 20s, [&] { return times > 0; });
   }
+};
+
+// A waiter for `name` on a thread of its own, with up to 20 s to wait.
+struct ThreadWaiter {
+  std::error_code ec;
+  std::unique_ptr<ClusterHold> hold;
+  detail::Cancellation never;  // a wait listens to it: the sign it blocks
+  std::jthread thread;
+
+  ThreadWaiter(const ClusterFixture& fixture, const std::string& name)
+      : thread([this, &fixture, name] {
+          ClusterLockRequest r = ClusterFixture::request(name);
+          r.contend.deadline = std::chrono::steady_clock::now() + 20s;
+          r.contend.cancel = &never;
+          hold = ClusterHold::acquire(fixture.client, r, ec);
+        }) {}
+
+  // It waits in line (it looked and found the lock held).
+  bool blocked() { return eventually([&] { return never.listener_count() == 1; }); }
 };
 
 BOOST_FIXTURE_TEST_CASE(a_key_deleted_by_etcdctl_is_a_lost_lock, ClusterFixture) {
@@ -454,23 +477,15 @@ BOOST_FIXTURE_TEST_CASE(observe_shows_every_reader_that_shares_the_lock, Cluster
 
 BOOST_FIXTURE_TEST_CASE(a_lock_granted_after_a_wait_says_when_it_was_granted, ClusterFixture) {
   auto holder = acquire(request("job"));
-  std::error_code waiter_ec;
-  std::unique_ptr<ClusterHold> waiter_hold;
-  detail::Cancellation never;
-  std::jthread waiter([&] {
-    ClusterLockRequest r = request("job");
-    r.contend.deadline = std::chrono::steady_clock::now() + 20s;
-    r.contend.cancel = &never;
-    waiter_hold = ClusterHold::acquire(client, r, waiter_ec);
-  });
-  // It waits (a wait listens for its cancellation) behind the holder.
-  BOOST_REQUIRE(eventually([&] { return never.listener_count() == 1; }));
+  ThreadWaiter waiter(*this, "job");
+  BOOST_REQUIRE(waiter.blocked());
   const ClusterLock lock = ClusterLock::open(options_of(server), "job");
   BOOST_REQUIRE(lock.observe().waiters.size() == 1);
   const auto queued_at = lock.observe().waiters[0].owner.value().acquired_at;
   BOOST_TEST(!holder->release());
-  waiter.join();
-  BOOST_REQUIRE_MESSAGE(waiter_hold, waiter_ec.message());
+  waiter.thread.join();
+  const auto& waiter_hold = waiter.hold;
+  BOOST_REQUIRE_MESSAGE(waiter_hold, waiter.ec.message());
   // The record of its key is rewritten once granted, without delaying the grant.
   BOOST_TEST(eventually([&] {
     const ClusterLockView view = lock.observe();
@@ -478,6 +493,150 @@ BOOST_FIXTURE_TEST_CASE(a_lock_granted_after_a_wait_says_when_it_was_granted, Cl
            view.holders[0].owner->acquired_at > queued_at;
   }));
   BOOST_TEST(lock.observe().holders[0].fencing_token == waiter_hold->fencing_token());
+}
+
+BOOST_FIXTURE_TEST_CASE(async_acquire_is_granted_when_the_holder_releases, ClusterFixture) {
+  const ClusterLock lock = ClusterLock::open(options_of(server), "job");
+  auto holder = acquire(request("job"));
+  asio::io_context io;
+  Outcome<ClusterLockHold> outcome;
+  lock.async_acquire(io.get_executor(), Mode::exclusive, record(outcome));
+  BOOST_TEST(outcome.calls == 0);  // never inside the call
+  // Its key is queued behind the holder's, and it stays queued.
+  run_until(io, [&] { return keys("job").size() == 2; });
+  io.restart();
+  io.run_for(50ms);
+  BOOST_TEST(outcome.calls == 0);
+  BOOST_TEST(!holder->release());
+  run_until(io, [&] { return outcome.calls == 1; });
+  BOOST_TEST(!outcome.ec, outcome.ec.message());
+  BOOST_TEST(outcome.value.fencing_token() > holder->fencing_token());
+  BOOST_TEST(keys("job") == std::vector<std::string>{outcome.value.key()});
+  outcome.value.release();
+  BOOST_TEST(keys("job").empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(async_acquire_of_a_free_lock_works_with_any_token, ClusterFixture) {
+  const ClusterLock lock = ClusterLock::open(options_of(server), "job");
+  asio::io_context io;
+  auto future = lock.async_acquire(io.get_executor(), Mode::shared, asio::use_future);
+  run_until(io, [&] { return future.wait_for(0s) == std::future_status::ready; });
+  ClusterLockHold hold = future.get();
+  BOOST_TEST(hold.fencing_token() > 0);
+  BOOST_TEST(keys("job") == std::vector<std::string>{hold.key()});
+}
+
+BOOST_FIXTURE_TEST_CASE(a_cancelled_async_acquire_leaves_no_key_when_its_handler_runs,
+                        ClusterFixture) {
+  const ClusterLock lock = ClusterLock::open(options_of(server), "job");
+  auto holder = acquire(request("job"));
+  asio::io_context io;
+  asio::cancellation_signal signal;
+  int calls = 0;
+  std::error_code ec;
+  std::vector<std::string> keys_at_handler;
+  lock.async_acquire(io.get_executor(), Mode::exclusive,
+                     asio::bind_cancellation_slot(signal.slot(), [&](std::error_code e, ClusterLockHold) {
+                       ++calls;
+                       ec = e;
+                       keys_at_handler = keys("job");
+                     }));
+  run_until(io, [&] { return keys("job").size() == 2; });
+  signal.emit(asio::cancellation_type::terminal);
+  run_until(io, [&] { return calls == 1; });
+  BOOST_TEST((ec == errc::cancelled), ec.message());
+  BOOST_TEST(keys_at_handler == std::vector<std::string>{holder->key()});
+}
+
+BOOST_FIXTURE_TEST_CASE(an_async_acquire_times_out_and_leaves_no_key, ClusterFixture) {
+  const ClusterLock lock = ClusterLock::open(options_of(server), "job");
+  auto holder = acquire(request("job"));
+  asio::io_context io;
+  int calls = 0;
+  std::error_code ec;
+  std::vector<std::string> keys_at_handler;
+  lock.async_acquire(io.get_executor(), Mode::exclusive, 300ms, [&](std::error_code e, ClusterLockHold) {
+    ++calls;
+    ec = e;
+    keys_at_handler = keys("job");
+  });
+  run_until(io, [&] { return calls == 1; });
+  BOOST_TEST((ec == errc::timeout), ec.message());
+  BOOST_TEST(keys_at_handler == std::vector<std::string>{holder->key()});
+}
+
+BOOST_FIXTURE_TEST_CASE(async_waiters_are_served_in_line, ClusterFixture) {
+  const ClusterLock lock = ClusterLock::open(options_of(server), "job");
+  auto holder = acquire(request("job"));
+  asio::io_context io;
+  std::vector<std::int64_t> granted;
+  std::vector<ClusterLockHold> holds(3);
+  for (int i = 0; i < 3; ++i) {
+    lock.async_acquire(io.get_executor(), Mode::exclusive, [&, i](std::error_code e, ClusterLockHold hold) {
+      BOOST_TEST(!e, e.message());
+      granted.push_back(i);
+      holds[static_cast<std::size_t>(i)] = std::move(hold);
+    });
+    run_until(io, [&] { return keys("job").size() == static_cast<std::size_t>(i) + 2; });
+  }
+  BOOST_TEST(!holder->release());
+  // One at a time, each released as soon as it is granted.
+  for (std::size_t served = 1; served <= 3; ++served) {
+    run_until(io, [&] { return granted.size() == served; });
+    holds[static_cast<std::size_t>(granted.back())].release();
+  }
+  BOOST_TEST((granted == std::vector<std::int64_t>{0, 1, 2}));
+  BOOST_TEST(keys("job").empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_context_destroyed_mid_wait_revokes_the_waiter_s_lease, ClusterFixture) {
+  auto holder = acquire(request("job"));
+  int calls = 0;
+  {
+    const ClusterLock lock = ClusterLock::open(options_of(server), "job");
+    asio::io_context io;
+    lock.async_acquire(io.get_executor(), Mode::exclusive,
+                       [&](std::error_code, ClusterLockHold) { ++calls; });
+    run_until(io, [&] { return keys("job").size() == 2; });
+  }
+  BOOST_TEST(calls == 0);
+  BOOST_TEST(keys("job") == std::vector<std::string>{holder->key()});
+}
+
+BOOST_FIXTURE_TEST_CASE(a_steal_robs_the_holder_who_is_told_and_requeues_the_waiters,
+                        ClusterFixture) {
+  auto holder = acquire(request("job"));
+  LossWatch loss;
+  loss.watch(*holder);
+  ThreadWaiter waiter(*this, "job");
+  BOOST_REQUIRE(waiter.blocked());
+  const std::string waiter_key = keys("job").back();
+
+  ClusterLockHold stolen = ClusterLock::open(options_of(server), "job").steal();
+  BOOST_TEST(stolen.fencing_token() > holder->fencing_token());
+  BOOST_TEST(loss.wait());
+  // The waiter queued again, behind the stealer, with the same lease.
+  BOOST_REQUIRE(eventually([&] { return keys("job").size() == 2; }));
+  BOOST_TEST(keys("job") == (std::vector<std::string>{stolen.key(), waiter_key}));
+  BOOST_TEST(!waiter.hold);
+  stolen.release();
+  waiter.thread.join();
+  BOOST_REQUIRE_MESSAGE(waiter.hold, waiter.ec.message());
+  BOOST_TEST(waiter.hold->fencing_token() > stolen.fencing_token());
+  BOOST_TEST((holder->release() == errc::hijacked));
+}
+
+BOOST_FIXTURE_TEST_CASE(a_steal_leaves_an_etcdctl_holder_alone, ClusterFixture) {
+  Process etcdctl(server.etcdctl({"lock", "job"}));
+  const auto etcdctl_key = etcdctl.read_line(20s);
+  BOOST_REQUIRE(etcdctl_key.has_value());
+  std::error_code ec;
+  const ClusterLockHold hold = ClusterLock::open(options_of(server), "job").steal(ec);
+  BOOST_TEST(!hold);
+  BOOST_TEST((ec == errc::busy), ec.message());
+  BOOST_TEST(keys("job") == std::vector<std::string>{*etcdctl_key});
+  etcdctl.kill(SIGTERM);
+  etcdctl.wait(20s);
 }
 
 struct CommandFixture : ClusterFixture {
@@ -758,7 +917,7 @@ BOOST_AUTO_TEST_CASE(cluster_lock_open_names_unreachable_endpoints) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(a_hold_survives_the_loss_of_the_member_it_spoke_to) {
+BOOST_AUTO_TEST_CASE(a_hold_survives_the_loss_of_the_member_it_spoke_to_and_still_sees_its_key_go) {
   EtcdServer server(3);
   detail::EtcdSettings settings;
   settings.endpoints = server.endpoints();  // the channel speaks to the first
@@ -792,7 +951,19 @@ BOOST_AUTO_TEST_CASE(a_hold_survives_the_loss_of_the_member_it_spoke_to) {
   }
   BOOST_TEST(seen > 0);
   BOOST_TEST(!hold->lost());
-  BOOST_TEST(!hold->release());
+  // The watch of its key ran through the first member too: it is made
+  // again, so a deletion through another member is still seen.
+  LossWatch loss;
+  loss.watch(*hold);
+  etcdserverpb::DeleteRangeRequest remove;
+  remove.set_key(hold->key());
+  etcdserverpb::DeleteRangeResponse removed;
+  BOOST_REQUIRE(eventually([&] {
+    return !detail::call(*survivors, survivors->kv(), &etcdserverpb::KV::Stub::DeleteRange, remove, removed);
+  }));
+  BOOST_TEST(removed.deleted() == 1);
+  BOOST_TEST(loss.wait());
+  BOOST_TEST((hold->release() == errc::hijacked));
 }
 
 BOOST_AUTO_TEST_CASE(unreachable_endpoints_fail_within_the_dial_timeout) {

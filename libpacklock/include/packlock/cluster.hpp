@@ -16,6 +16,10 @@
 #include <system_error>
 #include <vector>
 
+#include <asio/any_io_executor.hpp>
+#include <asio/async_result.hpp>
+
+#include <packlock/detail/cluster_initiation.hpp>
 #include <packlock/mode.hpp>
 #include <packlock/options.hpp>
 #include <packlock/owner.hpp>
@@ -28,6 +32,7 @@ namespace detail {
 class Cancellation;
 class ClusterHold;
 class EtcdClient;
+struct ClusterLockRequest;
 }  // namespace detail
 
 // Where the cluster is and how to speak to it, with etcdctl's meanings.
@@ -103,6 +108,7 @@ class ClusterLockHold {
 
  private:
   friend class ClusterLock;
+  friend class detail::ClusterAcquireOperation;
   explicit ClusterLockHold(std::unique_ptr<detail::ClusterHold> hold) noexcept;
   std::unique_ptr<detail::ClusterHold> hold_;
 };
@@ -126,6 +132,14 @@ class ClusterLock {
   // errc::busy when held (or waited for) by another.
   ClusterLockHold try_acquire(Mode mode = Mode::exclusive) const;
   ClusterLockHold try_acquire(Mode mode, std::error_code& ec) const noexcept;
+  // Takes the lock exclusive at once from whoever holds it or waits ahead,
+  // as Web Locks' steal does: their keys are deleted, so each holder loses
+  // it (on_lost; errc::hijacked at release) and each waiter queues again,
+  // behind. errc::busy when a key ahead is not packlock's (etcdctl's),
+  // whose holder would not notice, or when others keep stealing or queuing
+  // ahead for a few rounds.
+  ClusterLockHold steal() const;
+  ClusterLockHold steal(std::error_code& ec) const noexcept;
   // Waits in line: errc::timeout after `timeout`.
   ClusterLockHold acquire(Mode mode = Mode::exclusive, Timeout timeout = std::nullopt) const;
   ClusterLockHold acquire(Mode mode, Timeout timeout, std::error_code& ec) const noexcept;
@@ -134,6 +148,30 @@ class ClusterLock {
   // cancellation and deadline count.
   ClusterLockHold acquire(Mode mode, const Context& context, std::error_code& ec) const noexcept;
 
+  // acquire() as an Asio operation, for any completion token, with the
+  // completion signature void(std::error_code, ClusterLockHold). No thread
+  // waits for it: each round trip to etcd and the watch of the key before
+  // this one complete on gRPC's threads, and the contention goes on on
+  // `executor`. The handler runs exactly once, never inside this call, on
+  // its associated executor. Its cancellation slot accepts terminal,
+  // partial and total cancellation: errc::cancelled, unless the lock was
+  // granted already; the timeout gives errc::timeout. Either way the
+  // waiter's key and lease are gone before the handler runs.
+  template <typename Executor, typename CompletionToken = asio::default_completion_token_t<Executor>>
+  auto async_acquire(const Executor& executor, Mode mode,
+                     CompletionToken&& token = asio::default_completion_token_t<Executor>()) const {
+    return async_acquire(executor, mode, std::nullopt, std::forward<CompletionToken>(token));
+  }
+
+  template <typename Executor, typename CompletionToken = asio::default_completion_token_t<Executor>>
+  auto async_acquire(const Executor& executor, Mode mode, Timeout timeout,
+                     CompletionToken&& token = asio::default_completion_token_t<Executor>()) const {
+    return asio::async_initiate<CompletionToken, void(std::error_code, ClusterLockHold)>(
+        detail::ClusterAcquireInitiation<ClusterLock, ClusterLockHold>(
+            *this, asio::any_io_executor(executor), timeout),
+        token, mode);
+  }
+
   const std::string& name() const noexcept { return name_; }
 
   // Who holds the lock and who waits, read from the cluster now.
@@ -141,6 +179,13 @@ class ClusterLock {
   ClusterLockView observe(std::error_code& ec) const noexcept;
 
  private:
+  friend std::shared_ptr<detail::ClusterAcquireOperation> detail::start_cluster_acquire(
+      const ClusterLock& lock, asio::any_io_executor executor, Mode mode,
+      std::optional<std::chrono::steady_clock::time_point> deadline,
+      detail::ClusterCompletion completion);
+
+  detail::ClusterLockRequest request_for(Mode mode, bool may_wait,
+                                         std::optional<std::chrono::steady_clock::time_point> deadline) const;
   ClusterLockHold take(Mode mode, bool may_wait, std::optional<std::chrono::steady_clock::time_point> deadline,
                        detail::Cancellation* cancel, std::error_code& ec) const noexcept;
 

@@ -53,6 +53,28 @@ inline std::optional<std::chrono::steady_clock::time_point> deadline_of(
   return deadline_after(std::max(*timeout, std::chrono::steady_clock::duration::zero()));
 }
 
+// The engine's side of any completion handler of an operation that
+// completes with (error, Hold) on whatever thread: keeps the handler's
+// executor busy until then, and runs the handler there with the result.
+// The handler's cancellation slot is left to the caller, which clears it
+// here once complete.
+template <typename Hold, typename Handler>
+std::function<void(std::error_code, Hold)> completion_for(Handler&& handler,
+                                                           const asio::any_io_executor& fallback) {
+  using HandlerType = std::decay_t<Handler>;
+  auto slot = asio::get_associated_cancellation_slot(handler);
+  auto work = asio::make_work_guard(asio::get_associated_executor(handler, fallback));
+  // std::function needs a copyable target; the handler may be move-only.
+  auto shared = std::make_shared<HandlerType>(std::forward<Handler>(handler));
+  return [shared, work, slot](std::error_code ec, Hold hold) mutable {
+    if (slot.is_connected()) slot.clear();
+    asio::dispatch(work.get_executor(), [shared, ec, hold = std::move(hold)]() mutable {
+      (*shared)(ec, std::move(hold));
+    });
+    work.reset();
+  };
+}
+
 // Adapts any completion handler to the engine: keeps the handler's executor
 // busy while the operation runs, runs the handler there, and connects its
 // cancellation slot. The timeout runs from the launch (a deferred operation
@@ -65,20 +87,8 @@ class AcquireInitiation {
 
   template <typename Handler>
   void operator()(Handler&& handler, Mode mode) const {
-    using HandlerType = std::decay_t<Handler>;
     auto slot = asio::get_associated_cancellation_slot(handler);
-    auto work = asio::make_work_guard(asio::get_associated_executor(handler, executor_));
-    // std::function needs a copyable target; the handler may be move-only.
-    auto shared = std::make_shared<HandlerType>(std::forward<Handler>(handler));
-    AsyncCompletion complete = [shared, work, slot](std::error_code ec,
-                                                    PackLockHold hold) mutable {
-      if (slot.is_connected()) slot.clear();
-      asio::dispatch(work.get_executor(),
-                     [shared, ec, hold = std::move(hold)]() mutable {
-                       (*shared)(ec, std::move(hold));
-                     });
-      work.reset();
-    };
+    AsyncCompletion complete = completion_for<PackLockHold>(std::forward<Handler>(handler), executor_);
     auto operation =
         make_async_acquire(pack_, executor_, mode, deadline_of(timeout_), std::move(complete));
     if (slot.is_connected()) {

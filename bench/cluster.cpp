@@ -133,8 +133,8 @@ Figure uncontended_figure(const LocalEtcd& etcd, const ClusterLock& lock) {
                 "ratio <= 1.5 to Put + Delete"};
   figure.ok = figure.ratio() <= 1.5;
   figure.note = "medians of " + std::to_string(kUncontendedRounds) +
-                " interleaved rounds; acquire is LeaseGrant, Txn (put), Txn (the key before, "
-                "its own), a watch of its own key; release is LeaseRevoke";
+                " interleaved rounds; acquire is one Txn (put, the key before) with the lease the "
+                "last release kept, and a watch of its own key; release is DeleteRange";
   return figure;
 }
 
@@ -216,7 +216,7 @@ Figure handoff_figure(const LocalEtcd& etcd, const ClusterLock& lock) {
                 "ratio <= 1.5 to a watch of a Delete"};
   figure.ok = figure.ratio() <= 1.5;
   figure.note = std::to_string(kHandoffRounds) +
-                " interleaved rounds, both from the call that deletes; ours: LeaseRevoke, the "
+                " interleaved rounds, both from the call that deletes; ours: DeleteRange, the "
                 "watch event, one Txn (the key before, its own)";
   return figure;
 }

@@ -5,7 +5,8 @@
 // waits.
 //
 // Thread-safety: run() runs on the executor, one at a time (a run is
-// posted only when the one before it has sent a request and returned);
+// posted only when the one before it has sent a request and returned, or
+// at the start);
 // resume() runs on gRPC threads; cancel() and the deadline on any thread.
 // mutex_ guards what they share.
 
@@ -64,7 +65,6 @@ class ClusterAcquireOperation final : public std::enable_shared_from_this<Cluste
     // The executor counts the operation as work while its answers are
     // awaited on other threads, so that its run() does not return first.
     work_ = asio::prefer(executor_, asio::execution::outstanding_work.tracked);
-    in_flight_ = true;
     post_run();
   }
 
@@ -87,7 +87,9 @@ class ClusterAcquireOperation final : public std::enable_shared_from_this<Cluste
     completion_ = nullptr;
     cancellation_.cancel();
     contention_->interrupt();
-    answered_.wait(lock, [this] { return !in_flight_; });
+    // gRPC's callbacks refer to the contention; a posted run does not run
+    // any more (the context drops it).
+    answered_.wait(lock, [this] { return !awaiting_; });
     deadline_timer_.reset();
     work_ = nullptr;
     const auto self = std::move(keep_alive_);
@@ -102,44 +104,37 @@ class ClusterAcquireOperation final : public std::enable_shared_from_this<Cluste
 
   // On the executor.
   void run() {
-    std::unique_lock lock(mutex_);
-    in_flight_ = false;
-    if (done_) return answered_.notify_all();
-    lock.unlock();
+    {
+      std::lock_guard lock(mutex_);
+      if (done_) return;
+    }
     std::error_code ec;
     for (;;) {
       const Step step = contend_on(*contention_, request_.contend, ec);
       if (step != Step::pending) return finish(step, ec);
-      lock.lock();
-      // The answer may be in already (resume() found nothing in flight).
+      std::lock_guard lock(mutex_);
       if (answers_waiting_ == 0) {
-        in_flight_ = true;
+        awaiting_ = true;
         return;
       }
-      --answers_waiting_;
-      lock.unlock();
+      --answers_waiting_;  // its answer came before this run returned
     }
   }
 
   // On a gRPC thread: the answer of the request the last run sent is in.
   void resume() {
     std::lock_guard lock(mutex_);
-    if (done_) {
-      in_flight_ = false;
-      answered_.notify_all();
-      return;
-    }
-    if (!in_flight_) {
+    if (!awaiting_) {
       ++answers_waiting_;  // the run that sent it has not returned yet
       return;
     }
+    awaiting_ = false;
+    if (done_) return answered_.notify_all();  // abandoned
     try {
       post_run();
     } catch (...) {
-      // No memory to post: the context is shutting down or the process is
-      // failing; abandon() or the executor's end takes it from here.
-      in_flight_ = false;
-      answered_.notify_all();
+      // No memory to post: the process is failing; the operation ends
+      // with its context.
     }
   }
 
@@ -152,14 +147,16 @@ class ClusterAcquireOperation final : public std::enable_shared_from_this<Cluste
     // must not go on a gRPC thread.
     {
       std::lock_guard lock(mutex_);
-      in_flight_ = true;
+      awaiting_ = true;
     }
-    hold_->release_async([self = shared_from_this(), ec](std::error_code) {
-      std::lock_guard lock(self->mutex_);
-      self->in_flight_ = false;
-      if (self->done_) return self->answered_.notify_all();  // abandoned
+    // No reference is held on the gRPC thread: keep_alive_ keeps the
+    // operation until complete() lets it go on the executor.
+    hold_->release_async([this, ec](std::error_code) {
+      std::lock_guard lock(mutex_);
+      awaiting_ = false;
+      if (done_) return answered_.notify_all();  // abandoned
       try {
-        asio::post(self->executor_, [self, ec] { self->complete(ec, ClusterLockHold()); });
+        asio::post(executor_, [this, ec] { complete(ec, ClusterLockHold()); });
       } catch (...) {
         // No memory to post: the handler is not called; the lease is gone.
       }
@@ -188,7 +185,7 @@ class ClusterAcquireOperation final : public std::enable_shared_from_this<Cluste
   }
 
   std::mutex mutex_;
-  std::condition_variable answered_;  // in_flight_ became false
+  std::condition_variable answered_;  // awaiting_ became false
   ClusterLockRequest request_;
   Cancellation cancellation_;
   std::unique_ptr<ClusterHold> hold_;
@@ -198,7 +195,7 @@ class ClusterAcquireOperation final : public std::enable_shared_from_this<Cluste
   ClusterCompletion completion_;
   std::optional<asio::steady_timer> deadline_timer_;
   AbandonService<ClusterAcquireOperation>* service_ = nullptr;
-  bool in_flight_ = false;      // a run is posted, or an answer awaited
+  bool awaiting_ = false;        // a gRPC callback is to come
   int answers_waiting_ = 0;     // answers in before their run returned
   bool done_ = false;
   std::shared_ptr<ClusterAcquireOperation> keep_alive_;

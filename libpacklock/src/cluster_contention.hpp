@@ -3,7 +3,8 @@
 // contend_on() (contention.hpp):
 //
 //   attempt    grants the hold's lease (once), puts its key (once), and
-//              looks for the key before it that excludes it;
+//              looks for the key before it that excludes it (the put
+//              and the first look are one transaction);
 //   wait       watches that key's deletion (or the wait's end), then the
 //              attempt looks again;
 //   steal      deletes every key ahead (after_busy), if each is packlock's
@@ -74,6 +75,8 @@ class ClusterHold::Contention final {
   // answer when it is in: Step::again once it is applied.
   Step exchange(Call call, std::error_code& ec);
   std::error_code apply(Call call);
+  bool take_spare_lease();
+  void take_look(const etcdserverpb::RangeResponse& keys, std::int64_t revision);
   std::error_code error_of(Call call, const grpc::Status& status);
   // Deletes the keys ahead, if each is still the one seen (the same create
   // revision).
@@ -86,6 +89,7 @@ class ClusterHold::Contention final {
   const std::function<void()> resume_;  // empty: blocking
   const std::unique_ptr<Exchange> exchange_;
   bool entered_ = false;
+  bool looked_ = false;  // in this attempt (the put looks as well)
   bool waited_ = false;
   int failed_watches_ = 0;  // in a row
   std::optional<Predecessor> before_;

@@ -67,6 +67,19 @@ etcdserverpb::TxnRequest enter_request(const std::string& key, const ClusterLock
   put->set_key(key);
   if (request.record) put->set_value(record_value(*request.record, request.contend.mode, lease));
   put->set_lease(lease);
+  // The first look, in the same round trip: the keys newest first, the put
+  // one among them (a range after a put in a transaction sees it). An
+  // exclusive request needs only the one before its own.
+  RangeRequest* line = txn.add_success()->mutable_request_range();
+  const std::string prefix = key_prefix(request.name);
+  line->set_key(prefix);
+  line->set_range_end(prefix_end(prefix));
+  line->set_sort_target(RangeRequest::CREATE);
+  line->set_sort_order(RangeRequest::DESCEND);
+  if (request.contend.mode == Mode::exclusive && !request.contend.steal) {
+    line->set_limit(2);
+    line->set_keys_only(true);
+  }
   txn.add_failure()->mutable_request_range()->set_key(key);
   return txn;
 }
@@ -173,14 +186,17 @@ ClusterHold::Contention::~Contention() {
 
 Step ClusterHold::Contention::attempt(std::error_code& ec) noexcept try {
   if (Step step = take_watch_end(ec); step != Step::again) return step;
-  if (hold_.lease_ == 0) {
+  if (hold_.lease_ == 0 && !take_spare_lease()) {
     if (Step step = exchange(Call::grant, ec); step != Step::again) return step;
   }
   for (;;) {
+    looked_ = false;
     if (!entered_) {
       if (Step step = exchange(Call::enter, ec); step != Step::again) return step;
     }
-    if (Step step = exchange(Call::look, ec); step != Step::again) return step;
+    if (!looked_) {
+      if (Step step = exchange(Call::look, ec); step != Step::again) return step;
+    }
     if (entered_) return before_ ? Step::busy : Step::locked;
     // The look found the key gone: put it again.
   }
@@ -242,6 +258,38 @@ Step ClusterHold::Contention::exchange(Call call, std::error_code& ec) {
   return Step::pending;
 }
 
+// A lease granted ahead saves the grant's round trip.
+bool ClusterHold::Contention::take_spare_lease() {
+  const auto spare = hold_.client_->spare_leases().take(request_.ttl);
+  if (!spare) return false;
+  hold_.lease_ = spare->id;
+  hold_.ttl_ = spare->ttl;
+  hold_.granted_at_ = spare->granted_at;
+  hold_.keep_alive(request_);
+  // Renewed now, without waiting for the answer: it may be half used.
+  hold_.client_->lease_keeper().renew(spare->id);
+  return true;
+}
+
+// The keys of a look, newest first: those created before the hold's own
+// (a look made with the put sees it and later keys too) are the line
+// ahead of it.
+void ClusterHold::Contention::take_look(const etcdserverpb::RangeResponse& keys,
+                                        std::int64_t revision) {
+  hold_.seen_at_ = revision;
+  before_.reset();
+  ahead_.clear();
+  for (const auto& kv : keys.kvs()) {
+    if (kv.create_revision() >= hold_.revision_) continue;
+    if (request_.contend.steal) {
+      ahead_.push_back({kv.key(), kv.create_revision(), parse_owner_record(kv.value()).has_value()});
+    }
+    if (!before_ && (request_.contend.mode == Mode::exclusive || !is_shared_value(kv.value()))) {
+      before_ = Predecessor{kv.key(), revision};
+    }
+  }
+}
+
 // A key put again with a lease that is gone: the hold was lost during the
 // wait.
 std::error_code ClusterHold::Contention::error_of(Call call, const grpc::Status& status) {
@@ -275,16 +323,22 @@ std::error_code ClusterHold::Contention::apply(Call call) {
       hold_.keep_alive(request_);
       return {};
     case Call::enter:
+      entered_ = true;
       if (x.entered.succeeded()) {
         hold_.revision_ = x.entered.header().revision();
-      } else {
+        if (x.entered.responses_size() != 2) return errc::cluster_failed;
+        take_look(x.entered.responses(1).response_range(), x.entered.header().revision());
+        looked_ = true;
+        return {};
+      }
+      {
+        // The lease had put its key before: a look of its own follows.
         const auto& existing = x.entered.responses(0).response_range();
         if (existing.kvs_size() == 0) return errc::cluster_failed;
         hold_.revision_ = existing.kvs(0).create_revision();
       }
-      entered_ = true;
       return {};
-    case Call::look: {
+    case Call::look:
       if (x.looked.responses_size() != 2) return errc::cluster_failed;
       // The key went while we waited: with the lease (then putting it
       // again fails: lost), or to a steal (then it queues again, behind).
@@ -292,19 +346,9 @@ std::error_code ClusterHold::Contention::apply(Call call) {
         entered_ = false;
         return {};
       }
-      hold_.seen_at_ = x.looked.header().revision();
-      before_.reset();
-      ahead_.clear();
-      for (const auto& kv : x.looked.responses(0).response_range().kvs()) {
-        if (request_.contend.steal) {
-          ahead_.push_back({kv.key(), kv.create_revision(), parse_owner_record(kv.value()).has_value()});
-        }
-        if (!before_ && (request_.contend.mode == Mode::exclusive || !is_shared_value(kv.value()))) {
-          before_ = Predecessor{kv.key(), x.looked.header().revision()};
-        }
-      }
+      take_look(x.looked.responses(0).response_range(), x.looked.header().revision());
+      looked_ = true;
       return {};
-    }
     case Call::steal:
       // Keys that changed meanwhile leave the steal undone: look again.
       ++steals_;
@@ -433,6 +477,7 @@ std::unique_ptr<ClusterHold> ClusterHold::create(std::shared_ptr<const EtcdClien
 std::error_code ClusterHold::take_over(const Contention& contention, const ClusterLockRequest& request) {
   // A beat during the wait may have found the lease gone.
   if (lost()) return errc::hijacked;
+  locked_ = true;
   watch_key();
   if (contention.waited()) restamp(request);
   return {};
@@ -449,6 +494,7 @@ struct ClusterHold::KeyWatch {
 };
 
 void ClusterHold::keep_alive(const ClusterLockRequest& request) {
+  asked_ttl_ = request.ttl;
   heartbeat_ = HeartbeatService::shared();
   if (!heartbeat_->add(*this, request.heartbeat)) heartbeat_.reset();
 }
@@ -578,8 +624,26 @@ void ClusterHold::stop_keeping_alive() noexcept {
 std::error_code ClusterHold::release() noexcept try {
   if (released_) return {};
   released_ = true;
+  const auto answer = client_->lease_keeper().last_answer(lease_);
+  const auto last_renewed = answer ? answer->at : granted_at_;
   stop_keeping_alive();
   if (lease_ == 0) return {};  // never granted: nothing to let go
+  if (locked_ && !lost()) {
+    // The key goes, which releases the lock; the lease, renewed until now
+    // and without a key again, serves the client's next hold.
+    etcdserverpb::DeleteRangeRequest remove;
+    remove.set_key(key_);
+    etcdserverpb::DeleteRangeResponse removed;
+    if (const auto ec = call(*client_, client_->kv(), &etcdserverpb::KV::Stub::DeleteRange, remove, removed)) {
+      return ec;  // unanswered: the key goes with the lease, at its TTL
+    }
+    if (removed.deleted() == 1) {
+      client_->spare_leases().give_back(asked_ttl_, {lease_, ttl_, last_renewed});
+      return {};
+    }
+    // Gone already, unseen: lost. The lease goes below.
+    lost_.store(true, std::memory_order_release);
+  }
   etcdserverpb::LeaseRevokeRequest revoke;
   revoke.set_id(lease_);
   etcdserverpb::LeaseRevokeResponse revoked;
@@ -600,30 +664,18 @@ void ClusterHold::release_async(std::function<void(std::error_code)> done) {
   }
   released_ = true;
   stop_keeping_alive();
-  struct Revoke {
-    std::unique_ptr<grpc::ClientContext> context;
-    etcdserverpb::LeaseRevokeRequest request;
-    etcdserverpb::LeaseRevokeResponse response;
-    std::shared_ptr<OpenStreams> streams;
-    std::function<void(std::error_code)> done;
-  };
-  auto revoke = std::make_shared<Revoke>();
-  revoke->context = client_->context();
-  revoke->request.set_id(lease_);
-  revoke->streams = client_->open_streams();
-  revoke->done = std::move(done);
-  revoke->streams->opened();
+  etcdserverpb::LeaseRevokeRequest revoke;
+  revoke.set_id(lease_);
   const bool was_lost = lost();
-  client_->lease().async()->LeaseRevoke(
-      revoke->context.get(), &revoke->request, &revoke->response,
-      [revoke, was_lost](const grpc::Status& status) mutable {
-        const bool gone = status.error_code() == grpc::StatusCode::NOT_FOUND || was_lost;
-        const std::shared_ptr<OpenStreams> streams = revoke->streams;
-        const auto done = std::move(revoke->done);
-        revoke.reset();
-        done(gone ? make_error_code(errc::hijacked) : error_of(status));
-        streams->closed();
-      });
+  call_async(*client_, client_->lease().async(), &etcdserverpb::Lease::Stub::async::LeaseRevoke,
+             std::move(revoke),
+             std::function<void(const grpc::Status&, const etcdserverpb::LeaseRevokeResponse&)>(
+                 [done = std::move(done), was_lost](const grpc::Status& status,
+                                                    const etcdserverpb::LeaseRevokeResponse&) {
+                   // A lease that is gone took the key with it: the lock was lost.
+                   const bool gone = status.error_code() == grpc::StatusCode::NOT_FOUND || was_lost;
+                   done(gone ? make_error_code(errc::hijacked) : error_of(status));
+                 }));
 }
 
 ClusterHold::~ClusterHold() { (void)release(); }

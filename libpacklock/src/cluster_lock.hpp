@@ -14,7 +14,10 @@
 //              excludes them all;
 //   fencing    the key's create revision: it rises strictly from one
 //              holder of a name to the next, across hosts;
-//   release    the lease is revoked, which deletes the key at once.
+//   release    the key is deleted, and the lease, without a key again,
+//              is kept for the client's next hold (etcd_client.hpp,
+//              SpareLeases); a hold that was lost, or a wait that ended,
+//              revokes its lease, which deletes the key.
 //
 // While held, the process's heartbeat thread renews the lease every
 // `heartbeat` (heartbeat.hpp, Beater). The hold is lost when etcd answers
@@ -90,8 +93,9 @@ class ClusterHold final : private Beater {
   // thread; at once, on this thread, if it already is.
   void on_lost(std::function<void()> callback);
 
-  // Revokes the lease (the key goes with it). errc::hijacked when the hold
-  // was lost. Later calls do nothing.
+  // Deletes the key and keeps the lease for the client's next hold; a hold
+  // that was lost, or never locked, revokes its lease (the key goes with
+  // it). errc::hijacked when the hold was lost. Later calls do nothing.
   std::error_code release() noexcept;
   // The same without waiting for etcd: `done` runs once, on a gRPC thread
   // (or at once, here, when there is no lease to revoke).
@@ -116,6 +120,8 @@ class ClusterHold final : private Beater {
   std::int64_t revision_ = 0;
   std::int64_t seen_at_ = 0;  // the revision of the last look, which found the key
   bool released_ = false;
+  bool locked_ = false;                   // the contention ended with the lock
+  std::chrono::seconds asked_ttl_{0};     // the TTL the request asked for
   std::chrono::steady_clock::time_point granted_at_ = std::chrono::steady_clock::now();
   std::shared_ptr<HeartbeatService> heartbeat_;
   std::shared_ptr<KeyWatch> key_watch_;

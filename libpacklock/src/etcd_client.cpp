@@ -150,6 +150,7 @@ void OpenStreams::wait_until_none() {
 }
 
 EtcdClient::~EtcdClient() {
+  spares_.revoke_all();
   keeper_.cancel();
   streams_->wait_until_none();
 }
@@ -232,22 +233,7 @@ std::unique_ptr<grpc::ClientContext> EtcdClient::stream_context() const {
 }
 
 void send_txn(const EtcdClient& client, etcdserverpb::TxnRequest request) {
-  // Owned by gRPC's callback until the call is done.
-  struct Call {
-    std::unique_ptr<grpc::ClientContext> context;
-    etcdserverpb::TxnRequest request;
-    etcdserverpb::TxnResponse response;
-    std::shared_ptr<OpenStreams> streams;
-  };
-  auto sent = std::make_shared<Call>(
-      Call{client.context(), std::move(request), {}, client.open_streams()});
-  sent->streams->opened();
-  client.kv().async()->Txn(sent->context.get(), &sent->request, &sent->response,
-                           [sent](const grpc::Status&) mutable {
-                             const std::shared_ptr<OpenStreams> streams = sent->streams;
-                             sent.reset();
-                             streams->closed();
-                           });
+  call_async(client, client.kv().async(), &etcdserverpb::KV::Stub::async::Txn, std::move(request));
 }
 
 // The watch stream of one KeyDeletion. It owns itself from the start of
@@ -459,6 +445,70 @@ std::optional<LeaseKeeper::Answer> LeaseKeeper::last_answer(std::int64_t lease) 
 void LeaseKeeper::forget(std::int64_t lease) {
   std::lock_guard lock(answers_->mutex);
   answers_->by_lease.erase(lease);
+}
+
+std::optional<SpareLeases::Lease> SpareLeases::take(std::chrono::seconds ttl) {
+  std::optional<Lease> spare;
+  {
+    std::lock_guard lock(mutex_);
+    ++asked_;
+    const auto found = ready_.find(ttl.count());
+    if (found != ready_.end()) {
+      // Young enough to outlive the acquisition's first renewal.
+      if (std::chrono::steady_clock::now() - found->second.granted_at < found->second.ttl / 2) {
+        spare = found->second;
+      }
+      ready_.erase(found);
+    }
+    // A miss from the second acquisition on: one is granted for the next.
+    if (spare || asked_ < 2 || granting_[ttl.count()]) return spare;
+    granting_[ttl.count()] = true;
+  }
+  grant(ttl);
+  return spare;
+}
+
+void SpareLeases::give_back(std::chrono::seconds ttl, Lease lease) {
+  {
+    std::lock_guard lock(mutex_);
+    const auto [kept, added] = ready_.try_emplace(ttl.count(), lease);
+    if (added) return;
+    // One spare per TTL: the fresher one stays.
+    if (kept->second.granted_at < lease.granted_at) std::swap(kept->second, lease);
+  }
+  revoke(lease.id);
+}
+
+void SpareLeases::revoke_all() {
+  std::map<std::int64_t, Lease> spares;
+  {
+    std::lock_guard lock(mutex_);
+    spares.swap(ready_);
+  }
+  for (const auto& [ttl, lease] : spares) revoke(lease.id);
+}
+
+void SpareLeases::revoke(std::int64_t lease) {
+  etcdserverpb::LeaseRevokeRequest request;
+  request.set_id(lease);
+  call_async(client_, client_.lease().async(), &etcdserverpb::Lease::Stub::async::LeaseRevoke,
+             std::move(request));
+}
+
+void SpareLeases::grant(std::chrono::seconds ttl) {
+  etcdserverpb::LeaseGrantRequest request;
+  request.set_ttl(ttl.count());
+  call_async(client_, client_.lease().async(), &etcdserverpb::Lease::Stub::async::LeaseGrant,
+             std::move(request),
+             std::function<void(const grpc::Status&, const etcdserverpb::LeaseGrantResponse&)>(
+                 [this, ttl](const grpc::Status& status, const etcdserverpb::LeaseGrantResponse& granted) {
+                   std::lock_guard lock(mutex_);
+                   granting_[ttl.count()] = false;
+                   if (status.ok() && granted.error().empty() && granted.id() != 0) {
+                     ready_[ttl.count()] = {granted.id(), std::chrono::seconds(granted.ttl()),
+                                            std::chrono::steady_clock::now()};
+                   }
+                 }));
 }
 
 std::shared_ptr<KeyDeletion> KeyDeletion::watch(const EtcdClient& client, std::string key,

@@ -104,6 +104,45 @@ class LeaseKeeper final {
   std::shared_ptr<Stream> stream_;
 };
 
+// Leases ready for a client's next hold, one per TTL, so that an
+// acquisition need not wait for a grant: the lease of a hold that released
+// its key, or one granted ahead. A lease serves one hold at a time. A
+// client grants spares from its second acquisition on, so a command that
+// takes one lock grants none; a spare not renewed for half its TTL is left
+// to expire (it has no key), and the client revokes its spares when it
+// goes. Thread-safe.
+class SpareLeases final {
+ public:
+  struct Lease {
+    std::int64_t id = 0;
+    std::chrono::seconds ttl{0};  // as etcd granted it
+    std::chrono::steady_clock::time_point granted_at{};
+  };
+
+  explicit SpareLeases(const class EtcdClient& client) noexcept : client_(client) {}
+  SpareLeases(const SpareLeases&) = delete;
+  SpareLeases& operator=(const SpareLeases&) = delete;
+
+  // A spare asked for with `ttl`, fresh; or none, and then one is granted
+  // in the background for the next time.
+  std::optional<Lease> take(std::chrono::seconds ttl);
+  // A lease whose hold released its key: the next spare of `ttl` (revoked
+  // when there is one already).
+  void give_back(std::chrono::seconds ttl, Lease lease);
+  // Revokes every spare, without waiting (the client is going).
+  void revoke_all();
+
+ private:
+  void grant(std::chrono::seconds ttl);
+  void revoke(std::int64_t lease);
+
+  const class EtcdClient& client_;
+  std::mutex mutex_;
+  std::map<std::int64_t, Lease> ready_;  // by the TTL asked for
+  std::map<std::int64_t, bool> granting_;
+  int asked_ = 0;
+};
+
 class EtcdClient final {
  public:
   // Dials the endpoints (within settings.dial_timeout) and, with a user,
@@ -127,6 +166,7 @@ class EtcdClient final {
   etcdserverpb::Lease::Stub& lease() const noexcept { return *lease_; }
   etcdserverpb::Watch::Stub& watch() const noexcept { return *watch_; }
   LeaseKeeper& lease_keeper() const noexcept { return keeper_; }
+  SpareLeases& spare_leases() const noexcept { return spares_; }
   // What every stream of the client reports to.
   const std::shared_ptr<OpenStreams>& open_streams() const noexcept { return streams_; }
 
@@ -142,6 +182,7 @@ class EtcdClient final {
   std::string token_;  // from Authenticate, when there is a user
   std::shared_ptr<OpenStreams> streams_ = std::make_shared<OpenStreams>();
   mutable LeaseKeeper keeper_{*this};
+  mutable SpareLeases spares_{*this};
 };
 
 // A synchronous unary call: `method` is a stub's member, e.g.
@@ -154,9 +195,46 @@ std::error_code call(const EtcdClient& client, Stub& stub,
   return error_of((stub.*method)(context.get(), request, &response));
 }
 
+// A unary call that does not block: `stub` is a stub's async(), `method`
+// one of its members, e.g. &etcdserverpb::KV::Stub::async::Txn. `done`
+// (if any) runs once, on a gRPC thread, with the status and the answer;
+// the client waits for it before it goes, so `done` must not let the last
+// reference to the client go.
+template <typename Async, typename Request, typename Response>
+void call_async(const EtcdClient& client, Async* stub,
+                void (Async::*method)(grpc::ClientContext*, const Request*, Response*,
+                                      std::function<void(grpc::Status)>),
+                Request request,
+                std::function<void(const grpc::Status&, const Response&)> done = nullptr);
+
 // Sends a transaction and does not wait for its answer, which nobody
 // reads: for a write whose failure changes nothing (a record's time).
 void send_txn(const EtcdClient& client, etcdserverpb::TxnRequest request);
+
+template <typename Async, typename Request, typename Response>
+void call_async(const EtcdClient& client, Async* stub,
+                void (Async::*method)(grpc::ClientContext*, const Request*, Response*,
+                                      std::function<void(grpc::Status)>),
+                Request request, std::function<void(const grpc::Status&, const Response&)> done) {
+  // Owned by gRPC's callback until the call is done.
+  struct Call {
+    std::unique_ptr<grpc::ClientContext> context;
+    Request request;
+    Response response;
+    std::shared_ptr<OpenStreams> streams;
+    std::function<void(const grpc::Status&, const Response&)> done;
+  };
+  auto call = std::make_shared<Call>(
+      Call{client.context(), std::move(request), {}, client.open_streams(), std::move(done)});
+  call->streams->opened();
+  (stub->*method)(call->context.get(), &call->request, &call->response,
+                  [call](const grpc::Status& status) mutable {
+                    const std::shared_ptr<OpenStreams> streams = call->streams;
+                    if (call->done) call->done(status, call->response);
+                    call.reset();
+                    streams->closed();  // the client may go from here on
+                  });
+}
 
 // Waits for the deletion of one key from a revision on: a watch stream of
 // its own, ended by cancel() or by the event. `on_end` runs once, on a gRPC

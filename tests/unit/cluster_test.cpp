@@ -412,6 +412,17 @@ BOOST_FIXTURE_TEST_CASE(eight_processes_on_two_hosts_count_exactly_in_token_orde
 
 // `packlock run --etcd`, as a user runs it: the local command, which hands
 // the command line over to packlock-etcd.
+// The ids of the leases etcd has now, from `etcdctl lease list`.
+std::set<std::int64_t> leases_of(const EtcdServer& server) {
+  Process list(server.etcdctl({"lease", "list"}));
+  std::set<std::int64_t> ids;
+  while (const auto line = list.read_line(20s)) {
+    if (line->rfind("found ", 0) != 0) ids.insert(std::stoll(*line, nullptr, 16));
+  }
+  BOOST_REQUIRE(list.exit_code(20s) == 0);
+  return ids;
+}
+
 ClusterOptions options_of(const EtcdServer& server) {
   ClusterOptions options;
   options.endpoints = server.endpoints();
@@ -589,18 +600,37 @@ BOOST_FIXTURE_TEST_CASE(async_waiters_are_served_in_line, ClusterFixture) {
   BOOST_TEST(keys("job").empty());
 }
 
-BOOST_FIXTURE_TEST_CASE(a_context_destroyed_mid_wait_revokes_the_waiter_s_lease, ClusterFixture) {
-  auto holder = acquire(request("job"));
+// Starts an acquisition of the held "job" on a context of its own, runs
+// the context as `advance` says, then destroys it: the operation must end
+// without its handler, its key and lease gone.
+void abandon_after(ClusterFixture& fixture, const std::function<void(asio::io_context&)>& advance) {
+  auto holder = fixture.acquire(ClusterFixture::request("job"));
   int calls = 0;
   {
-    const ClusterLock lock = ClusterLock::open(options_of(server), "job");
+    const ClusterLock lock = ClusterLock::open(options_of(fixture.server), "job");
     asio::io_context io;
     lock.async_acquire(io.get_executor(), Mode::exclusive,
                        [&](std::error_code, ClusterLockHold) { ++calls; });
-    run_until(io, [&] { return keys("job").size() == 2; });
+    advance(io);
   }
   BOOST_TEST(calls == 0);
-  BOOST_TEST(keys("job") == std::vector<std::string>{holder->key()});
+  BOOST_TEST(fixture.keys("job") == std::vector<std::string>{holder->key()});
+}
+
+BOOST_FIXTURE_TEST_CASE(a_context_destroyed_mid_wait_revokes_the_waiter_s_lease, ClusterFixture) {
+  abandon_after(*this, [&](asio::io_context& io) {
+    run_until(io, [&] { return keys("job").size() == 2; });
+  });
+}
+
+BOOST_FIXTURE_TEST_CASE(a_context_destroyed_with_a_run_still_posted_ends_the_operation,
+                        ClusterFixture) {
+  abandon_after(*this, [&](asio::io_context& io) {
+    // The first step asks for a lease; its answer posts the next step,
+    // which never runs.
+    BOOST_REQUIRE(io.poll() == 1);
+    BOOST_REQUIRE(eventually([&] { return leases_of(server).size() == 2; }));
+  });
 }
 
 BOOST_FIXTURE_TEST_CASE(a_steal_robs_the_holder_who_is_told_and_requeues_the_waiters,
@@ -637,6 +667,39 @@ BOOST_FIXTURE_TEST_CASE(a_steal_leaves_an_etcdctl_holder_alone, ClusterFixture) 
   BOOST_TEST(keys("job") == std::vector<std::string>{*etcdctl_key});
   etcdctl.kill(SIGTERM);
   etcdctl.wait(20s);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_released_lease_serves_the_next_hold_and_goes_with_its_client,
+                        ClusterFixture) {
+  auto own = connect();
+  std::error_code ec;
+  auto first = ClusterHold::acquire(own, request("job"), ec);
+  BOOST_REQUIRE_MESSAGE(first, ec.message());
+  const std::int64_t lease = first->lease();
+  BOOST_TEST(!first->release());
+  // The lock is free: the key went; its lease stays for the next hold.
+  BOOST_TEST(keys("job").empty());
+  BOOST_TEST(leases_of(server).count(lease) == 1u);
+  auto second = ClusterHold::acquire(own, request("other"), ec);
+  BOOST_REQUIRE_MESSAGE(second, ec.message());
+  BOOST_TEST(second->lease() == lease);
+  BOOST_TEST(second->fencing_token() > first->fencing_token());
+  BOOST_TEST(!second->release());
+  first.reset();
+  second.reset();
+  own.reset();  // the client goes, and revokes its spare leases
+  BOOST_TEST(leases_of(server).empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_lost_hold_does_not_pass_its_lease_on, ClusterFixture) {
+  auto own = connect();
+  std::error_code ec;
+  auto hold = ClusterHold::acquire(own, request("job"), ec);
+  BOOST_REQUIRE_MESSAGE(hold, ec.message());
+  Process del(server.etcdctl({"del", hold->key()}));
+  BOOST_REQUIRE(del.exit_code(20s) == 0);
+  BOOST_TEST((hold->release() == errc::hijacked));
+  BOOST_TEST(leases_of(server).empty());
 }
 
 struct CommandFixture : ClusterFixture {

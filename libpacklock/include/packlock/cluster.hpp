@@ -101,7 +101,9 @@ class ClusterLockHold {
   // Runs once when the hold is found lost, on the heartbeat thread (at
   // once, here, if it already is).
   void on_lost(std::function<void()> callback);
-  // Deletes the key and revokes the lease. errc::hijacked when the hold
+  // Deletes the key, which releases the lock at once; the lease, without a
+  // key, is kept for the next hold of this process (a lost hold's is
+  // revoked). errc::hijacked when the hold
   // was lost. Releasing an empty hold does nothing.
   void release();
   void release(std::error_code& ec) noexcept;

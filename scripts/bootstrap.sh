@@ -10,12 +10,14 @@ set -euo pipefail
 # The CLI tests drive util-linux's flock, setpriv and unshare and bsdutils'
 # script, and read JSON with jq; the manual lint runs groff and mandoc. The
 # cluster backend is built from etcd's .proto files (the golang-*-dev
-# packages ship them) with gRPC, and tested against etcd and etcdctl.
+# packages ship them) with gRPC, and tested against etcd and etcdctl;
+# packlock-etcd links the static archives of gRPC and what it uses.
 packages=(
   cmake g++ make pkg-config dpkg-dev
   libboost-filesystem-dev libboost-program-options-dev libboost-test-dev
   libasio-dev nlohmann-json3-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libgrpc-dev libabsl-dev libc-ares-dev libre2-dev libssl-dev zlib1g-dev
   golang-etcd-server-dev golang-github-gogo-protobuf-dev
   golang-github-grpc-ecosystem-grpc-gateway-dev etcd-server etcd-client
   util-linux bsdutils coreutils procps groff-base mandoc jq

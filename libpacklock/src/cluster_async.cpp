@@ -205,7 +205,7 @@ class ClusterAcquireOperation final : public std::enable_shared_from_this<Cluste
 
 namespace packlock::detail {
 
-std::shared_ptr<ClusterAcquireOperation> start_cluster_acquire(
+std::shared_ptr<ClusterAcquireOperation> make_cluster_acquire(
     const ClusterLock& lock, asio::any_io_executor executor, Mode mode,
     std::optional<std::chrono::steady_clock::time_point> deadline, ClusterCompletion completion) {
   if (!lock.client_) {
@@ -217,8 +217,11 @@ std::shared_ptr<ClusterAcquireOperation> start_cluster_acquire(
   auto operation = std::make_shared<ClusterAcquireOperation>(
       lock.client_, lock.request_for(mode, /*may_wait=*/true, deadline), std::move(executor),
       std::move(completion));
-  operation->start();
   return operation;
+}
+
+void start_cluster_acquire(const std::shared_ptr<ClusterAcquireOperation>& operation) {
+  operation->start();
 }
 
 void cancel_cluster_acquire(const std::weak_ptr<ClusterAcquireOperation>& operation,

@@ -76,6 +76,7 @@ class ClusterHold::Contention final {
   Step exchange(Call call, std::error_code& ec);
   std::error_code apply(Call call);
   bool take_spare_lease();
+  bool is_answered(Call call);
   void take_look(const etcdserverpb::RangeResponse& keys, std::int64_t revision);
   std::error_code error_of(Call call, const grpc::Status& status);
   // Deletes the keys ahead, if each is still the one seen (the same create
@@ -88,6 +89,7 @@ class ClusterHold::Contention final {
   const ClusterLockRequest& request_;
   const std::function<void()> resume_;  // empty: blocking
   const std::unique_ptr<Exchange> exchange_;
+  bool grant_asked_ = false;
   bool entered_ = false;
   bool looked_ = false;  // in this attempt (the put looks as well)
   bool waited_ = false;

@@ -43,10 +43,9 @@ etcdserverpb::TxnRequest look_request(const std::string& prefix, const std::stri
   before->set_max_create_revision(revision - 1);
   before->set_sort_target(RangeRequest::CREATE);
   before->set_sort_order(RangeRequest::DESCEND);
-  if (mode == Mode::exclusive && !every_key) {
-    before->set_limit(1);
-    before->set_keys_only(true);
-  }
+  // No limit: keys of longer names ("<name>/b/<lease>") share the prefix
+  // and are passed over (take_look), so the key before may be further on.
+  if (mode == Mode::exclusive && !every_key) before->set_keys_only(true);
   RangeRequest* self = txn.add_success()->mutable_request_range();
   self->set_key(own);
   self->set_count_only(true);
@@ -69,17 +68,14 @@ etcdserverpb::TxnRequest enter_request(const std::string& key, const ClusterLock
   put->set_lease(lease);
   // The first look, in the same round trip: the keys newest first, the put
   // one among them (a range after a put in a transaction sees it). An
-  // exclusive request needs only the one before its own.
+  // exclusive request needs their names only.
   RangeRequest* line = txn.add_success()->mutable_request_range();
   const std::string prefix = key_prefix(request.name);
   line->set_key(prefix);
   line->set_range_end(prefix_end(prefix));
   line->set_sort_target(RangeRequest::CREATE);
   line->set_sort_order(RangeRequest::DESCEND);
-  if (request.contend.mode == Mode::exclusive && !request.contend.steal) {
-    line->set_limit(2);
-    line->set_keys_only(true);
-  }
+  if (request.contend.mode == Mode::exclusive && !request.contend.steal) line->set_keys_only(true);
   txn.add_failure()->mutable_request_range()->set_key(key);
   return txn;
 }
@@ -186,7 +182,12 @@ ClusterHold::Contention::~Contention() {
 
 Step ClusterHold::Contention::attempt(std::error_code& ec) noexcept try {
   if (Step step = take_watch_end(ec); step != Step::again) return step;
-  if (hold_.lease_ == 0 && !take_spare_lease()) {
+  // The answer to a steal sent by the last step (asynchronously).
+  if (is_answered(Call::steal)) {
+    if (Step step = exchange(Call::steal, ec); step != Step::again) return step;
+  }
+  if (hold_.lease_ == 0 && (grant_asked_ || !take_spare_lease())) {
+    grant_asked_ = true;  // its answer brings the lease: no spare then
     if (Step step = exchange(Call::grant, ec); step != Step::again) return step;
   }
   for (;;) {
@@ -258,6 +259,11 @@ Step ClusterHold::Contention::exchange(Call call, std::error_code& ec) {
   return Step::pending;
 }
 
+bool ClusterHold::Contention::is_answered(Call call) {
+  std::lock_guard lock(exchange_->mutex);
+  return exchange_->answered == call;
+}
+
 // A lease granted ahead saves the grant's round trip.
 bool ClusterHold::Contention::take_spare_lease() {
   const auto spare = hold_.client_->spare_leases().take(request_.ttl);
@@ -271,16 +277,22 @@ bool ClusterHold::Contention::take_spare_lease() {
   return true;
 }
 
-// The keys of a look, newest first: those created before the hold's own
-// (a look made with the put sees it and later keys too) are the line
-// ahead of it.
+// The keys of a look, newest first: those of this name created before the
+// hold's own (a look made with the put sees it and later keys too) are
+// the line ahead of it. etcd's own recipe also waits for the keys of
+// longer names under the same prefix; packlock does not, so that the
+// locks of nested packs (run's default name is the canonical path) are
+// independent, as their sidecars are.
 void ClusterHold::Contention::take_look(const etcdserverpb::RangeResponse& keys,
                                         std::int64_t revision) {
   hold_.seen_at_ = revision;
   before_.reset();
   ahead_.clear();
+  const std::size_t prefix_size = key_prefix(request_.name).size();
   for (const auto& kv : keys.kvs()) {
     if (kv.create_revision() >= hold_.revision_) continue;
+    // Another lock's: a longer name under this one ("<name>/b/<lease>").
+    if (kv.key().find('/', prefix_size) != std::string::npos) continue;
     if (request_.contend.steal) {
       ahead_.push_back({kv.key(), kv.create_revision(), parse_owner_record(kv.value()).has_value()});
     }
@@ -533,26 +545,38 @@ void ClusterHold::watch_key_from(std::int64_t revision) {
 
 // The watch of the key ended without seeing it deleted (the member it
 // spoke to went away, etcd compacted its history): the key is looked at,
-// and watched again from that look. On the heartbeat thread.
-void ClusterHold::rewatch_key() {
+// without blocking the heartbeat thread (which beats every hold, packs'
+// too), and the answer is taken in by a later beat: the key is watched
+// again from that look, or found gone (lost). A look that fails is made
+// again at the next beat.
+void ClusterHold::look_at_key() {
   etcdserverpb::RangeRequest range;
   range.set_key(key_);
-  etcdserverpb::RangeResponse response;
-  if (call(*client_, client_->kv(), &etcdserverpb::KV::Stub::Range, range, response)) {
-    key_unwatched_ = true;  // the next beat tries again
-    return;
-  }
-  if (response.kvs_size() == 0 || response.kvs(0).create_revision() != revision_) {
-    key_deleted_ = true;
-    return;
-  }
-  watch_key_from(response.header().revision() + 1);
+  call_async(*client_, client_->kv().async(), &etcdserverpb::KV::Stub::async::Range, std::move(range),
+             std::function<void(const grpc::Status&, const etcdserverpb::RangeResponse&)>(
+                 [watch = key_watch_, revision = revision_](const grpc::Status& status,
+                                                            const etcdserverpb::RangeResponse& found) {
+                   std::lock_guard lock(watch->mutex);
+                   ClusterHold* hold = watch->hold;
+                   if (!hold) return;
+                   if (!status.ok()) {
+                     hold->key_unwatched_ = true;
+                     return;
+                   }
+                   if (found.kvs_size() == 0 || found.kvs(0).create_revision() != revision) {
+                     hold->key_deleted_ = true;
+                   } else {
+                     hold->watch_again_from_ = found.header().revision() + 1;
+                   }
+                   if (hold->heartbeat_) hold->heartbeat_->beat_soon(*hold);
+                 }));
 }
 
 bool ClusterHold::beat(std::function<void()>& then) noexcept {
   if (lost()) return false;
   try {
-    if (key_unwatched_.exchange(false)) rewatch_key();
+    if (key_unwatched_.exchange(false)) look_at_key();
+    if (const std::int64_t from = watch_again_from_.exchange(0)) watch_key_from(from);
   } catch (const std::bad_alloc&) {
     key_unwatched_ = true;  // the next beat tries again
   }

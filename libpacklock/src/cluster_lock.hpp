@@ -108,7 +108,7 @@ class ClusterHold final : private Beater {
   void keep_alive(const ClusterLockRequest& request);
   void watch_key();
   void watch_key_from(std::int64_t revision);
-  void rewatch_key();
+  void look_at_key();
   void restamp(const ClusterLockRequest& request);
   bool beat(std::function<void()>& then) noexcept override;
   void stop_keeping_alive() noexcept;
@@ -127,6 +127,7 @@ class ClusterHold final : private Beater {
   std::shared_ptr<KeyWatch> key_watch_;
   std::atomic<bool> key_deleted_{false};
   std::atomic<bool> key_unwatched_{false};  // the key's watch ended otherwise
+  std::atomic<std::int64_t> watch_again_from_{0};  // a look found the key: watch from here
   std::atomic<bool> lost_{false};
   std::mutex callback_mutex_;
   std::function<void()> on_lost_;

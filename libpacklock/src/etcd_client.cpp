@@ -483,6 +483,7 @@ void SpareLeases::revoke_all() {
   std::map<std::int64_t, Lease> spares;
   {
     std::lock_guard lock(mutex_);
+    closing_ = true;  // a grant still under way revokes its lease
     spares.swap(ready_);
   }
   for (const auto& [ttl, lease] : spares) revoke(lease.id);
@@ -502,12 +503,26 @@ void SpareLeases::grant(std::chrono::seconds ttl) {
              std::move(request),
              std::function<void(const grpc::Status&, const etcdserverpb::LeaseGrantResponse&)>(
                  [this, ttl](const grpc::Status& status, const etcdserverpb::LeaseGrantResponse& granted) {
-                   std::lock_guard lock(mutex_);
-                   granting_[ttl.count()] = false;
-                   if (status.ok() && granted.error().empty() && granted.id() != 0) {
-                     ready_[ttl.count()] = {granted.id(), std::chrono::seconds(granted.ttl()),
-                                            std::chrono::steady_clock::now()};
+                   if (!status.ok() || !granted.error().empty() || granted.id() == 0) {
+                     std::lock_guard lock(mutex_);
+                     granting_[ttl.count()] = false;
+                     return;
                    }
+                   Lease fresh{granted.id(), std::chrono::seconds(granted.ttl()),
+                               std::chrono::steady_clock::now()};
+                   {
+                     std::lock_guard lock(mutex_);
+                     granting_[ttl.count()] = false;
+                     if (closing_) {
+                       // The client is going: its spares are revoked.
+                     } else if (const auto [kept, added] = ready_.try_emplace(ttl.count(), fresh); added) {
+                       return;
+                     } else {
+                       std::swap(kept->second, fresh);  // the fresher one stays
+                     }
+                   }
+                   // This call is still open: the client waits for this one too.
+                   revoke(fresh.id);
                  }));
 }
 

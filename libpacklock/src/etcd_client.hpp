@@ -129,7 +129,8 @@ class SpareLeases final {
   // A lease whose hold released its key: the next spare of `ttl` (revoked
   // when there is one already).
   void give_back(std::chrono::seconds ttl, Lease lease);
-  // Revokes every spare, without waiting (the client is going).
+  // Revokes every spare, and each granted from now on, without waiting
+  // (the client is going).
   void revoke_all();
 
  private:
@@ -141,6 +142,7 @@ class SpareLeases final {
   std::map<std::int64_t, Lease> ready_;  // by the TTL asked for
   std::map<std::int64_t, bool> granting_;
   int asked_ = 0;
+  bool closing_ = false;
 };
 
 class EtcdClient final {

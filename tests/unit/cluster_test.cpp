@@ -656,6 +656,26 @@ BOOST_FIXTURE_TEST_CASE(a_steal_robs_the_holder_who_is_told_and_requeues_the_wai
   BOOST_TEST((holder->release() == errc::hijacked));
 }
 
+BOOST_FIXTURE_TEST_CASE(a_lock_and_one_of_a_longer_name_under_it_are_independent,
+                        ClusterFixture) {
+  // Run names a lock after its pack's path: nested packs lock apart.
+  auto child = acquire(request("srv/a/b"));
+  LossWatch loss;
+  loss.watch(*child);
+  const ClusterLock parent = ClusterLock::open(options_of(server), "srv/a");
+  std::error_code ec;
+  ClusterLockHold held = parent.try_acquire(Mode::exclusive, ec);
+  BOOST_TEST(!ec, ec.message());
+  held.release();
+  // A steal of the parent leaves the child's key alone.
+  ClusterLockHold stolen = parent.steal(ec);
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(keys("srv/a/b") == std::vector<std::string>{child->key()});
+  stolen.release();
+  BOOST_TEST(!child->lost());
+  BOOST_TEST(!child->release());
+}
+
 BOOST_FIXTURE_TEST_CASE(a_steal_leaves_an_etcdctl_holder_alone, ClusterFixture) {
   Process etcdctl(server.etcdctl({"lock", "job"}));
   const auto etcdctl_key = etcdctl.read_line(20s);

@@ -181,7 +181,7 @@ class ClusterLock {
   ClusterLockView observe(std::error_code& ec) const noexcept;
 
  private:
-  friend std::shared_ptr<detail::ClusterAcquireOperation> detail::start_cluster_acquire(
+  friend std::shared_ptr<detail::ClusterAcquireOperation> detail::make_cluster_acquire(
       const ClusterLock& lock, asio::any_io_executor executor, Mode mode,
       std::optional<std::chrono::steady_clock::time_point> deadline,
       detail::ClusterCompletion completion);

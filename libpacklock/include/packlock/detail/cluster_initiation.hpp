@@ -26,12 +26,15 @@ namespace detail {
 class ClusterAcquireOperation;
 using ClusterCompletion = std::function<void(std::error_code, ClusterLockHold)>;
 
-// Starts the engine's operation (cluster_async.cpp). It never completes
-// inside this call; cancel_cluster_acquire() may be called from any
+// The engine's operation (cluster_async.cpp): made, then started once the
+// handler's cancellation slot is connected to it. It never completes
+// inside these calls (none is made for a lock that is not open: the
+// completion is posted); cancel_cluster_acquire() may be called from any
 // thread, any number of times.
-std::shared_ptr<ClusterAcquireOperation> start_cluster_acquire(
+std::shared_ptr<ClusterAcquireOperation> make_cluster_acquire(
     const ClusterLock& lock, asio::any_io_executor executor, Mode mode,
     std::optional<std::chrono::steady_clock::time_point> deadline, ClusterCompletion completion);
+void start_cluster_acquire(const std::shared_ptr<ClusterAcquireOperation>& operation);
 void cancel_cluster_acquire(const std::weak_ptr<ClusterAcquireOperation>& operation,
                             asio::cancellation_type type) noexcept;
 
@@ -46,13 +49,15 @@ class ClusterAcquireInitiation {
   template <typename Handler>
   void operator()(Handler&& handler, Mode mode) const {
     auto slot = asio::get_associated_cancellation_slot(handler);
-    auto operation = start_cluster_acquire(
+    auto operation = make_cluster_acquire(
         lock_, executor_, mode, deadline_of(timeout_),
         completion_for<Hold>(std::forward<Handler>(handler), executor_));
+    if (!operation) return;
     if (slot.is_connected()) {
       slot.assign([weak = std::weak_ptr<ClusterAcquireOperation>(operation)](
                       asio::cancellation_type type) { cancel_cluster_acquire(weak, type); });
     }
+    start_cluster_acquire(operation);
   }
 
  private:

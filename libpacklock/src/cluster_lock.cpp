@@ -80,32 +80,30 @@ etcdserverpb::TxnRequest enter_request(const std::string& key, const ClusterLock
   return txn;
 }
 
+// Where a wait watches the key before it from: the revision after the one
+// whose look saw the key. etcd serves a watch that starts in the future at
+// once, while one that starts in the past waits for its catch-up loop
+// (every 100 ms).
+std::int64_t watch_start(std::int64_t seen_at) { return seen_at + 1; }
+
 // A wait for the deletion of one key, which the watch's end, the
 // request's cancellation or its deadline ends.
 class DeletionWait final : public Cancellation::Listener {
  public:
-  struct Key {
-    std::string key;
-    std::int64_t revision = 0;  // of the answer that saw it
-  };
-
   // No error when the key was deleted (or may have been: look again);
   // errc::cancelled or errc::timeout when the wait was ended first.
-  std::error_code run(const EtcdClient& client, const Key& key,
+  std::error_code run(const EtcdClient& client, const std::string& key, std::int64_t from_revision,
                       const ContendRequest& request) {
     if (request.cancel && !request.cancel->subscribe(*this)) return errc::cancelled;
-    const std::error_code ec = watch(client, key, request.deadline);
+    const std::error_code ec = watch(client, key, from_revision, request.deadline);
     if (request.cancel) request.cancel->unsubscribe(*this);
     return ec;
   }
 
  private:
-  std::error_code watch(const EtcdClient& client, const Key& key,
-                        const Deadline& deadline) {
-    // From the revision after the one that saw the key: etcd serves a
-    // watch that starts in the future at once, while one that starts in
-    // the past waits for its catch-up loop (every 100 ms).
-    const auto watch = KeyDeletion::watch(client, key.key, key.revision + 1, [this](std::error_code ec) {
+  std::error_code watch(const EtcdClient& client, const std::string& key,
+                        std::int64_t from_revision, const Deadline& deadline) {
+    const auto watch = KeyDeletion::watch(client, key, from_revision, [this](std::error_code ec) {
       std::lock_guard lock(mutex_);
       result_ = ec;
       changed_.notify_one();
@@ -388,8 +386,8 @@ Step ClusterHold::Contention::after_busy(std::error_code& ec) noexcept try {
 Step ClusterHold::Contention::wait(std::error_code& ec) noexcept try {
   waited_ = true;
   if (resume_) return start_watch(ec);
-  DeletionWait::Key key{before_->key, before_->revision};
-  ec = DeletionWait().run(*hold_.client_, key, request_.contend);
+  ec = DeletionWait().run(*hold_.client_, before_->key, watch_start(before_->revision),
+                         request_.contend);
   {
     std::lock_guard lock(exchange_->mutex);
     exchange_->watch_end = ec;
@@ -400,14 +398,12 @@ Step ClusterHold::Contention::wait(std::error_code& ec) noexcept try {
   return Step::failed;
 }
 
-// From the revision after the one that saw the key: etcd serves a watch
-// that starts in the future at once, while one that starts in the past
-// waits for its catch-up loop (every 100 ms).
+// The asynchronous wait: a watch whose end resumes the contention.
 Step ClusterHold::Contention::start_watch(std::error_code&) {
   std::lock_guard lock(exchange_->mutex);
   exchange_->interrupted = false;
   exchange_->deletion = KeyDeletion::watch(
-      *hold_.client_, before_->key, before_->revision + 1, [this](std::error_code end) {
+      *hold_.client_, before_->key, watch_start(before_->revision), [this](std::error_code end) {
         {
           std::lock_guard lock(exchange_->mutex);
           exchange_->watch_end = end;

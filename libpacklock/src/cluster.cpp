@@ -161,6 +161,15 @@ ClusterLock ClusterLock::open(const ClusterOptions& cluster, std::string_view na
   return ClusterLock();
 }
 
+ClusterLock ClusterLock::sibling(std::string_view name) const {
+  ClusterLock lock;
+  if (!client_) return lock;
+  lock.client_ = client_;
+  lock.name_ = std::string(name);
+  lock.options_ = options_;
+  return lock;
+}
+
 ClusterLockView ClusterLock::observe() const {
   std::error_code ec;
   ClusterLockView view = observe(ec);

@@ -25,8 +25,48 @@ std::filesystem::path pack_of(const ManagerState& state, std::string_view name) 
 
 // Waits in the engine (blocking the calling thread) and grants the ticket.
 void wait_for(Ticket& ticket, const Timeout& timeout, Mode mode, std::error_code& ec) noexcept {
+  if (const ClusterLock* cluster = ticket.cluster_lock()) {
+    if (ticket.held_by_this_thread()) {
+      ec = errc::busy;
+      return;
+    }
+    ClusterLockHold hold = cluster->acquire(mode, timeout, ec);
+    if (!ec) ticket.grant(std::move(hold), /*tied_to_thread=*/true);
+    return;
+  }
   std::unique_ptr<Hold> hold = acquire(ticket.pack(), mode, deadline_of(timeout), ec);
   if (!ec) ticket.grant(HoldAccess::wrap(std::move(hold)));
+}
+
+// take_now() for a pack's lock: the engine's try, or its steal.
+void take_pack_lock_now(Ticket& ticket, const RequestOptions& options, bool tied_to_thread,
+                        std::error_code& ec) noexcept {
+  const ThreadToken thread = tied_to_thread ? this_thread_token() : kNoThread;
+  const std::shared_ptr<const Pack> pack = ticket.pack();
+  std::unique_ptr<Hold> hold;
+  if (options.steal) {
+    hold = acquire_ahead(
+        pack, options.mode, thread, [&] { RequestRegistry::instance().revoke_holders(*pack); }, ec);
+  } else {
+    hold = try_acquire(pack, options.mode, ec, thread);
+  }
+  if (!ec) ticket.grant(HoldAccess::wrap(std::move(hold)));
+}
+
+// take_now() for a cluster lock: one round trip (two for a steal). The
+// holders this process robs are told at once; others hear it from their
+// key's watch.
+void take_cluster_lock_now(Ticket& ticket, const RequestOptions& options, bool tied_to_thread,
+                           std::error_code& ec) noexcept {
+  if (tied_to_thread && ticket.held_by_this_thread()) {
+    ec = errc::busy;
+    return;
+  }
+  const ClusterLock& cluster = *ticket.cluster_lock();
+  ClusterLockHold hold = options.steal ? cluster.steal(ec) : cluster.try_acquire(options.mode, ec);
+  if (ec) return;
+  if (options.steal) RequestRegistry::instance().revoke_holders(*ticket.cluster());
+  ticket.grant(std::move(hold), tied_to_thread);
 }
 
 }  // namespace
@@ -48,7 +88,23 @@ std::shared_ptr<const Pack> Ticket::pack() const noexcept {
   return entry_ ? entry_->pack() : nullptr;
 }
 
-void Ticket::grant(PackLockHold hold) noexcept { entry_->grant(std::move(hold)); }
+const ClusterTarget* Ticket::cluster() const noexcept {
+  return entry_ ? entry_->cluster() : nullptr;
+}
+
+const ClusterLock* Ticket::cluster_lock() const noexcept {
+  return cluster() ? &cluster()->lock : nullptr;
+}
+
+bool Ticket::held_by_this_thread() const {
+  return cluster() && RequestRegistry::instance().held_by_thread(*cluster(), this_thread_token());
+}
+
+void Ticket::grant(PackLockHold hold) noexcept { entry_->grant(std::move(hold), kNoThread); }
+
+void Ticket::grant(ClusterLockHold hold, bool tied_to_thread) noexcept {
+  entry_->grant(std::move(hold), tied_to_thread ? this_thread_token() : kNoThread);
+}
 
 std::error_code Ticket::release() noexcept {
   if (!entry_) return {};
@@ -64,10 +120,16 @@ Ticket open_ticket(const std::shared_ptr<ManagerState>& state, std::string_view 
                    std::error_code& ec) noexcept try {
   ec = check_lock_name(name);
   if (ec) return {};
-  std::shared_ptr<const Pack> pack = state->pack_for(name, pack_of(*state, name), ec);
-  if (ec) return {};
-  auto entry =
-      std::make_shared<RequestEntry>(std::string(name), mode, state->client(), std::move(pack));
+  std::shared_ptr<RequestEntry> entry;
+  if (state->over_cluster()) {
+    ClusterTarget cluster = state->cluster_target(name, ec);
+    if (ec) return {};
+    entry = std::make_shared<RequestEntry>(std::string(name), mode, state->client(), std::move(cluster));
+  } else {
+    std::shared_ptr<const Pack> pack = state->pack_for(name, pack_of(*state, name), ec);
+    if (ec) return {};
+    entry = std::make_shared<RequestEntry>(std::string(name), mode, state->client(), std::move(pack));
+  }
   RequestRegistry::instance().add(entry);
   return Ticket(std::move(entry));
 } catch (const std::bad_alloc&) {
@@ -89,18 +151,12 @@ std::error_code check_options(const RequestOptions& options) noexcept {
 
 void take_now(Ticket& ticket, const RequestOptions& options, bool tied_to_thread,
               std::error_code& ec) noexcept {
-  const ThreadToken thread = tied_to_thread ? this_thread_token() : kNoThread;
-  const std::shared_ptr<const Pack> pack = ticket.pack();
-  std::unique_ptr<Hold> hold;
-  if (options.steal) {
-    hold = acquire_ahead(
-        pack, options.mode, thread, [&] { RequestRegistry::instance().revoke_holders(*pack); }, ec);
+  if (ticket.cluster_lock()) {
+    take_cluster_lock_now(ticket, options, tied_to_thread, ec);
   } else {
-    hold = try_acquire(pack, options.mode, ec, thread);
+    take_pack_lock_now(ticket, options, tied_to_thread, ec);
   }
-  if (!ec) {
-    ticket.grant(HoldAccess::wrap(std::move(hold)));
-  } else if (ec == errc::busy && options.if_available) {
+  if (ec == errc::busy && options.if_available) {
     ec.clear();
     (void)ticket.release();
   }
@@ -128,6 +184,7 @@ LockHandle keep_as_handle(ManagerState& state, Ticket&& ticket) {
 
 Error named_error(const ManagerState& state, std::string_view name, std::error_code ec) {
   const char* verb = ec == errc::unlock_unsuccessful ? "unlock" : "lock";
+  if (state.over_cluster()) return Error(ec, verb, state.cluster_name(printable_name(name)));
   // Not `/`: an invalid name may be absolute, and would replace the directory.
   if (!is_lock_name(name)) {
     return Error(ec, verb, state.lock_dir().string() + '/' + printable_name(name));
@@ -157,6 +214,10 @@ LockManager::LockManager(const std::filesystem::path& lock_dir)
 
 LockManager::LockManager(const std::filesystem::path& lock_dir, const LockOptions& options)
     : state_(std::make_shared<detail::ManagerState>(lock_dir_path(lock_dir), options)) {}
+
+LockManager::LockManager(const ClusterOptions& cluster, std::string_view prefix,
+                         const LockOptions& options)
+    : state_(std::make_shared<detail::ManagerState>(cluster, std::string(prefix), options)) {}
 
 const std::filesystem::path& LockManager::lock_dir() const noexcept { return state_->lock_dir(); }
 
@@ -201,7 +262,7 @@ std::optional<LockHandle> LockManager::try_acquire(std::string_view name, Mode m
 
 void LockManager::release(const LockHandle& handle, std::error_code& ec) const noexcept {
   detail::Ticket ticket = state_->give_back(handle);
-  ec = ticket.pack() ? ticket.release() : std::error_code(errc::not_held);
+  ec = ticket ? ticket.release() : std::error_code(errc::not_held);
 }
 
 void LockManager::release(const LockHandle& handle) const {
@@ -213,6 +274,10 @@ void LockManager::release(const LockHandle& handle) const {
 bool LockManager::is_locked(std::string_view name, std::error_code& ec) const noexcept try {
   ec = detail::check_lock_name(name);
   if (ec) return false;
+  if (state_->over_cluster()) {
+    const detail::ClusterTarget cluster = state_->cluster_target(name, ec);
+    return !ec && !cluster.lock.observe(ec).holders.empty() && !ec;
+  }
   const PackObservation seen =
       observe(detail::pack_of(*state_, name), ec, state_->options().sidecar_name);
   // No pack, no lock; and nothing is created to find that out.

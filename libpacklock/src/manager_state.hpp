@@ -9,17 +9,20 @@
 #include <string_view>
 #include <unordered_map>
 
+#include <packlock/cluster.hpp>
 #include <packlock/lock_manager.hpp>
 #include <packlock/options.hpp>
 
 #include "fork.hpp"
 #include "pack.hpp"
+#include "request_registry.hpp"
 
 namespace packlock::detail {
 
-// The state of one LockManager and its copies: the lock directory and the
-// options every pack is opened with (fixed), its serial in this process
-// (its client id), and the ext_lock handles it holds, guarded by mutex_.
+// The state of one LockManager and its copies: where its locks are (a lock
+// directory, or a cluster and a prefix) and the options every lock is
+// opened with (fixed), its serial in this process (its client id), and the
+// ext_lock handles it holds, guarded by mutex_.
 class ManagerState final {
  public:
   ManagerState(std::filesystem::path lock_dir, LockOptions options)
@@ -28,7 +31,34 @@ class ManagerState final {
         client_(next_client()),
         generation_(fork_generation()) {}
 
+  ManagerState(ClusterOptions cluster, std::string prefix, LockOptions options)
+      : options_(std::move(options)),
+        cluster_(Cluster{std::move(cluster), std::move(prefix)}),
+        client_(next_client()),
+        generation_(fork_generation()) {}
+
+  // Empty for a manager over etcd.
   const std::filesystem::path& lock_dir() const noexcept { return lock_dir_; }
+  bool over_cluster() const noexcept { return cluster_.has_value(); }
+  // The cluster's endpoints, comma-separated: what tells two clusters apart.
+  std::string cluster_id() const { return join(cluster_->options.endpoints); }
+  const ClusterOptions& cluster_options() const noexcept { return cluster_->options; }
+  const std::string& prefix() const noexcept { return cluster_->prefix; }
+  // The cluster lock of `name`: "<prefix><name>".
+  std::string cluster_name(std::string_view name) const { return cluster_->prefix + std::string(name); }
+
+  // The cluster lock of `name`, over the manager's one connection, made at
+  // the first request (a failed one is tried again at the next).
+  ClusterTarget cluster_target(std::string_view name, std::error_code& ec) {
+    std::lock_guard lock(connection_mutex_);
+    if (!connection_) {
+      ClusterLock connected = ClusterLock::open(cluster_->options, cluster_name(name), options_, ec);
+      if (ec) return {};
+      connection_ = std::move(connected);
+    }
+    ec.clear();
+    return ClusterTarget{connection_->sibling(cluster_name(name)), cluster_id()};
+  }
   const LockOptions& options() const noexcept { return options_; }
   std::uint64_t client() const noexcept { return client_; }
 
@@ -86,6 +116,17 @@ class ManagerState final {
     Ticket ticket;
   };
 
+  struct Cluster {
+    ClusterOptions options;
+    std::string prefix;
+  };
+
+  static std::string join(const std::vector<std::string>& endpoints) {
+    std::string joined;
+    for (const std::string& endpoint : endpoints) joined += (joined.empty() ? "" : ",") + endpoint;
+    return joined;
+  }
+
   static std::uint64_t next_client() noexcept {
     static std::atomic<std::uint64_t> last{0};
     return ++last;
@@ -93,6 +134,9 @@ class ManagerState final {
 
   const std::filesystem::path lock_dir_;
   const LockOptions options_;
+  const std::optional<Cluster> cluster_;
+  std::mutex connection_mutex_;
+  std::optional<ClusterLock> connection_;
   const std::uint64_t client_;
   const unsigned generation_;  // fork_generation() when made
   // Each kept pack holds two descriptors (its directory, the idle sidecar).

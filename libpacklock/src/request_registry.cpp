@@ -8,9 +8,11 @@
 
 namespace packlock::detail {
 
-void RequestEntry::grant(PackLockHold hold) noexcept {
+void RequestEntry::grant(NamedHold hold, ThreadToken thread) noexcept {
   std::lock_guard lock(mutex_);
   hold_ = std::move(hold);
+  since_ = std::chrono::system_clock::now();
+  thread_.store(thread, std::memory_order_release);
   granted_.store(true, std::memory_order_release);
   // A hijack (a steal in another process, a stale recovery, `rm`) is a loss
   // as an in-process steal is. The callback runs on the heartbeat thread
@@ -34,6 +36,16 @@ void RequestEntry::revoke() noexcept {
   (void)hold_.release();
 }
 
+std::chrono::system_clock::time_point RequestEntry::since() const noexcept {
+  std::lock_guard lock(mutex_);
+  return since_;
+}
+
+std::int64_t RequestEntry::fencing_token() const noexcept {
+  std::lock_guard lock(mutex_);
+  return hold_.fencing_token();
+}
+
 bool RequestEntry::lost() const noexcept {
   if (lost_.load(std::memory_order_acquire)) return true;
   std::lock_guard lock(mutex_);
@@ -49,7 +61,10 @@ std::error_code RequestEntry::release() noexcept {
     return errc::hijacked;
   }
   if (!hold_.held()) return {};
-  if (hold_.release()) return errc::unlock_unsuccessful;
+  // A cluster hold may find its loss only now, as its key is deleted.
+  if (const std::error_code ec = hold_.release()) {
+    return ec == errc::hijacked ? ec : errc::unlock_unsuccessful;
+  }
   return {};
 }
 
@@ -88,8 +103,25 @@ void RequestRegistry::revoke_holders(const Pack& pack) noexcept {
   forget_parent_after_fork();
   for (const auto& entry : entries_) {
     // One queue per lock in this process, whichever path or manager named it.
-    if (&entry->pack()->queue() == &pack.queue()) entry->revoke();
+    if (entry->pack() && &entry->pack()->queue() == &pack.queue()) entry->revoke();
   }
+}
+
+void RequestRegistry::revoke_holders(const ClusterTarget& cluster) noexcept {
+  std::lock_guard lock(mutex_);
+  forget_parent_after_fork();
+  for (const auto& entry : entries_) {
+    if (entry->cluster() && entry->cluster()->same_lock(cluster)) entry->revoke();
+  }
+}
+
+bool RequestRegistry::held_by_thread(const ClusterTarget& cluster, ThreadToken thread) {
+  std::lock_guard lock(mutex_);
+  forget_parent_after_fork();
+  return std::any_of(entries_.begin(), entries_.end(), [&](const auto& entry) {
+    return entry->cluster() && entry->cluster()->same_lock(cluster) && entry->granted() &&
+           entry->thread() == thread && !entry->lost();
+  });
 }
 
 void RequestRegistry::forget_parent_after_fork() noexcept {

@@ -9,20 +9,36 @@
 // processes do, so the bookkeeping is process-wide, not per manager.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include <packlock/cluster.hpp>
 #include <packlock/mode.hpp>
 #include <packlock/pack_lock.hpp>
 
 #include "fork.hpp"
+#include "lock_table.hpp"
+#include "named_hold.hpp"
 #include "pack.hpp"
 
 namespace packlock::detail {
+
+// The lock of a manager over etcd: the cluster lock and the cluster's
+// endpoints, which tell apart locks of one name on two clusters.
+struct ClusterTarget {
+  ClusterLock lock;
+  std::string cluster;
+
+  bool same_lock(const ClusterTarget& other) const noexcept {
+    return lock.name() == other.lock.name() && cluster == other.cluster;
+  }
+};
 
 // One request. The description is immutable; the hold is guarded by
 // mutex_, since the owner's release and a steal may race.
@@ -31,6 +47,8 @@ class RequestEntry final : public std::enable_shared_from_this<RequestEntry> {
   RequestEntry(std::string name, Mode mode, std::uint64_t client,
                std::shared_ptr<const Pack> pack) noexcept
       : name_(std::move(name)), mode_(mode), client_(client), pack_(std::move(pack)) {}
+  RequestEntry(std::string name, Mode mode, std::uint64_t client, ClusterTarget cluster) noexcept
+      : name_(std::move(name)), mode_(mode), client_(client), cluster_(std::move(cluster)) {}
   RequestEntry(const RequestEntry&) = delete;
   RequestEntry& operator=(const RequestEntry&) = delete;
 
@@ -38,16 +56,26 @@ class RequestEntry final : public std::enable_shared_from_this<RequestEntry> {
   Mode mode() const noexcept { return mode_; }
   // The serial of the LockManager that made the request.
   std::uint64_t client() const noexcept { return client_; }
+  // The lock: a pack's (null for a cluster's), or a cluster's (null for a
+  // pack's).
   const std::shared_ptr<const Pack>& pack() const noexcept { return pack_; }
+  const ClusterTarget* cluster() const noexcept { return cluster_ ? &*cluster_ : nullptr; }
+  // When it was made, then when granted.
+  std::chrono::system_clock::time_point since() const noexcept;
 
   bool granted() const noexcept { return granted_.load(std::memory_order_acquire); }
+  // The thread that holds it (kNoThread: none, or not tied to a thread).
+  ThreadToken thread() const noexcept { return thread_.load(std::memory_order_acquire); }
+  // The hold's fencing token: a cluster lock's, once granted; else 0.
+  std::int64_t fencing_token() const noexcept;
   // Stolen here, or the hold found hijacked (asked of the hold too: its
   // flag is raised before its on-lost callback runs).
   bool lost() const noexcept;
 
-  // Holds `hold` from now on; its loss to a hijack makes lost() true. The
-  // entry must be owned by a std::shared_ptr.
-  void grant(PackLockHold hold) noexcept;
+  // Holds `hold` from now on, for `thread`; its loss (a hijack, a cluster
+  // key deleted or its lease expired) makes lost() true. The entry must be
+  // owned by a std::shared_ptr.
+  void grant(NamedHold hold, ThreadToken thread) noexcept;
   // A steal takes the lock: released now, and lost() from now on. Nothing
   // happens to a request that does not hold (any more).
   void revoke() noexcept;
@@ -61,9 +89,12 @@ class RequestEntry final : public std::enable_shared_from_this<RequestEntry> {
   const Mode mode_;
   const std::uint64_t client_;
   const std::shared_ptr<const Pack> pack_;
+  const std::optional<ClusterTarget> cluster_;
   mutable std::mutex mutex_;
-  PackLockHold hold_;
+  NamedHold hold_;
+  std::chrono::system_clock::time_point since_ = std::chrono::system_clock::now();
   std::atomic<bool> granted_{false};
+  std::atomic<ThreadToken> thread_{kNoThread};
   std::atomic<bool> lost_{false};
 };
 
@@ -82,6 +113,12 @@ class RequestRegistry final {
   // Revokes every granted request for the lock `pack` names (its queue in
   // the lock table).
   void revoke_holders(const Pack& pack) noexcept;
+  // The same for a cluster lock: its holders here, whose keys a steal has
+  // deleted, are told at once rather than when their watch hears of it.
+  void revoke_holders(const ClusterTarget& cluster) noexcept;
+  // True when `thread` holds the cluster lock through a request here (the
+  // re-entry check the engine makes for a pack's lock).
+  bool held_by_thread(const ClusterTarget& cluster, ThreadToken thread);
 
  private:
   // In a forked child, the requests are the parent's.

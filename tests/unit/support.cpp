@@ -90,12 +90,12 @@ int child_server(const fs::path& pack) {
   return kChildOk;
 }
 
-// Holds the lock NAME of a LockManager of LOCK_DIR through FACE ("acquire":
-// ext_lock's handle, "request": Web Locks' callback) until stdin closes;
-// prints "locked" once it holds.
-int child_named_hold(const fs::path& lock_dir, const std::string& name, Mode mode,
-                     const std::string& face) {
-  const LockManager manager(lock_dir);
+// Holds the lock NAME of `manager` (roles named_hold LOCK_DIR and
+// cluster_named_hold ENDPOINTS PREFIX) through FACE ("acquire": ext_lock's
+// handle, "request": Web Locks' callback) until stdin closes; prints
+// "locked" once it holds.
+int hold_named(const LockManager& manager, const std::string& name, Mode mode,
+               const std::string& face) {
   const auto wait_for_eof = [] {
     std::cout << "locked" << std::endl;
     std::string line;
@@ -456,7 +456,12 @@ int child_main(int argc, char** argv) {
   if (role == "mixer" && argc == 4) return child_mixer(argv[1], argv[2], std::stoi(argv[3]));
   if (role == "fd_exhaustion" && argc == 3) return child_fd_exhaustion(argv[1], argv[2]);
   if (role == "named_hold" && argc == 5) {
-    return child_named_hold(argv[1], argv[2], parse_mode(argv[3]), argv[4]);
+    return hold_named(LockManager(argv[1]), argv[2], parse_mode(argv[3]), argv[4]);
+  }
+  if (role == "cluster_named_hold" && argc == 6) {
+    ClusterOptions cluster;
+    cluster.endpoints = ClusterOptions::endpoint_list(argv[1]);
+    return hold_named(LockManager(cluster, argv[2]), argv[3], parse_mode(argv[4]), argv[5]);
   }
   if (role == "agent" && argc >= 2) return child_agent(argv[1], argc - 2, argv + 2);
   if (role == "named_agent" && argc >= 3) {

@@ -175,6 +175,10 @@ class ClusterLock {
   }
 
   const std::string& name() const noexcept { return name_; }
+  // The lock `name` of the same cluster, over this lock's connection and
+  // with its options: no second connection. An empty lock when this one is
+  // empty; the name is not checked (open() checks it).
+  ClusterLock sibling(std::string_view name) const;
 
   // Who holds the lock and who waits, read from the cluster now.
   ClusterLockView observe() const;

@@ -15,6 +15,13 @@
 // Names nest as directories but not as locks: "db" and "db/main" are two
 // independent locks.
 //
+// Over etcd (the second constructor), a name is a cluster lock below a
+// prefix: "db/main" under the prefix "jobs/" is the ClusterLock
+// "jobs/db/main" (<packlock/cluster.hpp>), held across hosts, excluding
+// `etcdctl lock jobs/db/main` and `packlock run --etcd --key jobs/db/main`,
+// with fencing tokens, and listed by `packlock status --etcd`. Both faces
+// work as below, with the differences said at each call.
+//
 // A name is 1 to 1024 bytes of [A-Za-z0-9._/-]: components of 1 to 255
 // bytes (NAME_MAX) separated by single slashes, none starting with a dot.
 // So "..", a leading or trailing "/", "a//b", ".hidden", "a/.grex-lock",
@@ -45,6 +52,7 @@
 #include <asio/async_result.hpp>
 #include <asio/compose.hpp>
 
+#include <packlock/cluster.hpp>
 #include <packlock/detail/lock_manager_operations.hpp>
 #include <packlock/lock_errc.hpp>
 #include <packlock/mode.hpp>
@@ -65,7 +73,16 @@ class LockManager {
   // and query() read too). Invalid options (see PackLock::open) make every
   // request fail with std::errc::invalid_argument.
   LockManager(const std::filesystem::path& lock_dir, const LockOptions& options);
+  // Names cluster locks "<prefix><name>" of the etcd cluster `cluster`,
+  // held with the heartbeat, stale period (the lease's TTL), logger and
+  // command of `options`. Connects at the first request, once for all of
+  // them; a failure (errc::cluster_unavailable, errc::cluster_refused, both
+  // == lock_errc::acquire_failed) is that request's, and the next tries
+  // again.
+  LockManager(const ClusterOptions& cluster, std::string_view prefix,
+              const LockOptions& options = LockOptions());
 
+  // Empty for a manager over etcd.
   const std::filesystem::path& lock_dir() const noexcept;
   // How query() names this manager's requests: "<pid>/<n>".
   std::string client_id() const;
@@ -97,7 +114,8 @@ class LockManager {
   // True when any process holds the lock, shared or exclusive, as the
   // kernel's lock table shows it (holders on other hosts of a network file
   // system are not seen). Creates nothing: false when the pack or its
-  // sidecar does not exist.
+  // sidecar does not exist. Over etcd: when the cluster lock has a holder
+  // on any host, as its keys say.
   bool is_locked(std::string_view name) const;
   bool is_locked(std::string_view name, std::error_code& ec) const noexcept;
 
@@ -208,6 +226,13 @@ class LockManager {
   // This process's holds taken outside a LockManager (a PackLock of the
   // same directory) are not listed. Creates nothing; an absent lock
   // directory gives an empty snapshot.
+  //
+  // Over etcd: this process's requests as above (every LockManager of the
+  // cluster, by its endpoints), then every other party of the locks below
+  // the prefix on every host, from its key (one range read): host, pid,
+  // command, mode, held for and fencing token from packlock's record; a key
+  // without one (etcdctl's) is exclusive, pid 0, and named by its key.
+  // Errors: those of the connection.
   LockManagerSnapshot query() const;
   LockManagerSnapshot query(std::error_code& ec) const;
 

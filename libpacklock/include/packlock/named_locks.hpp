@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -84,12 +85,22 @@ struct RequestOptions {
 // One request in query()'s snapshot. `client_id` names the LockManager
 // that made it: "<pid>/<n>" for the n-th manager of process <pid> when that
 // process is this one; for another process, which the kernel shows only as
-// a whole, "<pid>".
+// a whole, "<pid>"; over etcd, "<pid>@<host>", or for a key without
+// packlock's record (etcdctl's), the key.
 struct LockInfo {
   std::string name;
   Mode mode = Mode::exclusive;
   std::string client_id;
   pid_t pid = 0;
+  // Known for this process's requests, and over etcd for every party with
+  // packlock's record; empty otherwise.
+  std::string host{};
+  std::string command{};
+  // How long it has been held, or pending, when the snapshot was taken.
+  std::chrono::nanoseconds held_for{0};
+  // A cluster lock's: its key's create revision (a holder's fencing
+  // token); 0 for a lock directory's.
+  std::int64_t fencing_token = 0;
 };
 
 struct LockManagerSnapshot {

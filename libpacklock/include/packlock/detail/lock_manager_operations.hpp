@@ -22,6 +22,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/post.hpp>
 
+#include <packlock/cluster.hpp>
 #include <packlock/error.hpp>
 #include <packlock/named_locks.hpp>
 #include <packlock/pack_lock.hpp>
@@ -29,6 +30,8 @@
 namespace packlock {
 
 namespace detail {
+
+struct ClusterTarget;
 
 // One request of this process, from its first step until released: pending,
 // then granted (holding the lock), and in the process-wide bookkeeping
@@ -45,9 +48,19 @@ class Ticket {
 
   // The granted lock, or nullopt (not granted, or released).
   std::optional<Lock> lock() const;
-  // The pack to acquire; null for an empty ticket.
+  // The lock to acquire: a pack's, or (for a manager over etcd) a cluster
+  // lock; both null for an empty ticket.
   std::shared_ptr<const Pack> pack() const noexcept;
+  const ClusterLock* cluster_lock() const noexcept;
+  const ClusterTarget* cluster() const noexcept;
+  explicit operator bool() const noexcept { return static_cast<bool>(entry_); }
   void grant(PackLockHold hold) noexcept;
+  // `tied_to_thread`: the calling thread holds it (re-entry check).
+  void grant(ClusterLockHold hold, bool tied_to_thread) noexcept;
+  // True for a cluster lock the calling thread holds already through
+  // another request: waiting would be a deadlock. (The engine makes this
+  // check itself for a pack's lock.)
+  bool held_by_this_thread() const;
   // Releases what is held and leaves the bookkeeping. errc::hijacked when
   // the lock was taken away while held, errc::unlock_unsuccessful when the
   // kernel refused to unlock; no error for a ticket that held nothing.
@@ -60,8 +73,8 @@ class Ticket {
 
 // The steps the templates below share, in lock_manager.cpp.
 
-// Validates the name, opens its pack (creating it) and enters a pending
-// request for it.
+// Validates the name, opens its pack (creating it) or connects to the
+// cluster, and enters a pending request for it.
 Ticket open_ticket(const std::shared_ptr<ManagerState>& state, std::string_view name, Mode mode,
                    std::error_code& ec) noexcept;
 // errc::conflicting_options for options that exclude each other.
@@ -125,15 +138,27 @@ CallbackResult<Callback> call_holding(Ticket& ticket, Callback& callback, OnRele
 }
 
 // Steps shared by the operations below. `self` is an async_compose
-// operation whose next step takes (std::error_code, PackLockHold).
+// operation whose next step takes (std::error_code, PackLockHold) or
+// (std::error_code, ClusterLockHold).
 
 // Waits for the ticket's lock in the engine, then runs `self`.
 template <typename Self>
 void wait_in_engine(Self& self, const Ticket& ticket, const asio::any_io_executor& executor,
                     Mode mode, const Timeout& timeout) {
-  // Waiting has no side effects: any cancellation type may end it.
+  // Waiting has no side effects (a cancelled cluster waiter's key and
+  // lease are gone before it completes): any cancellation type may end it.
   self.reset_cancellation_state(asio::enable_total_cancellation());
-  AcquireInitiation(ticket.pack(), executor, timeout)(std::move(self), mode);
+  if (const ClusterLock* cluster = ticket.cluster_lock()) {
+    cluster->async_acquire(executor, mode, timeout, std::move(self));
+  } else {
+    AcquireInitiation(ticket.pack(), executor, timeout)(std::move(self), mode);
+  }
+}
+
+// Grants the ticket a hold an asynchronous wait got: not tied to a thread.
+inline void grant(Ticket& ticket, PackLockHold hold) { ticket.grant(std::move(hold)); }
+inline void grant(Ticket& ticket, ClusterLockHold hold) {
+  ticket.grant(std::move(hold), /*tied_to_thread=*/false);
 }
 
 // Runs `self` with `ec` and no hold once the current step has returned:
@@ -163,11 +188,12 @@ class AsyncNamedAcquire {
     wait_in_engine(self, ticket_, executor_, options_.mode, options_.timeout);
   }
 
-  template <typename Self>
-  void operator()(Self& self, std::error_code ec, PackLockHold hold) {
+  template <typename Self, typename Hold>
+    requires(std::is_same_v<Hold, PackLockHold> || std::is_same_v<Hold, ClusterLockHold>)
+  void operator()(Self& self, std::error_code ec, Hold hold) {
     LockHandle handle;
     if (!ec) {
-      ticket_.grant(std::move(hold));
+      grant(ticket_, std::move(hold));
       handle = keep_as_handle(*state_, std::move(ticket_));
     }
     ticket_ = Ticket();
@@ -213,10 +239,11 @@ class AsyncRequest {
 
   // The request is decided: granted (a hold from the engine, or one
   // take_now() already granted), not available, or failed.
-  template <typename Self>
-  void operator()(Self& self, std::error_code ec, PackLockHold hold) {
+  template <typename Self, typename Hold>
+    requires(std::is_same_v<Hold, PackLockHold> || std::is_same_v<Hold, ClusterLockHold>)
+  void operator()(Self& self, std::error_code ec, Hold hold) {
     if (ec) return fail(self, ec);
-    if (hold) ticket_.grant(std::move(hold));
+    if (hold) grant(ticket_, std::move(hold));
     call_back(self);
   }
 

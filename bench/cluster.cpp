@@ -216,8 +216,8 @@ Figure handoff_figure(const LocalEtcd& etcd, const ClusterLock& lock) {
                 "ratio <= 1.5 to a watch of a Delete"};
   figure.ok = figure.ratio() <= 1.5;
   figure.note = std::to_string(kHandoffRounds) +
-                " interleaved rounds, both from the call that deletes; ours: DeleteRange, the "
-                "watch event, one Txn (the key before, its own)";
+                " interleaved rounds, both from the call that deletes; ours: DeleteRange and "
+                "the watch event of the name's keys, which the waiter first in line watches";
   return figure;
 }
 

@@ -84,6 +84,19 @@ std::vector<ClusterLockView> observe_cluster(const ClusterOptions& cluster, std:
   return {};
 }
 
+std::vector<ClusterLockView> observe_cluster(const ClusterLock& connection, std::string_view prefix,
+                                             std::error_code& ec) noexcept try {
+  ec.clear();
+  if (!connection.client_) {
+    ec = errc::not_open;
+    return {};
+  }
+  return detail::query_locks(*connection.client_, std::string(prefix), ec);
+} catch (const std::bad_alloc&) {
+  ec = std::make_error_code(std::errc::not_enough_memory);
+  return {};
+}
+
 ClusterLockHold::ClusterLockHold() noexcept = default;
 ClusterLockHold::ClusterLockHold(std::unique_ptr<detail::ClusterHold> hold) noexcept
     : hold_(std::move(hold)) {}
@@ -259,9 +272,8 @@ ClusterLockHold ClusterLock::acquire(Mode mode, Timeout timeout) const {
 }
 
 ClusterLockHold ClusterLock::acquire(Mode mode, Timeout timeout, std::error_code& ec) const noexcept {
-  std::optional<std::chrono::steady_clock::time_point> deadline;
-  if (timeout) deadline = std::chrono::steady_clock::now() + *timeout;
-  return take(mode, /*may_wait=*/true, deadline, nullptr, ec);
+  // deadline_of: a timeout too long to add to now() is no limit.
+  return take(mode, /*may_wait=*/true, detail::deadline_of(timeout), nullptr, ec);
 }
 
 ClusterLockHold ClusterLock::acquire(Mode mode, const Context& context,

@@ -6,7 +6,10 @@
 //              looks for the key before it that excludes it (the put
 //              and the first look are one transaction);
 //   wait       watches that key's deletion (or the wait's end), then the
-//              attempt looks again;
+//              attempt looks again; a waiter with one key ahead that
+//              excludes it watches every key of the name instead, and
+//              holds, without looking, once that key goes and its own
+//              is still there;
 //   steal      deletes every key ahead (after_busy), if each is packlock's
 //              and so will be noticed, then the attempt looks again.
 //
@@ -70,6 +73,7 @@ class ClusterHold::Contention final {
     bool told = false;         // packlock's: its holder or waiter will notice
   };
   struct Exchange;
+  struct LineAhead;
 
   // Makes `call` (blocking), or sends it (Step::pending), or takes its
   // answer when it is in: Step::again once it is applied.
@@ -84,6 +88,11 @@ class ClusterHold::Contention final {
   etcdserverpb::TxnRequest steal_request() const;
   Step start_watch(std::error_code& ec);
   Step take_watch_end(std::error_code& ec);
+  // The watch a wait makes; `on_end` runs once, on a gRPC thread.
+  std::shared_ptr<KeyDeletion> watch_ahead(std::function<void(std::error_code)> on_end);
+  // Whether the last wait saw the line ahead of the key go while the key
+  // stayed: the lock is then held, with no look. Once.
+  bool take_cleared_line();
 
   ClusterHold& hold_;
   const ClusterLockRequest& request_;
@@ -95,6 +104,7 @@ class ClusterHold::Contention final {
   bool waited_ = false;
   int failed_watches_ = 0;  // in a row
   std::optional<Predecessor> before_;
+  std::vector<std::string> excluding_;  // the keys ahead that exclude it, as the look saw them
   std::vector<Ahead> ahead_;  // every key ahead, when stealing
   int steals_ = 0;
 };

@@ -90,20 +90,21 @@ std::int64_t watch_start(std::int64_t seen_at) { return seen_at + 1; }
 // request's cancellation or its deadline ends.
 class DeletionWait final : public Cancellation::Listener {
  public:
-  // No error when the key was deleted (or may have been: look again);
-  // errc::cancelled or errc::timeout when the wait was ended first.
-  std::error_code run(const EtcdClient& client, const std::string& key, std::int64_t from_revision,
-                      const ContendRequest& request) {
+  using Start = std::function<std::shared_ptr<KeyDeletion>(std::function<void(std::error_code)>)>;
+
+  // Runs the watch `start` makes. No error when the deletion came (or may
+  // have: look again); errc::cancelled or errc::timeout when the wait was
+  // ended first.
+  std::error_code run(const Start& start, const ContendRequest& request) {
     if (request.cancel && !request.cancel->subscribe(*this)) return errc::cancelled;
-    const std::error_code ec = watch(client, key, from_revision, request.deadline);
+    const std::error_code ec = watch(start, request.deadline);
     if (request.cancel) request.cancel->unsubscribe(*this);
     return ec;
   }
 
  private:
-  std::error_code watch(const EtcdClient& client, const std::string& key,
-                        std::int64_t from_revision, const Deadline& deadline) {
-    const auto watch = KeyDeletion::watch(client, key, from_revision, [this](std::error_code ec) {
+  std::error_code watch(const Start& start, const Deadline& deadline) {
+    const auto watch = start([this](std::error_code ec) {
       std::lock_guard lock(mutex_);
       result_ = ec;
       changed_.notify_one();
@@ -144,6 +145,16 @@ constexpr int kWatchFailuresTolerated = 3;
 
 // The round trips of a contention and their answers, kept while one is
 // under way; `mutex` guards what a gRPC thread writes.
+// What a wait that watches every key of the name has seen of the line
+// ahead of its key. Written on the gRPC thread that reads the watch, read
+// by the contention once the watch has ended.
+struct ClusterHold::Contention::LineAhead {
+  std::vector<std::string> excluding;  // the keys ahead that exclude it, left
+  std::string own;
+  bool own_gone = false;
+  std::int64_t cleared_at = 0;  // the revision at which the last went, with `own` there
+};
+
 struct ClusterHold::Contention::Exchange {
   etcdserverpb::LeaseGrantRequest grant;
   etcdserverpb::LeaseGrantResponse granted;
@@ -159,6 +170,7 @@ struct ClusterHold::Contention::Exchange {
   std::optional<Call> answered;  // the call whose answer is in
   grpc::Status status;
   std::shared_ptr<KeyDeletion> deletion;  // the wait under way
+  LineAhead line;                         // what it saw, when it watches the name
   std::optional<std::error_code> watch_end;
   bool interrupted = false;  // interrupt() came during this wait
 };
@@ -189,7 +201,7 @@ Step ClusterHold::Contention::attempt(std::error_code& ec) noexcept try {
     if (Step step = exchange(Call::grant, ec); step != Step::again) return step;
   }
   for (;;) {
-    looked_ = false;
+    looked_ = take_cleared_line();
     if (!entered_) {
       if (Step step = exchange(Call::enter, ec); step != Step::again) return step;
     }
@@ -286,6 +298,7 @@ void ClusterHold::Contention::take_look(const etcdserverpb::RangeResponse& keys,
   hold_.seen_at_ = revision;
   before_.reset();
   ahead_.clear();
+  excluding_.clear();
   const std::size_t prefix_size = key_prefix(request_.name).size();
   for (const auto& kv : keys.kvs()) {
     if (kv.create_revision() >= hold_.revision_) continue;
@@ -294,8 +307,9 @@ void ClusterHold::Contention::take_look(const etcdserverpb::RangeResponse& keys,
     if (request_.contend.steal) {
       ahead_.push_back({kv.key(), kv.create_revision(), parse_owner_record(kv.value()).has_value()});
     }
-    if (!before_ && (request_.contend.mode == Mode::exclusive || !is_shared_value(kv.value()))) {
-      before_ = Predecessor{kv.key(), revision};
+    if (request_.contend.mode == Mode::exclusive || !is_shared_value(kv.value())) {
+      if (!before_) before_ = Predecessor{kv.key(), revision};
+      excluding_.push_back(kv.key());
     }
   }
 }
@@ -386,8 +400,8 @@ Step ClusterHold::Contention::after_busy(std::error_code& ec) noexcept try {
 Step ClusterHold::Contention::wait(std::error_code& ec) noexcept try {
   waited_ = true;
   if (resume_) return start_watch(ec);
-  ec = DeletionWait().run(*hold_.client_, before_->key, watch_start(before_->revision),
-                         request_.contend);
+  ec = DeletionWait().run([this](auto on_end) { return watch_ahead(std::move(on_end)); },
+                          request_.contend);
   {
     std::lock_guard lock(exchange_->mutex);
     exchange_->watch_end = ec;
@@ -402,17 +416,54 @@ Step ClusterHold::Contention::wait(std::error_code& ec) noexcept try {
 Step ClusterHold::Contention::start_watch(std::error_code&) {
   std::lock_guard lock(exchange_->mutex);
   exchange_->interrupted = false;
-  exchange_->deletion = KeyDeletion::watch(
-      *hold_.client_, before_->key, watch_start(before_->revision), [this](std::error_code end) {
-        {
-          std::lock_guard lock(exchange_->mutex);
-          exchange_->watch_end = end;
-        }
-        resume_();
-      });
+  exchange_->deletion = watch_ahead([this](std::error_code end) {
+    {
+      std::lock_guard lock(exchange_->mutex);
+      exchange_->watch_end = end;
+    }
+    resume_();
+  });
   // Cancelled, or past the deadline, before the watch was there to end.
   if (wait_is_over(request_.contend)) exchange_->deletion->cancel();
   return Step::pending;
+}
+
+// The key before this one, or, when it is the only key ahead that
+// excludes this one, every key of the name. The wait then ends when that
+// key goes or this one does, and the events of one revision come in one
+// answer: a steal that deletes both, or this key's lease expiring first,
+// is seen, and only a deletion of the one key ahead with this key still
+// there clears the line. That spares the look after the wait, and the
+// name's other deletions reach this one waiter only.
+std::shared_ptr<KeyDeletion> ClusterHold::Contention::watch_ahead(
+    std::function<void(std::error_code)> on_end) {
+  const std::int64_t from = watch_start(before_->revision);
+  if (excluding_.size() != 1) {
+    return KeyDeletion::watch(*hold_.client_, before_->key, from, std::move(on_end));
+  }
+  exchange_->line = LineAhead{excluding_, hold_.key_};
+  const std::string prefix = key_prefix(request_.name);
+  auto ends = [this](const std::string& key, std::int64_t revision) {
+    std::lock_guard lock(exchange_->mutex);
+    LineAhead& line = exchange_->line;
+    if (key == line.own) line.own_gone = true;
+    std::erase(line.excluding, key);
+    if (line.excluding.empty() && !line.own_gone && line.cleared_at == 0) line.cleared_at = revision;
+    return line.own_gone || line.excluding.empty();
+  };
+  return KeyDeletion::watch_range(*hold_.client_, prefix, prefix_end(prefix), std::move(ends), from,
+                                  std::move(on_end));
+}
+
+bool ClusterHold::Contention::take_cleared_line() {
+  std::lock_guard lock(exchange_->mutex);
+  LineAhead line = std::exchange(exchange_->line, LineAhead{});
+  if (line.cleared_at == 0 || line.own_gone) return false;
+  // As a look at that revision would have found it: first in line.
+  hold_.seen_at_ = line.cleared_at;
+  before_.reset();
+  excluding_.clear();
+  return true;
 }
 
 void ClusterHold::Contention::interrupt() noexcept {
@@ -644,6 +695,9 @@ void ClusterHold::stop_keeping_alive() noexcept {
 std::error_code ClusterHold::release() noexcept try {
   if (released_) return {};
   released_ = true;
+  // A forked child's copy is the parent's hold: the key stays, as a
+  // pack's lock does.
+  if (generation_ != fork_generation()) return {};
   const auto answer = client_->lease_keeper().last_answer(lease_);
   const auto last_renewed = answer ? answer->at : granted_at_;
   stop_keeping_alive();
@@ -677,6 +731,10 @@ std::error_code ClusterHold::release() noexcept try {
 }
 
 void ClusterHold::release_async(std::function<void(std::error_code)> done) {
+  if (generation_ != fork_generation()) {  // as in release()
+    released_ = true;
+    return done({});
+  }
   if (released_ || lease_ == 0) {
     released_ = true;
     stop_keeping_alive();

@@ -44,6 +44,7 @@
 
 #include "contention.hpp"
 #include "etcd_client.hpp"
+#include "fork.hpp"
 #include "heartbeat.hpp"
 
 namespace packlock::detail {
@@ -120,6 +121,7 @@ class ClusterHold final : private Beater {
   std::int64_t revision_ = 0;
   std::int64_t seen_at_ = 0;  // the revision of the last look, which found the key
   bool released_ = false;
+  const unsigned generation_ = fork_generation();  // fork_generation() when made
   bool locked_ = false;                   // the contention ended with the lock
   std::chrono::seconds asked_ttl_{0};     // the TTL the request asked for
   std::chrono::steady_clock::time_point granted_at_ = std::chrono::steady_clock::now();

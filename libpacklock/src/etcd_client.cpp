@@ -14,6 +14,8 @@
 
 #include <packlock/error.hpp>
 
+#include "fork.hpp"
+
 namespace packlock::detail {
 namespace {
 
@@ -191,7 +193,12 @@ std::shared_ptr<EtcdClient> EtcdClient::connect(const EtcdSettings& settings, st
   arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   auto channel = grpc::CreateCustomChannel(channel_target(endpoints), creds, arguments);
-  std::shared_ptr<EtcdClient> client(new EtcdClient(settings, std::move(channel)));
+  // A forked child leaves the parent's client alone: its streams are the
+  // parent's, and gRPC's threads are not in the child to end them.
+  std::shared_ptr<EtcdClient> client(new EtcdClient(settings, std::move(channel)),
+                                     [generation = fork_generation()](EtcdClient* gone) {
+                                       if (fork_generation() == generation) delete gone;
+                                     });
   const auto deadline = std::chrono::system_clock::now() + settings.dial_timeout;
   if (!client->channel_->WaitForConnected(deadline)) {
     // One request says why: unreachable, or a refused handshake.
@@ -241,13 +248,15 @@ void send_txn(const EtcdClient& client, etcdserverpb::TxnRequest request) {
 class KeyDeletion::Reactor final
     : public grpc::ClientBidiReactor<WatchRequest, WatchResponse> {
  public:
-  Reactor(const EtcdClient& client, std::string key, std::int64_t from_revision,
-          std::function<void(std::error_code)> on_end)
+  Reactor(const EtcdClient& client, std::string key, std::string range_end, Ends ends,
+          std::int64_t from_revision, std::function<void(std::error_code)> on_end)
       : context_(client.stream_context()),
+        ends_(std::move(ends)),
         on_end_(std::move(on_end)),
         streams_(client.open_streams()) {
     WatchCreateRequest* create = request_.mutable_create_request();
     create->set_key(std::move(key));
+    if (!range_end.empty()) create->set_range_end(std::move(range_end));
     create->set_start_revision(from_revision);
     create->add_filters(WatchCreateRequest::NOPUT);
     client.watch().async()->Watch(context_.get(), this);
@@ -271,9 +280,13 @@ class KeyDeletion::Reactor final
 
   void OnReadDone(bool ok) override {
     if (!ok) return;  // the stream ends: OnDone says why
+    bool over = false;
     for (const auto& event : response_.events()) {
-      if (event.type() == mvccpb::Event::DELETE) return end({});
+      if (event.type() != mvccpb::Event::DELETE) continue;
+      // Every deletion is told, also after one that ends the watch.
+      over = (!ends_ || ends_(event.kv().key(), event.kv().mod_revision())) || over;
     }
+    if (over) return end({});
     // Compacted past the revision, or refused: the key may be gone or not;
     // the caller looks.
     if (response_.canceled()) return end(errc::cluster_failed);
@@ -299,6 +312,7 @@ class KeyDeletion::Reactor final
   }
 
   std::unique_ptr<grpc::ClientContext> context_;
+  const Ends ends_;  // empty: the one key's deletion ends the watch
   std::function<void(std::error_code)> on_end_;
   std::shared_ptr<OpenStreams> streams_;
   WatchRequest request_;
@@ -529,9 +543,16 @@ void SpareLeases::grant(std::chrono::seconds ttl) {
 std::shared_ptr<KeyDeletion> KeyDeletion::watch(const EtcdClient& client, std::string key,
                                                 std::int64_t from_revision,
                                                 std::function<void(std::error_code)> on_end) {
+  return watch_range(client, std::move(key), "", nullptr, from_revision, std::move(on_end));
+}
+
+std::shared_ptr<KeyDeletion> KeyDeletion::watch_range(const EtcdClient& client, std::string key,
+                                                      std::string range_end, Ends ends,
+                                                      std::int64_t from_revision,
+                                                      std::function<void(std::error_code)> on_end) {
   std::shared_ptr<KeyDeletion> deletion(new KeyDeletion());
-  deletion->reactor_ =
-      std::make_shared<Reactor>(client, std::move(key), from_revision, std::move(on_end));
+  deletion->reactor_ = std::make_shared<Reactor>(client, std::move(key), std::move(range_end),
+                                                 std::move(ends), from_revision, std::move(on_end));
   deletion->reactor_->start(deletion->reactor_);
   return deletion;
 }

@@ -244,11 +244,23 @@ void call_async(const EtcdClient& client, Async* stub,
 // that revision); errc::cancelled after cancel() and only then; else why
 // the watch ended without seeing the key go (errc::cluster_failed when
 // etcd cancelled it, having compacted that revision away, say).
+//
+// Or the deletions of a range of keys, [key, range_end): `ends` is asked of
+// each deleted key with its revision, in order, and the watch ends (with no
+// error) once it has said so. It is asked of every deletion in a response
+// before the watch ends, and etcd sends all the events of one revision in
+// one response: the deletions of one transaction are all seen together.
 class KeyDeletion final : public std::enable_shared_from_this<KeyDeletion> {
  public:
+  using Ends = std::function<bool(const std::string& key, std::int64_t revision)>;
+
   static std::shared_ptr<KeyDeletion> watch(const EtcdClient& client, std::string key,
                                             std::int64_t from_revision,
                                             std::function<void(std::error_code)> on_end);
+  static std::shared_ptr<KeyDeletion> watch_range(const EtcdClient& client, std::string key,
+                                                  std::string range_end, Ends ends,
+                                                  std::int64_t from_revision,
+                                                  std::function<void(std::error_code)> on_end);
   ~KeyDeletion();
   void cancel() noexcept;
 

@@ -26,11 +26,14 @@ std::filesystem::path pack_of(const ManagerState& state, std::string_view name) 
 // Waits in the engine (blocking the calling thread) and grants the ticket.
 void wait_for(Ticket& ticket, const Timeout& timeout, Mode mode, std::error_code& ec) noexcept {
   if (const ClusterLock* cluster = ticket.cluster_lock()) {
-    if (ticket.held_by_this_thread()) {
+    const std::optional<Mode> held = ticket.held_by_this_thread();
+    if (held && (*held == Mode::exclusive || mode == Mode::exclusive)) {
       ec = errc::busy;
       return;
     }
-    ClusterLockHold hold = cluster->acquire(mode, timeout, ec);
+    // A reader again: at once or not at all, since it would queue behind
+    // a writer that waits for this thread's first read.
+    ClusterLockHold hold = held ? cluster->try_acquire(mode, ec) : cluster->acquire(mode, timeout, ec);
     if (!ec) ticket.grant(std::move(hold), /*tied_to_thread=*/true);
     return;
   }
@@ -53,12 +56,14 @@ void take_pack_lock_now(Ticket& ticket, const RequestOptions& options, bool tied
   if (!ec) ticket.grant(HoldAccess::wrap(std::move(hold)));
 }
 
-// take_now() for a cluster lock: one round trip (two for a steal). The
-// holders this process robs are told at once; others hear it from their
-// key's watch.
+// take_now() for a cluster lock, in the calling thread: a few round trips
+// (a lease, unless the connection has one spare; the put and look; a
+// steal's delete). The holders this process robs are told at once; others
+// hear it from their key's watch.
 void take_cluster_lock_now(Ticket& ticket, const RequestOptions& options, bool tied_to_thread,
                            std::error_code& ec) noexcept {
-  if (tied_to_thread && ticket.held_by_this_thread()) {
+  const std::optional<Mode> held = tied_to_thread ? ticket.held_by_this_thread() : std::nullopt;
+  if (held && (*held == Mode::exclusive || options.mode == Mode::exclusive)) {
     ec = errc::busy;
     return;
   }
@@ -96,8 +101,9 @@ const ClusterLock* Ticket::cluster_lock() const noexcept {
   return cluster() ? &cluster()->lock : nullptr;
 }
 
-bool Ticket::held_by_this_thread() const {
-  return cluster() && RequestRegistry::instance().held_by_thread(*cluster(), this_thread_token());
+std::optional<Mode> Ticket::held_by_this_thread() const {
+  if (!cluster()) return std::nullopt;
+  return RequestRegistry::instance().held_by_thread(*cluster(), this_thread_token());
 }
 
 void Ticket::grant(PackLockHold hold) noexcept { entry_->grant(std::move(hold), kNoThread); }
@@ -178,8 +184,8 @@ Ticket begin_request(const std::shared_ptr<ManagerState>& state, std::string_vie
 }
 
 LockHandle keep_as_handle(ManagerState& state, Ticket&& ticket) {
-  std::string name = ticket.lock()->name();
-  return state.keep(std::move(ticket), std::move(name));
+  const Lock lock = *ticket.lock();
+  return state.keep(std::move(ticket), lock.name(), lock.fencing_token());
 }
 
 Error named_error(const ManagerState& state, std::string_view name, std::error_code ec) {
@@ -197,6 +203,7 @@ Error named_error(const ManagerState& state, std::string_view name, std::error_c
 const std::string& Lock::name() const noexcept { return entry_->name(); }
 Mode Lock::mode() const noexcept { return entry_->mode(); }
 bool Lock::lost() const noexcept { return entry_->lost(); }
+std::int64_t Lock::fencing_token() const noexcept { return entry_->fencing_token(); }
 
 namespace {
 

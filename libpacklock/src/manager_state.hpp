@@ -1,6 +1,7 @@
 #pragma once
 // What one LockManager and its copies share.
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
@@ -40,31 +41,48 @@ class ManagerState final {
   // Empty for a manager over etcd.
   const std::filesystem::path& lock_dir() const noexcept { return lock_dir_; }
   bool over_cluster() const noexcept { return cluster_.has_value(); }
-  // The cluster's endpoints, comma-separated: what tells two clusters apart.
-  std::string cluster_id() const { return join(cluster_->options.endpoints); }
+  // The cluster's endpoints, sorted and without their scheme: what tells
+  // two clusters apart. (Managers that name one cluster by other
+  // endpoints, or by a name and an address, are managers of two clusters
+  // to each other.)
+  std::string cluster_id() const { return identity_of(cluster_->options.endpoints); }
   const ClusterOptions& cluster_options() const noexcept { return cluster_->options; }
   const std::string& prefix() const noexcept { return cluster_->prefix; }
   // The cluster lock of `name`: "<prefix><name>".
   std::string cluster_name(std::string_view name) const { return cluster_->prefix + std::string(name); }
 
-  // The cluster lock of `name`, over the manager's one connection, made at
-  // the first request (a failed one is tried again at the next).
+  // The cluster lock of `name`, over the manager's one connection.
   ClusterTarget cluster_target(std::string_view name, std::error_code& ec) {
+    const ClusterLock connected = connection(ec);
+    if (ec) return {};
+    return ClusterTarget{connected.sibling(cluster_name(name)), cluster_id()};
+  }
+
+  // A lock over the manager's one connection, made at the first request (a
+  // failed one is tried again at the next). gRPC's threads are not in a
+  // forked child: there the connection is refused (errc::not_open), and
+  // the parent's is left alone.
+  ClusterLock connection(std::error_code& ec) {
+    if (fork_generation() != generation_) {
+      ec = errc::not_open;
+      return {};
+    }
     std::lock_guard lock(connection_mutex_);
     if (!connection_) {
-      ClusterLock connected = ClusterLock::open(cluster_->options, cluster_name(name), options_, ec);
+      const std::string name = prefix().empty() ? std::string("-") : prefix();
+      ClusterLock connected = ClusterLock::open(cluster_->options, name, options_, ec);
       if (ec) return {};
       connection_ = std::move(connected);
     }
     ec.clear();
-    return ClusterTarget{connection_->sibling(cluster_name(name)), cluster_id()};
+    return *connection_;
   }
   const LockOptions& options() const noexcept { return options_; }
   std::uint64_t client() const noexcept { return client_; }
 
-  LockHandle keep(Ticket&& ticket, std::string name) {
+  LockHandle keep(Ticket&& ticket, std::string name, std::int64_t fencing_token) {
     std::lock_guard lock(mutex_);
-    LockHandle handle{next_handle_++, std::move(name)};
+    LockHandle handle{next_handle_++, std::move(name), fencing_token};
     handles_.emplace(handle.id, Held{handle.name, std::move(ticket)});
     return handle;
   }
@@ -121,7 +139,13 @@ class ManagerState final {
     std::string prefix;
   };
 
-  static std::string join(const std::vector<std::string>& endpoints) {
+  static std::string identity_of(std::vector<std::string> endpoints) {
+    for (std::string& endpoint : endpoints) {
+      if (const auto scheme = endpoint.find("://"); scheme != std::string::npos) {
+        endpoint.erase(0, scheme + 3);
+      }
+    }
+    std::sort(endpoints.begin(), endpoints.end());
     std::string joined;
     for (const std::string& endpoint : endpoints) joined += (joined.empty() ? "" : ",") + endpoint;
     return joined;

@@ -57,6 +57,8 @@ std::string own_name(const detail::ManagerState& state, const detail::RequestEnt
 void add_own_requests(const detail::ManagerState& state, const fs::path& lock_dir,
                       LockManagerSnapshot& snapshot) {
   const auto facts = detail::process_facts();
+  // As the records of its holds say it (LockOptions::command, record_command).
+  const std::string command = detail::record_of_this_process(state.options()).command;
   for (const auto& entry : detail::RequestRegistry::instance().snapshot()) {
     if (entry->lost()) continue;  // stolen: it holds nothing, though its callback may run on
     std::string name = own_name(state, *entry, lock_dir);
@@ -66,7 +68,7 @@ void add_own_requests(const detail::ManagerState& state, const fs::path& lock_di
                   .client_id = format_client_id(facts->pid, entry->client()),
                   .pid = facts->pid};
     info.host = facts->host;
-    info.command = facts->command;
+    info.command = command;
     info.held_for = time_since(entry->since());
     info.fencing_token = entry->fencing_token();
     (entry->granted() ? snapshot.held : snapshot.pending).push_back(std::move(info));
@@ -75,7 +77,7 @@ void add_own_requests(const detail::ManagerState& state, const fs::path& lock_di
 
 bool is_this_process(const OwnerRecord& record, const detail::ProcessFacts& facts) {
   return record.pid == facts.pid && record.host == facts.host && record.boot_id == facts.boot_id &&
-         record.pid_namespace == facts.pid_namespace;
+         record.pid_namespace == facts.pid_namespace && record.start_time == facts.start_time;
 }
 
 LockInfo info_of(std::string name, const ClusterParty& party) {
@@ -93,9 +95,11 @@ LockInfo info_of(std::string name, const ClusterParty& party) {
 
 // Every other party of the manager's cluster locks, on any host, as their
 // keys say.
-void add_other_parties(const detail::ManagerState& state, LockManagerSnapshot& snapshot,
+void add_other_parties(detail::ManagerState& state, LockManagerSnapshot& snapshot,
                        std::error_code& ec) {
-  const auto views = observe_cluster(state.cluster_options(), state.prefix(), ec);
+  const ClusterLock connection = state.connection(ec);
+  if (ec) return;
+  const auto views = observe_cluster(connection, state.prefix(), ec);
   const auto facts = detail::process_facts();
   const auto add = [&](const std::string& name, const std::vector<ClusterParty>& parties,
                        std::vector<LockInfo>& to) {
@@ -105,6 +109,8 @@ void add_other_parties(const detail::ManagerState& state, LockManagerSnapshot& s
     }
   };
   for (const ClusterLockView& view : views) {
+    // The range of the prefix "jobs/" holds the keys of the lock "jobs" too.
+    if (!view.name.starts_with(state.prefix())) continue;
     const std::string name = view.name.substr(state.prefix().size());
     if (!detail::is_lock_name(name)) continue;
     add(name, view.holders, snapshot.held);

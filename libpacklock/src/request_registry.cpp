@@ -29,11 +29,19 @@ void RequestEntry::grant(NamedHold hold, ThreadToken thread) noexcept {
 }
 
 void RequestEntry::revoke() noexcept {
-  std::lock_guard lock(mutex_);
-  if (!hold_.held()) return;
-  lost_.store(true, std::memory_order_release);
+  // After the owner's release under way, if any: the lock is then free.
+  std::lock_guard releasing(release_mutex_);
+  NamedHold hold;
+  {
+    std::lock_guard lock(mutex_);
+    if (!hold_.held()) return;
+    lost_.store(true, std::memory_order_release);
+    hold = std::move(hold_);
+  }
   // Whatever LOCK_UN says, the descriptor is closed: the lock is gone.
-  (void)hold_.release();
+  // Outside mutex_, which lost() and the re-entry check take: a cluster
+  // hold's release is a round trip.
+  (void)hold.release();
 }
 
 std::chrono::system_clock::time_point RequestEntry::since() const noexcept {
@@ -53,17 +61,25 @@ bool RequestEntry::lost() const noexcept {
 }
 
 std::error_code RequestEntry::release() noexcept {
-  std::lock_guard lock(mutex_);
-  if (hold_.lost()) lost_.store(true, std::memory_order_release);
+  std::lock_guard releasing(release_mutex_);
+  NamedHold hold;
+  {
+    std::lock_guard lock(mutex_);
+    if (hold_.lost()) lost_.store(true, std::memory_order_release);
+    hold = std::move(hold_);
+  }
+  // Outside mutex_, as in revoke().
   if (lost_.load(std::memory_order_acquire)) {
     // A hijacked hold still locks its unlinked inode: let that go too.
-    (void)hold_.release();
+    (void)hold.release();
     return errc::hijacked;
   }
-  if (!hold_.held()) return {};
+  if (!hold.held()) return {};
   // A cluster hold may find its loss only now, as its key is deleted.
-  if (const std::error_code ec = hold_.release()) {
-    return ec == errc::hijacked ? ec : errc::unlock_unsuccessful;
+  if (const std::error_code ec = hold.release()) {
+    if (ec != errc::hijacked) return errc::unlock_unsuccessful;
+    lost_.store(true, std::memory_order_release);
+    return ec;
   }
   return {};
 }
@@ -99,29 +115,43 @@ std::vector<std::shared_ptr<RequestEntry>> RequestRegistry::snapshot() {
 }
 
 void RequestRegistry::revoke_holders(const Pack& pack) noexcept {
-  std::lock_guard lock(mutex_);
-  forget_parent_after_fork();
-  for (const auto& entry : entries_) {
-    // One queue per lock in this process, whichever path or manager named it.
-    if (entry->pack() && &entry->pack()->queue() == &pack.queue()) entry->revoke();
-  }
+  // One queue per lock in this process, whichever path or manager named it.
+  revoke_where([&](const RequestEntry& entry) {
+    return entry.pack() && &entry.pack()->queue() == &pack.queue();
+  });
 }
 
 void RequestRegistry::revoke_holders(const ClusterTarget& cluster) noexcept {
-  std::lock_guard lock(mutex_);
-  forget_parent_after_fork();
-  for (const auto& entry : entries_) {
-    if (entry->cluster() && entry->cluster()->same_lock(cluster)) entry->revoke();
-  }
+  revoke_where([&](const RequestEntry& entry) {
+    return entry.cluster() && entry.cluster()->same_lock(cluster);
+  });
 }
 
-bool RequestRegistry::held_by_thread(const ClusterTarget& cluster, ThreadToken thread) {
+// Revoked outside the registry's mutex: a cluster hold's release is a
+// round trip, which would hold up every request of the process.
+void RequestRegistry::revoke_where(const std::function<bool(const RequestEntry&)>& matches) noexcept {
+  std::vector<std::shared_ptr<RequestEntry>> robbed;
+  {
+    std::lock_guard lock(mutex_);
+    forget_parent_after_fork();
+    for (const auto& entry : entries_) {
+      if (matches(*entry)) robbed.push_back(entry);
+    }
+  }
+  for (const auto& entry : robbed) entry->revoke();
+}
+
+std::optional<Mode> RequestRegistry::held_by_thread(const ClusterTarget& cluster, ThreadToken thread) {
   std::lock_guard lock(mutex_);
   forget_parent_after_fork();
-  return std::any_of(entries_.begin(), entries_.end(), [&](const auto& entry) {
-    return entry->cluster() && entry->cluster()->same_lock(cluster) && entry->granted() &&
-           entry->thread() == thread && !entry->lost();
-  });
+  std::optional<Mode> held;
+  for (const auto& entry : entries_) {
+    if (entry->cluster() && entry->cluster()->same_lock(cluster) && entry->granted() &&
+        entry->thread() == thread && !entry->lost()) {
+      if (!held || entry->mode() == Mode::exclusive) held = entry->mode();
+    }
+  }
+  return held;
 }
 
 void RequestRegistry::forget_parent_after_fork() noexcept {

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -90,7 +91,10 @@ class RequestEntry final : public std::enable_shared_from_this<RequestEntry> {
   const std::uint64_t client_;
   const std::shared_ptr<const Pack> pack_;
   const std::optional<ClusterTarget> cluster_;
-  mutable std::mutex mutex_;
+  // Orders the owner's release and a steal's revoke, whole: a steal that
+  // finds the request releasing waits until the lock is free.
+  std::mutex release_mutex_;
+  mutable std::mutex mutex_;  // guards hold_ and since_, briefly
   NamedHold hold_;
   std::chrono::system_clock::time_point since_ = std::chrono::system_clock::now();
   std::atomic<bool> granted_{false};
@@ -98,9 +102,9 @@ class RequestEntry final : public std::enable_shared_from_this<RequestEntry> {
   std::atomic<bool> lost_{false};
 };
 
-// All members take one mutex. Lock order: the registry, then an entry,
-// then (releasing its hold) the pack's queue; nothing takes them the other
-// way round.
+// All members take one mutex. Lock order: the registry, then an entry's
+// mutex_; an entry's release_mutex_ is taken with neither held, and holds
+// are released under it alone.
 class RequestRegistry final {
  public:
   // Never destroyed: requests may end during exit.
@@ -116,13 +120,15 @@ class RequestRegistry final {
   // The same for a cluster lock: its holders here, whose keys a steal has
   // deleted, are told at once rather than when their watch hears of it.
   void revoke_holders(const ClusterTarget& cluster) noexcept;
-  // True when `thread` holds the cluster lock through a request here (the
-  // re-entry check the engine makes for a pack's lock).
-  bool held_by_thread(const ClusterTarget& cluster, ThreadToken thread);
+  // How `thread` holds the cluster lock through requests here, if it does:
+  // exclusive if any of them is (the re-entry check the engine makes for a
+  // pack's lock).
+  std::optional<Mode> held_by_thread(const ClusterTarget& cluster, ThreadToken thread);
 
  private:
   // In a forked child, the requests are the parent's.
   void forget_parent_after_fork() noexcept;
+  void revoke_where(const std::function<bool(const RequestEntry&)>& matches) noexcept;
 
   RequestRegistry();
 

@@ -71,6 +71,7 @@ BOOST_AUTO_TEST_SUITE(cluster_manager)
 BOOST_FIXTURE_TEST_CASE(a_handle_holds_the_cluster_lock_under_the_prefix, ManagerFixture) {
   const LockHandle handle = manager.acquire("db/main");
   BOOST_TEST(handle.name == "db/main");
+  BOOST_TEST(handle.fencing_token == view("db/main").holders.at(0).fencing_token);
   BOOST_TEST(manager.lock_dir().empty());
   BOOST_TEST(manager.is_locked("db/main"));
   BOOST_TEST(view("db/main").holders.size() == 1u);
@@ -153,23 +154,47 @@ BOOST_FIXTURE_TEST_CASE(the_holding_thread_asking_again_is_busy_not_a_deadlock, 
   manager.release(others);
 }
 
+BOOST_FIXTURE_TEST_CASE(a_reader_may_read_again_at_once_but_never_queue_behind_itself,
+                        ManagerFixture) {
+  const LockHandle first = manager.acquire("r", {20s, Mode::shared});
+  const LockHandle again = manager.acquire("r", {20s, Mode::shared});
+  BOOST_TEST(view("r").holders.size() == 2u);
+  manager.release(again);
+  // A writer queues behind the reader; the reader's thread reading again
+  // would queue behind the writer, which waits for it: busy instead.
+  Process writer(server.etcdctl({"lock", "jobs/r"}));
+  BOOST_REQUIRE(eventually([&] { return view("r").waiters.size() == 1u; }));
+  std::error_code ec;
+  (void)manager.acquire("r", {20s, Mode::shared}, ec);
+  BOOST_TEST((ec == errc::busy));
+  BOOST_TEST(!manager.try_acquire("r", Mode::shared).has_value());
+  BOOST_TEST(keys("r") == 2u);
+  manager.release(first);
+  BOOST_TEST(writer.read_line(20s).has_value());  // the writer holds
+  writer.kill(SIGINT);
+}
+
 BOOST_FIXTURE_TEST_CASE(a_waiting_request_is_granted_when_the_other_process_lets_go,
                         ManagerFixture) {
   Process other = holder("x", "acquire");
   const std::int64_t other_token = view("x").holders.at(0).fencing_token;
   Gate granted;
-  std::int64_t my_token = 0;
+  std::int64_t my_token = 0, seen_token = 0;
+  std::error_code waiter_ec;
   std::jthread waiter([&] {
     manager.request("x", waiting(), [&](std::optional<Lock> lock) {
-      BOOST_TEST(lock.has_value());
-      my_token = view("x").holders.at(0).fencing_token;
+      my_token = lock ? lock->fencing_token() : -1;
+      seen_token = view("x").holders.at(0).fencing_token;
       granted.open();
-    });
+    }, waiter_ec);
   });
   BOOST_REQUIRE(eventually([&] { return view("x").waiters.size() == 1u; }));
   other.close_stdin();
   BOOST_TEST(other.exit_code(20s) == 0);
   BOOST_REQUIRE(granted.wait());
+  waiter.join();
+  BOOST_TEST(!waiter_ec);
+  BOOST_TEST(my_token == seen_token);
   BOOST_TEST(my_token > other_token);
 }
 
@@ -244,6 +269,13 @@ BOOST_FIXTURE_TEST_CASE(query_lists_every_party_with_its_record, ManagerFixture)
   BOOST_TEST(snapshot.pending[0].fencing_token == 0);
   BOOST_TEST(snapshot.pending[1].client_id == seen.waiters[1].key);
   BOOST_TEST(snapshot.pending[1].pid == 0);
+
+  // Keys of a lock whose name is the prefix without its slash fall in the
+  // prefix's range; they are no lock of this manager's.
+  {
+    const ClusterLockHold outside = ClusterLock::open(cluster, "jobs").try_acquire();
+    BOOST_TEST(manager.query().held.size() == 1u);
+  }
 
   other.close_stdin();
   run_until(io, [&] { return mine.calls == 1; });

@@ -35,6 +35,8 @@ class EtcdClient;
 struct ClusterLockRequest;
 }  // namespace detail
 
+class ClusterLock;
+
 // Where the cluster is and how to speak to it, with etcdctl's meanings.
 struct ClusterOptions {
   // "host:port", "http://host:port" or "https://host:port".
@@ -81,6 +83,10 @@ struct ClusterLockView {
 // component that is not their lease id in hex) are left out. Reads only.
 std::vector<ClusterLockView> observe_cluster(const ClusterOptions& cluster, std::string_view prefix);
 std::vector<ClusterLockView> observe_cluster(const ClusterOptions& cluster, std::string_view prefix,
+                                             std::error_code& ec) noexcept;
+// The same over the connection of `connection` (any lock of the cluster),
+// without connecting again; errc::not_open for an empty lock.
+std::vector<ClusterLockView> observe_cluster(const ClusterLock& connection, std::string_view prefix,
                                              std::error_code& ec) noexcept;
 
 // A held cluster lock. Move-only; the destructor releases.
@@ -185,6 +191,9 @@ class ClusterLock {
   ClusterLockView observe(std::error_code& ec) const noexcept;
 
  private:
+  friend std::vector<ClusterLockView> observe_cluster(const ClusterLock& connection,
+                                                      std::string_view prefix,
+                                                      std::error_code& ec) noexcept;
   friend std::shared_ptr<detail::ClusterAcquireOperation> detail::make_cluster_acquire(
       const ClusterLock& lock, asio::any_io_executor executor, Mode mode,
       std::optional<std::chrono::steady_clock::time_point> deadline,

@@ -33,7 +33,8 @@
 // Errors are packlock::errc codes and OS errors (errno kept); each also
 // compares equal to one packlock::lock_errc, ext_lock's numeric codes (see
 // lock_errc.hpp). The throwing calls throw packlock::Error, naming the lock's
-// sidecar path (or, for an invalid name, the name within the lock directory).
+// sidecar path (or, for an invalid name, the name within the lock directory;
+// over etcd, the cluster lock's name).
 //
 // Thread-safety: a LockManager is a handle: copies share one manager, and
 // any thread may call any member at any time. Managers of the same lock

@@ -29,6 +29,9 @@ class Ticket;
 struct LockHandle {
   std::uint64_t id = 0;
   std::string name;
+  // A cluster lock's fencing token (see ClusterLockHold); 0 for a lock
+  // directory's.
+  std::int64_t fencing_token = 0;
 
   friend bool operator==(const LockHandle&, const LockHandle&) = default;
 };
@@ -52,6 +55,9 @@ class Lock {
   // without it, and the request then reports errc::hijacked
   // (== lock_errc::not_held). Thread-safe.
   bool lost() const noexcept;
+  // A cluster lock's fencing token (see ClusterLockHold); 0 for a lock
+  // directory's.
+  std::int64_t fencing_token() const noexcept;
 
  private:
   friend class detail::Ticket;

@@ -57,10 +57,11 @@ class Ticket {
   void grant(PackLockHold hold) noexcept;
   // `tied_to_thread`: the calling thread holds it (re-entry check).
   void grant(ClusterLockHold hold, bool tied_to_thread) noexcept;
-  // True for a cluster lock the calling thread holds already through
-  // another request: waiting would be a deadlock. (The engine makes this
-  // check itself for a pack's lock.)
-  bool held_by_this_thread() const;
+  // For a cluster lock the calling thread holds already through another
+  // request, how it holds it (exclusive if any request does): waiting
+  // would be a deadlock. (The engine makes this check itself for a pack's
+  // lock.)
+  std::optional<Mode> held_by_this_thread() const;
   // Releases what is held and leaves the bookkeeping. errc::hijacked when
   // the lock was taken away while held, errc::unlock_unsuccessful when the
   // kernel refused to unlock; no error for a ticket that held nothing.

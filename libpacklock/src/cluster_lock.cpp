@@ -19,12 +19,13 @@ using etcdserverpb::RangeResponse;
 
 // The record's line for the key's value: without the padding a sidecar
 // needs, with the lease id as its token.
-std::string record_value(OwnerRecord record, Mode mode, std::int64_t lease) {
+std::string record_value(OwnerRecord record, Mode mode, std::int64_t lease,
+                         std::chrono::system_clock::time_point at = std::chrono::system_clock::now()) {
   char token[33];
   std::snprintf(token, sizeof token, "%032llx", static_cast<unsigned long long>(lease));
   record.mode = mode;
   record.token = token;
-  record.acquired_at = std::chrono::system_clock::now();
+  record.acquired_at = at;
   std::string line = format_owner_record(record);
   line.erase(line.find('\n') + 1);
   return line;
@@ -537,8 +538,11 @@ std::error_code ClusterHold::take_over(const Contention& contention, const Clust
   // A beat during the wait may have found the lease gone.
   if (lost()) return errc::hijacked;
   locked_ = true;
+  if (contention.waited() && request.record) {
+    std::lock_guard lock(restamp_mutex_);
+    restamp_ = Restamp{*request.record, request.contend.mode, std::chrono::system_clock::now()};
+  }
   watch_key();
-  if (contention.waited()) restamp(request);
   return {};
 }
 
@@ -558,12 +562,22 @@ void ClusterHold::keep_alive(const ClusterLockRequest& request) {
   if (!heartbeat_->add(*this, request.heartbeat)) heartbeat_.reset();
 }
 
+// The watch of the key just locked, and the record's time (restamp), are
+// left to the heartbeat thread, which the caller does not wait for: a
+// stream's start costs a few hundred microseconds of a handoff. The watch
+// starts from the last look, which saw the key, so it misses no deletion
+// (and a watch from the key's creation could start before etcd's
+// compacted history after a long wait).
 void ClusterHold::watch_key() {
   key_watch_ = std::make_shared<KeyWatch>();
   key_watch_->hold = this;
-  // From the last look, which saw the key: a watch from its creation could
-  // start before etcd's compacted history after a long wait.
-  watch_key_from(seen_at_ + 1);
+  if (!heartbeat_) {
+    watch_key_from(seen_at_ + 1);
+    send_restamp();
+    return;
+  }
+  watch_again_from_ = seen_at_ + 1;
+  heartbeat_->beat_soon(*this);
 }
 
 // A deleted key is a lost lock, and a watch that ended otherwise is made
@@ -624,6 +638,7 @@ bool ClusterHold::beat(std::function<void()>& then) noexcept {
   try {
     if (key_unwatched_.exchange(false)) look_at_key();
     if (const std::int64_t from = watch_again_from_.exchange(0)) watch_key_from(from);
+    send_restamp();
   } catch (const std::bad_alloc&) {
     key_unwatched_ = true;  // the next beat tries again
   }
@@ -652,8 +667,13 @@ bool ClusterHold::beat(std::function<void()>& then) noexcept {
 // for: the grant does not wait on a round trip, and a failure leaves only
 // an older time. Only while the key is this hold's (the same create
 // revision), so a late write cannot bring a released key back.
-void ClusterHold::restamp(const ClusterLockRequest& request) {
-  if (!request.record) return;
+void ClusterHold::send_restamp() {
+  std::optional<Restamp> restamp;
+  {
+    std::lock_guard lock(restamp_mutex_);
+    restamp = std::exchange(restamp_, std::nullopt);
+  }
+  if (!restamp) return;
   etcdserverpb::TxnRequest txn;
   Compare* same = txn.add_compare();
   same->set_key(key_);
@@ -662,7 +682,7 @@ void ClusterHold::restamp(const ClusterLockRequest& request) {
   same->set_create_revision(revision_);
   etcdserverpb::PutRequest* put = txn.add_success()->mutable_request_put();
   put->set_key(key_);
-  put->set_value(record_value(*request.record, request.contend.mode, lease_));
+  put->set_value(record_value(std::move(restamp->record), restamp->mode, lease_, restamp->at));
   put->set_lease(lease_);
   send_txn(*client_, std::move(txn));
 }
@@ -675,6 +695,13 @@ void ClusterHold::on_lost(std::function<void()> callback) {
   }
   lock.unlock();
   if (callback) callback();
+}
+
+// From now on the key's watches, and the looks at it, report nothing.
+void ClusterHold::forget_key_watch() noexcept {
+  if (!key_watch_) return;
+  std::lock_guard lock(key_watch_->mutex);
+  key_watch_->hold = nullptr;
 }
 
 void ClusterHold::stop_keeping_alive() noexcept {
@@ -700,17 +727,21 @@ std::error_code ClusterHold::release() noexcept try {
   if (generation_ != fork_generation()) return {};
   const auto answer = client_->lease_keeper().last_answer(lease_);
   const auto last_renewed = answer ? answer->at : granted_at_;
-  stop_keeping_alive();
+  const bool held = lease_ != 0 && locked_ && !lost();
+  if (!held) stop_keeping_alive();
   if (lease_ == 0) return {};  // never granted: nothing to let go
-  if (locked_ && !lost()) {
+  if (held) {
     // The key goes, which releases the lock; the lease, renewed until now
-    // and without a key again, serves the client's next hold.
+    // and without a key again, serves the client's next hold. The key's
+    // watch is told first that the deletion is this hold's own; the rest
+    // of the hold's keeping stops after, when the lock is free.
+    forget_key_watch();
     etcdserverpb::DeleteRangeRequest remove;
     remove.set_key(key_);
     etcdserverpb::DeleteRangeResponse removed;
-    if (const auto ec = call(*client_, client_->kv(), &etcdserverpb::KV::Stub::DeleteRange, remove, removed)) {
-      return ec;  // unanswered: the key goes with the lease, at its TTL
-    }
+    const auto ec = call(*client_, client_->kv(), &etcdserverpb::KV::Stub::DeleteRange, remove, removed);
+    stop_keeping_alive();
+    if (ec) return ec;  // unanswered: the key goes with the lease, at its TTL
     if (removed.deleted() == 1) {
       client_->spare_leases().give_back(asked_ttl_, {lease_, ttl_, last_renewed});
       return {};

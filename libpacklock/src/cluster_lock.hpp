@@ -110,7 +110,8 @@ class ClusterHold final : private Beater {
   void watch_key();
   void watch_key_from(std::int64_t revision);
   void look_at_key();
-  void restamp(const ClusterLockRequest& request);
+  void send_restamp();
+  void forget_key_watch() noexcept;
   bool beat(std::function<void()>& then) noexcept override;
   void stop_keeping_alive() noexcept;
 
@@ -133,6 +134,15 @@ class ClusterHold final : private Beater {
   std::atomic<bool> lost_{false};
   std::mutex callback_mutex_;
   std::function<void()> on_lost_;
+  // The record's time of a lock granted after a wait, for the heartbeat
+  // thread to write (restamp).
+  struct Restamp {
+    OwnerRecord record;
+    Mode mode = Mode::exclusive;
+    std::chrono::system_clock::time_point at;
+  };
+  std::mutex restamp_mutex_;
+  std::optional<Restamp> restamp_;
 };
 
 // The key layout of the recipe.

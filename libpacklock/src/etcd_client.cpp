@@ -272,7 +272,9 @@ class KeyDeletion::Reactor final
 
   void cancel() noexcept {
     cancelled_ = true;
-    context_->TryCancel();
+    // An ended watch has been cancelled by end(), on gRPC's thread: the
+    // waiter that drops it after its deletion does not wait for gRPC.
+    if (!ended_) context_->TryCancel();
   }
 
  private:

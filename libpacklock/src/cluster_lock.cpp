@@ -434,8 +434,9 @@ Step ClusterHold::Contention::start_watch(std::error_code&) {
 // key goes or this one does, and the events of one revision come in one
 // answer: a steal that deletes both, or this key's lease expiring first,
 // is seen, and only a deletion of the one key ahead with this key still
-// there clears the line. That spares the look after the wait, and the
-// name's other deletions reach this one waiter only.
+// there clears the line. That spares the look after the wait. The name's
+// other deletions reach the waiters first in line only: one writer, or the
+// readers behind one writer.
 std::shared_ptr<KeyDeletion> ClusterHold::Contention::watch_ahead(
     std::function<void(std::error_code)> on_end) {
   const std::int64_t from = watch_start(before_->revision);
@@ -538,11 +539,11 @@ std::error_code ClusterHold::take_over(const Contention& contention, const Clust
   // A beat during the wait may have found the lease gone.
   if (lost()) return errc::hijacked;
   locked_ = true;
+  std::optional<Restamp> restamp;
   if (contention.waited() && request.record) {
-    std::lock_guard lock(restamp_mutex_);
-    restamp_ = Restamp{*request.record, request.contend.mode, std::chrono::system_clock::now()};
+    restamp = Restamp{*request.record, request.contend.mode, std::chrono::system_clock::now()};
   }
-  watch_key();
+  watch_key(std::move(restamp));
   return {};
 }
 
@@ -568,9 +569,13 @@ void ClusterHold::keep_alive(const ClusterLockRequest& request) {
 // starts from the last look, which saw the key, so it misses no deletion
 // (and a watch from the key's creation could start before etcd's
 // compacted history after a long wait).
-void ClusterHold::watch_key() {
+void ClusterHold::watch_key(std::optional<Restamp> restamp) {
   key_watch_ = std::make_shared<KeyWatch>();
   key_watch_->hold = this;
+  {
+    std::lock_guard lock(restamp_mutex_);
+    restamp_ = std::move(restamp);
+  }
   if (!heartbeat_) {
     watch_key_from(seen_at_ + 1);
     send_restamp();
@@ -635,12 +640,25 @@ void ClusterHold::look_at_key() {
 
 bool ClusterHold::beat(std::function<void()>& then) noexcept {
   if (lost()) return false;
+  if (releasing_.load(std::memory_order_acquire)) {
+    // The owner deletes the key: the lease is kept for the next hold, and
+    // the lock is neither lost nor watched any more.
+    try {
+      client_->lease_keeper().renew(lease_);
+    } catch (...) {
+    }
+    return true;
+  }
   try {
     if (key_unwatched_.exchange(false)) look_at_key();
     if (const std::int64_t from = watch_again_from_.exchange(0)) watch_key_from(from);
-    send_restamp();
   } catch (const std::bad_alloc&) {
     key_unwatched_ = true;  // the next beat tries again
+  }
+  try {
+    send_restamp();
+  } catch (const std::bad_alloc&) {
+    // The record keeps the time its wait began.
   }
   const auto answer = client_->lease_keeper().last_answer(lease_);
   const auto last_renewed = answer ? answer->at : granted_at_;
@@ -697,6 +715,12 @@ void ClusterHold::on_lost(std::function<void()> callback) {
   if (callback) callback();
 }
 
+// Stops the hold's keeping when it goes out of scope, however it does.
+struct ClusterHold::StopKeepingAlive {
+  ClusterHold& hold;
+  ~StopKeepingAlive() { hold.stop_keeping_alive(); }
+};
+
 // From now on the key's watches, and the looks at it, report nothing.
 void ClusterHold::forget_key_watch() noexcept {
   if (!key_watch_) return;
@@ -732,15 +756,20 @@ std::error_code ClusterHold::release() noexcept try {
   if (lease_ == 0) return {};  // never granted: nothing to let go
   if (held) {
     // The key goes, which releases the lock; the lease, renewed until now
-    // and without a key again, serves the client's next hold. The key's
-    // watch is told first that the deletion is this hold's own; the rest
-    // of the hold's keeping stops after, when the lock is free.
+    // and without a key again, serves the client's next hold. The beats
+    // and the key's watch are told first that the deletion is this hold's
+    // own (they judge no loss from here on); the rest of the hold's
+    // keeping stops after, when the lock is free.
+    releasing_.store(true, std::memory_order_release);
     forget_key_watch();
     etcdserverpb::DeleteRangeRequest remove;
-    remove.set_key(key_);
     etcdserverpb::DeleteRangeResponse removed;
-    const auto ec = call(*client_, client_->kv(), &etcdserverpb::KV::Stub::DeleteRange, remove, removed);
-    stop_keeping_alive();
+    std::error_code ec;
+    {
+      const StopKeepingAlive stop(*this);  // also when the call throws
+      remove.set_key(key_);
+      ec = call(*client_, client_->kv(), &etcdserverpb::KV::Stub::DeleteRange, remove, removed);
+    }
     if (ec) return ec;  // unanswered: the key goes with the lease, at its TTL
     if (removed.deleted() == 1) {
       client_->spare_leases().give_back(asked_ttl_, {lease_, ttl_, last_renewed});

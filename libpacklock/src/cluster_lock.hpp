@@ -107,7 +107,9 @@ class ClusterHold final : private Beater {
 
   explicit ClusterHold(std::shared_ptr<const EtcdClient> client) : client_(std::move(client)) {}
   void keep_alive(const ClusterLockRequest& request);
-  void watch_key();
+  struct Restamp;
+  struct StopKeepingAlive;
+  void watch_key(std::optional<Restamp> restamp);
   void watch_key_from(std::int64_t revision);
   void look_at_key();
   void send_restamp();
@@ -141,6 +143,7 @@ class ClusterHold final : private Beater {
     Mode mode = Mode::exclusive;
     std::chrono::system_clock::time_point at;
   };
+  std::atomic<bool> releasing_{false};  // the owner deletes the key
   std::mutex restamp_mutex_;
   std::optional<Restamp> restamp_;
 };

@@ -257,6 +257,8 @@ class KeyDeletion::Reactor final
     WatchCreateRequest* create = request_.mutable_create_request();
     create->set_key(std::move(key));
     if (!range_end.empty()) create->set_range_end(std::move(range_end));
+    // Never `fragment`: the events of one revision then come in one
+    // answer, which the callers of watch_range rely on.
     create->set_start_revision(from_revision);
     create->add_filters(WatchCreateRequest::NOPUT);
     client.watch().async()->Watch(context_.get(), this);

@@ -29,6 +29,7 @@ detail::EtcdSettings settings_of(const ClusterOptions& cluster) {
   settings.user = cluster.user;
   settings.password = cluster.password;
   settings.dial_timeout = cluster.dial_timeout;
+  settings.token_refresh = cluster.token_refresh;
   return settings;
 }
 

@@ -640,6 +640,11 @@ void ClusterHold::look_at_key() {
 
 bool ClusterHold::beat(std::function<void()>& then) noexcept {
   if (lost()) return false;
+  try {
+    client_->keep_token_fresh();
+  } catch (const std::bad_alloc&) {
+    // The next beat asks again.
+  }
   if (releasing_.load(std::memory_order_acquire)) {
     // The owner deletes the key: the lease is kept for the next hold, and
     // the lock is neither lost nor watched any more.

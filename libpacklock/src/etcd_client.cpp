@@ -162,7 +162,8 @@ EtcdClient::EtcdClient(EtcdSettings settings, std::shared_ptr<grpc::Channel> cha
       channel_(std::move(channel)),
       kv_(etcdserverpb::KV::NewStub(channel_)),
       lease_(etcdserverpb::Lease::NewStub(channel_)),
-      watch_(etcdserverpb::Watch::NewStub(channel_)) {}
+      watch_(etcdserverpb::Watch::NewStub(channel_)),
+      auth_(etcdserverpb::Auth::NewStub(channel_)) {}
 
 std::shared_ptr<EtcdClient> EtcdClient::connect(const EtcdSettings& settings, std::error_code& ec) {
   // gRPC shuts itself down when its last channel goes, while streams of
@@ -215,16 +216,106 @@ std::shared_ptr<EtcdClient> EtcdClient::connect(const EtcdSettings& settings, st
   return client;
 }
 
-std::error_code EtcdClient::authenticate() {
-  const auto auth = etcdserverpb::Auth::NewStub(channel_);
+namespace {
+
+// An Authenticate call carries no token: etcd refuses an expired one even
+// there.
+std::unique_ptr<grpc::ClientContext> auth_context(const EtcdSettings& settings) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + settings.request_timeout);
+  return context;
+}
+
+etcdserverpb::AuthenticateRequest auth_request(const EtcdSettings& settings) {
   etcdserverpb::AuthenticateRequest request;
-  request.set_name(settings_.user);
-  request.set_password(settings_.password);
-  etcdserverpb::AuthenticateResponse response;
-  const auto context = this->context();
-  const std::error_code ec = error_of(auth->Authenticate(context.get(), request, &response));
-  if (!ec) token_ = response.token();
+  request.set_name(settings.user);
+  request.set_password(settings.password);
+  return request;
+}
+
+}  // namespace
+
+std::error_code EtcdClient::authenticate() {
+  std::string token;
+  const std::error_code ec = fetch_token(token);
+  take_token(ec, std::move(token));
   return ec;
+}
+
+std::error_code EtcdClient::fetch_token(std::string& token) const {
+  etcdserverpb::AuthenticateResponse response;
+  const auto context = auth_context(settings_);
+  const std::error_code ec =
+      error_of(auth_->Authenticate(context.get(), auth_request(settings_), &response));
+  if (!ec) token = response.token();
+  return ec;
+}
+
+void EtcdClient::fetch_token_async() const {
+  struct Call {
+    std::unique_ptr<grpc::ClientContext> context;
+    etcdserverpb::AuthenticateRequest request;
+    etcdserverpb::AuthenticateResponse response;
+  };
+  auto call = std::make_shared<Call>(Call{auth_context(settings_), auth_request(settings_), {}});
+  // The client waits for the answer before it goes (open streams).
+  streams_->opened();
+  auth_->async()->Authenticate(call->context.get(), &call->request, &call->response,
+                               [this, call](const grpc::Status& status) {
+                                 take_token(error_of(status), call->response.token());
+                                 const std::shared_ptr<OpenStreams> streams = streams_;
+                                 streams->closed();  // the client may go from here on
+                               });
+}
+
+// A fetch that failed is tried again a second later, not at every call.
+void EtcdClient::take_token(std::error_code ec, std::string token) const {
+  std::lock_guard lock(token_mutex_);
+  fetching_ = false;
+  const auto now = std::chrono::steady_clock::now();
+  if (ec) {
+    token_at_ = std::min(token_at_, now - settings_.token_refresh + std::chrono::seconds(1));
+    return;
+  }
+  token_ = std::move(token);
+  token_at_ = now;
+}
+
+std::string EtcdClient::current_token() const {
+  if (settings_.user.empty()) return {};
+  std::unique_lock lock(token_mutex_);
+  const auto age = std::chrono::steady_clock::now() - token_at_;
+  if (fetching_ || age < settings_.token_refresh) return token_;
+  fetching_ = true;
+  lock.unlock();
+  if (age < 2 * settings_.token_refresh) {
+    start_token_fetch();
+  } else {
+    std::string token;
+    const std::error_code ec = fetch_token(token);
+    take_token(ec, std::move(token));
+  }
+  lock.lock();
+  return token_;
+}
+
+void EtcdClient::keep_token_fresh() const {
+  if (settings_.user.empty()) return;
+  {
+    std::lock_guard lock(token_mutex_);
+    if (fetching_ || std::chrono::steady_clock::now() - token_at_ < settings_.token_refresh) return;
+    fetching_ = true;
+  }
+  start_token_fetch();
+}
+
+// Outside token_mutex_: gRPC may run the answer's callback at once, here.
+void EtcdClient::start_token_fetch() const noexcept {
+  try {
+    fetch_token_async();
+  } catch (const std::bad_alloc&) {
+    take_token(std::make_error_code(std::errc::not_enough_memory), {});
+  }
 }
 
 std::unique_ptr<grpc::ClientContext> EtcdClient::context() const {
@@ -235,7 +326,7 @@ std::unique_ptr<grpc::ClientContext> EtcdClient::context() const {
 
 std::unique_ptr<grpc::ClientContext> EtcdClient::stream_context() const {
   auto context = std::make_unique<grpc::ClientContext>();
-  if (!token_.empty()) context->AddMetadata("token", token_);
+  if (const std::string token = current_token(); !token.empty()) context->AddMetadata("token", token);
   return context;
 }
 

@@ -42,6 +42,8 @@ struct EtcdSettings {
   std::chrono::milliseconds dial_timeout{std::chrono::seconds(5)};
   // The longest any one request may take once connected.
   std::chrono::milliseconds request_timeout{std::chrono::seconds(5)};
+  // How long an authentication token is used before a fresh one is fetched.
+  std::chrono::milliseconds token_refresh{std::chrono::seconds(60)};
 };
 
 // The endpoints as one line for messages: "127.0.0.1:2379,127.0.0.1:22379".
@@ -163,6 +165,10 @@ class EtcdClient final {
   std::unique_ptr<grpc::ClientContext> context() const;
   // The same for a stream that lives as long as it is needed.
   std::unique_ptr<grpc::ClientContext> stream_context() const;
+  // Fetches a fresh token in the background when the one in use is
+  // token_refresh old. The heartbeat asks at every beat: a hold whose only
+  // traffic is its lease's keep-alive stream would let etcd forget it.
+  void keep_token_fresh() const;
 
   etcdserverpb::KV::Stub& kv() const noexcept { return *kv_; }
   etcdserverpb::Lease::Stub& lease() const noexcept { return *lease_; }
@@ -175,13 +181,25 @@ class EtcdClient final {
  private:
   EtcdClient(EtcdSettings settings, std::shared_ptr<grpc::Channel> channel);
   std::error_code authenticate();
+  // The token for a call about to be made ("" without a user). One idle
+  // for two refresh periods may have expired: it is fetched again first.
+  std::string current_token() const;
+  std::error_code fetch_token(std::string& token) const;
+  void fetch_token_async() const;
+  void start_token_fetch() const noexcept;
+  void take_token(std::error_code ec, std::string token) const;
 
   EtcdSettings settings_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
-  std::string token_;  // from Authenticate, when there is a user
+  std::unique_ptr<etcdserverpb::Auth::Stub> auth_;
+  // From Authenticate, when there is a user; guarded by token_mutex_.
+  mutable std::mutex token_mutex_;
+  mutable std::string token_;
+  mutable std::chrono::steady_clock::time_point token_at_;  // when fetched
+  mutable bool fetching_ = false;
   std::shared_ptr<OpenStreams> streams_ = std::make_shared<OpenStreams>();
   mutable LeaseKeeper keeper_{*this};
   mutable SpareLeases spares_{*this};

@@ -423,6 +423,17 @@ std::set<std::int64_t> leases_of(const EtcdServer& server) {
   return ids;
 }
 
+// etcd's authentication on, with the user root and the password "right".
+void enable_root_with_password(const EtcdServer& server) {
+  for (const std::vector<std::string>& step :
+       {std::vector<std::string>{"user", "add", "root:right", "--interactive=false"},
+        std::vector<std::string>{"user", "grant-role", "root", "root"},
+        std::vector<std::string>{"auth", "enable"}}) {
+    Process etcdctl(server.etcdctl(step));
+    BOOST_REQUIRE(etcdctl.exit_code(20s) == 0);
+  }
+}
+
 ClusterOptions options_of(const EtcdServer& server) {
   ClusterOptions options;
   options.endpoints = server.endpoints();
@@ -930,13 +941,7 @@ BOOST_FIXTURE_TEST_CASE(run_etcd_says_which_endpoints_do_not_answer, CommandFixt
 }
 
 BOOST_FIXTURE_TEST_CASE(run_etcd_with_a_wrong_password_exits_77, CommandFixture) {
-  for (const std::vector<std::string>& step :
-       {std::vector<std::string>{"user", "add", "root:right", "--interactive=false"},
-        std::vector<std::string>{"user", "grant-role", "root", "root"},
-        std::vector<std::string>{"auth", "enable"}}) {
-    Process etcdctl(server.etcdctl(step));
-    BOOST_REQUIRE(etcdctl.exit_code(20s) == 0);
-  }
+  enable_root_with_password(server);
   Process wrong = run({"--key", "job", "--user", "root:wrong"}, {"true"});
   const auto said = wrong.read_line(20s);
   BOOST_TEST(wrong.exit_code(20s) == 77);
@@ -946,6 +951,28 @@ BOOST_FIXTURE_TEST_CASE(run_etcd_with_a_wrong_password_exits_77, CommandFixture)
   BOOST_TEST(nobody.exit_code(20s) == 77);
   Process right = run({"--key", "job", "--user", "root:right"}, {"true"});
   BOOST_TEST(right.exit_code(20s) == 0);
+}
+
+// etcd forgets a simple token not used for its TTL (here 1 s); a hold
+// whose only traffic is its lease's keep-alive stream outlives it.
+BOOST_AUTO_TEST_CASE(a_hold_outlives_its_auth_token) {
+  EtcdServer server(1, std::nullopt, {"--auth-token", "simple", "--auth-token-ttl", "1"});
+  enable_root_with_password(server);
+  ClusterOptions options = options_of(server);
+  options.user = "root";
+  options.password = "right";
+  options.token_refresh = 300ms;
+  LockOptions lock_options;
+  lock_options.heartbeat = 100ms;
+  lock_options.stale_after = 10s;
+  const ClusterLock lock = ClusterLock::open(options, "job", lock_options);
+  ClusterLockHold hold = lock.acquire();
+  // The premise: time passing, three TTLs of the first token.
+  std::this_thread::sleep_for(3s);
+  std::error_code ec;
+  hold.release(ec);
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(lock.observe().holders.empty());
 }
 
 BOOST_AUTO_TEST_CASE(run_etcd_refuses_a_server_its_ca_did_not_sign_with_77) {

@@ -35,7 +35,8 @@ EtcdTls make_tls_files(const fs::path& dir, const std::string& name) {
   return tls;
 }
 
-EtcdServer::EtcdServer(int members, std::optional<EtcdTls> tls) : tls_(std::move(tls)) {
+EtcdServer::EtcdServer(int members, std::optional<EtcdTls> tls, std::vector<std::string> flags)
+    : tls_(std::move(tls)) {
   std::vector<int> peer_ports;
   for (int i = 0; i < members; ++i) {
     endpoints_.push_back("127.0.0.1:" + std::to_string(free_loopback_port()));
@@ -51,13 +52,15 @@ EtcdServer::EtcdServer(int members, std::optional<EtcdTls> tls) : tls_(std::move
     const std::string peer = "http://127.0.0.1:" + std::to_string(peer_ports[i]);
     const std::string client = (tls_ ? "https://" : "http://") + endpoints_[i];
     // etcd logs to stderr: into the data directory, out of the test's output.
-    members_.push_back(Process({"sh", "-c", "exec \"$@\" 2>\"$0\"", (dir_ / (name + ".log")).string(),
-                                "etcd", "--name", name, "--data-dir", (dir_ / name).string(),
-                                "--listen-client-urls", client, "--advertise-client-urls", client,
-                                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                                "--initial-cluster", cluster, "--initial-cluster-state", "new",
-                                "--cert-file", tls_ ? tls_->cert.string() : "",
-                                "--key-file", tls_ ? tls_->key.string() : ""}));
+    std::vector<std::string> argv{"sh", "-c", "exec \"$@\" 2>\"$0\"", (dir_ / (name + ".log")).string(),
+                                  "etcd", "--name", name, "--data-dir", (dir_ / name).string(),
+                                  "--listen-client-urls", client, "--advertise-client-urls", client,
+                                  "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                                  "--initial-cluster", cluster, "--initial-cluster-state", "new",
+                                  "--cert-file", tls_ ? tls_->cert.string() : "",
+                                  "--key-file", tls_ ? tls_->key.string() : ""};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    members_.push_back(Process(argv));
   }
   wait_until_ready();
 }

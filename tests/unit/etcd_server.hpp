@@ -23,8 +23,10 @@ EtcdTls make_tls_files(const fs::path& dir, const std::string& name);
 
 class EtcdServer {
  public:
-  // With `tls`, clients speak TLS (https) and must trust tls->ca.
-  explicit EtcdServer(int members = 1, std::optional<EtcdTls> tls = std::nullopt);
+  // With `tls`, clients speak TLS (https) and must trust tls->ca; `flags`
+  // go to every member as they are.
+  explicit EtcdServer(int members = 1, std::optional<EtcdTls> tls = std::nullopt,
+                      std::vector<std::string> flags = {});
   ~EtcdServer() = default;
   EtcdServer(const EtcdServer&) = delete;
   EtcdServer& operator=(const EtcdServer&) = delete;

@@ -50,6 +50,11 @@ struct ClusterOptions {
   std::string user;
   std::string password;
   std::chrono::milliseconds dial_timeout{std::chrono::seconds(2)};
+  // How long an authentication token is used before a fresh one is
+  // fetched (in the background, while the old one still serves): well
+  // within etcd's --auth-token-ttl (300 s by default), which a simple
+  // token's idle time must not reach.
+  std::chrono::milliseconds token_refresh{std::chrono::seconds(60)};
 
   // From the environment: PACKLOCK_ETCD_ENDPOINTS (else ETCDCTL_ENDPOINTS),
   // comma-separated; ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY; ETCDCTL_USER

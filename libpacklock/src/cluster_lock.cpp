@@ -771,7 +771,7 @@ std::error_code ClusterHold::release() noexcept try {
     etcdserverpb::DeleteRangeResponse removed;
     std::error_code ec;
     {
-      const StopKeepingAlive stop(*this);  // also when the call throws
+      const StopKeepingAlive stop{*this};  // also when the call throws
       remove.set_key(key_);
       ec = call(*client_, client_->kv(), &etcdserverpb::KV::Stub::DeleteRange, remove, removed);
     }

@@ -23,11 +23,17 @@ std::filesystem::path pack_of(const ManagerState& state, std::string_view name) 
   return state.lock_dir() / std::string(name);
 }
 
+// Whether the calling thread, holding a cluster lock as `held`, must not
+// ask for it in `mode`: it would wait for itself. A reader may read again.
+bool waits_for_itself(const std::optional<Mode>& held, Mode mode) noexcept {
+  return held && (*held == Mode::exclusive || mode == Mode::exclusive);
+}
+
 // Waits in the engine (blocking the calling thread) and grants the ticket.
 void wait_for(Ticket& ticket, const Timeout& timeout, Mode mode, std::error_code& ec) noexcept {
   if (const ClusterLock* cluster = ticket.cluster_lock()) {
     const std::optional<Mode> held = ticket.held_by_this_thread();
-    if (held && (*held == Mode::exclusive || mode == Mode::exclusive)) {
+    if (waits_for_itself(held, mode)) {
       ec = errc::busy;
       return;
     }
@@ -63,7 +69,7 @@ void take_pack_lock_now(Ticket& ticket, const RequestOptions& options, bool tied
 void take_cluster_lock_now(Ticket& ticket, const RequestOptions& options, bool tied_to_thread,
                            std::error_code& ec) noexcept {
   const std::optional<Mode> held = tied_to_thread ? ticket.held_by_this_thread() : std::nullopt;
-  if (held && (*held == Mode::exclusive || options.mode == Mode::exclusive)) {
+  if (waits_for_itself(held, options.mode)) {
     ec = errc::busy;
     return;
   }

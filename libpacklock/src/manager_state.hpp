@@ -34,7 +34,7 @@ class ManagerState final {
 
   ManagerState(ClusterOptions cluster, std::string prefix, LockOptions options)
       : options_(std::move(options)),
-        cluster_(Cluster{std::move(cluster), std::move(prefix)}),
+        cluster_(Cluster{identity_of(cluster.endpoints), std::move(cluster), std::move(prefix)}),
         client_(next_client()),
         generation_(fork_generation()) {}
 
@@ -45,8 +45,7 @@ class ManagerState final {
   // two clusters apart. (Managers that name one cluster by other
   // endpoints, or by a name and an address, are managers of two clusters
   // to each other.)
-  std::string cluster_id() const { return identity_of(cluster_->options.endpoints); }
-  const ClusterOptions& cluster_options() const noexcept { return cluster_->options; }
+  const std::string& cluster_id() const noexcept { return cluster_->id; }
   const std::string& prefix() const noexcept { return cluster_->prefix; }
   // The cluster lock of `name`: "<prefix><name>".
   std::string cluster_name(std::string_view name) const { return cluster_->prefix + std::string(name); }
@@ -135,6 +134,7 @@ class ManagerState final {
   };
 
   struct Cluster {
+    std::string id;  // cluster_id()
     ClusterOptions options;
     std::string prefix;
   };
